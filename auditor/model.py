@@ -1,0 +1,141 @@
+"""The immutable audit model: what a source reads off a host, and what rules produce.
+
+Every source (a libvirt connection today, offline metadata files later) builds these same
+records; rules and reporters see nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+
+_RANKS = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class DiskSource:
+    """Where a disk's data lives: `type` is libvirt's source type (file, block, network...)."""
+
+    type: str
+    path: str | None  # file path, block device, or a protocol/name label for network disks
+    format: str | None  # the <driver type>, e.g. qcow2 or raw
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotDisk:
+    """One disk of a snapshot, joined by target name with the snapshot's embedded domain."""
+
+    name: str
+    snapshot: str  # no | internal | external | manual
+    overlay: DiskSource | None  # external snapshots only: the file created at snapshot time
+    state: DiskSource | None  # the disk's source in the embedded domain: the saved state
+    device: str | None  # disk | cdrom | floppy | lun; None when the domain is not embedded
+    readonly: bool
+    # True when the disk was missing from <disks> and libvirt's default mode was applied.
+    defaulted: bool = False
+
+    @property
+    def storage(self) -> DiskSource | None:
+        """The storage this snapshot captured the disk into."""
+        return self.overlay if self.snapshot == "external" else self.state
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    host: str  # the URI as given
+    domain: str
+    domain_uuid: str
+    name: str
+    state: str
+    created: datetime | None
+    parent: str | None
+    current: bool
+    description: str | None
+    memory: str  # no | internal | external
+    memory_file: str | None
+    disks: tuple[SnapshotDisk, ...]
+    # Facts from the embedded <domain>; None when the metadata carries no definition.
+    has_domain_definition: bool = True
+    has_guest_agent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    uri: str
+    hostname: str | None = None
+    libvirt_version: str | None = None
+    hypervisor_version: str | None = None
+    error: str | None = None  # why the host could not be scanned, if it could not
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Something that was listed but not audited, and why."""
+
+    host: str
+    domain: str | None
+    snapshot: str | None
+    reason: str
+    # Vanished objects no longer exist, so they do not make the audit incomplete.
+    vanished: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HostScan:
+    host: Host
+    domains: int = 0
+    snapshots: tuple[Snapshot, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    name: str
+    severity: Severity
+    host: str
+    domain: str
+    snapshot: str
+    disk: str | None
+    message: str
+    remediation: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleError:
+    """A rule that failed to load, or raised on one snapshot."""
+
+    rule: str
+    message: str
+    host: str | None = None
+    domain: str | None = None
+    snapshot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    generated_at: datetime
+    hosts: tuple[HostScan, ...]
+    findings: tuple[Finding, ...]
+    rule_errors: tuple[RuleError, ...] = ()
+    rules: tuple = field(default=())  # the Rule objects that ran, for reporters' metadata
+
+    @property
+    def snapshots(self) -> tuple[Snapshot, ...]:
+        return tuple(s for h in self.hosts for s in h.snapshots)
+
+    @property
+    def skipped(self) -> tuple[Skipped, ...]:
+        return tuple(s for h in self.hosts for s in h.skipped)

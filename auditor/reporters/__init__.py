@@ -1,0 +1,17 @@
+"""Report formats. Each module has `render(result, *, color=False) -> str`; FORMATS maps the
+name a user types to the module that renders it."""
+
+from __future__ import annotations
+
+import importlib
+
+FORMATS = {
+    "text": "auditor.reporters.text",
+    "json": "auditor.reporters.json",
+    "html": "auditor.reporters.html",
+}
+
+
+def render(format_name: str, result, *, color: bool = False) -> str:
+    # Imported on demand: the HTML reporter pulls in Jinja2, which a JSON gate never needs.
+    return importlib.import_module(FORMATS[format_name]).render(result, color=color)

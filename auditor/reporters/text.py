@@ -1,0 +1,73 @@
+"""The text report, for terminals and CI logs: one line per finding, then a summary line."""
+
+from __future__ import annotations
+
+import re
+
+from auditor.model import ScanResult, Severity
+from auditor.summary import summarize
+
+_COLORS = {Severity.ERROR: "31", Severity.WARNING: "33", Severity.INFO: "36"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MAX_COLUMN = 48
+
+
+def clean(text: str) -> str:
+    """Names come from hosts: escape control characters so none can drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def render(result: ScanResult, *, color: bool = False) -> str:
+    def paint(code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+    rows = [
+        (clean(f.host), clean(f"{f.domain}/{f.snapshot}"), f.rule, f.severity, clean(f.message))
+        for f in result.findings
+    ]
+    lines = []
+    host_width = min(max((len(r[0]) for r in rows), default=0), _MAX_COLUMN)
+    where_width = min(max((len(r[1]) for r in rows), default=0), _MAX_COLUMN)
+    for host, where, code, severity, message in rows:
+        label = paint(_COLORS[severity], f"{severity.value:<7}")
+        lines.append(f"{host:<{host_width}}  {where:<{where_width}}  {code} {label}  {message}")
+
+    for scan in result.hosts:
+        if scan.host.error:
+            lines.append(
+                paint("1;31", f"{clean(scan.host.uri)}: not scanned: {clean(scan.host.error)}")
+            )
+    for item in result.skipped:
+        where = "/".join(clean(p) for p in (item.domain, item.snapshot) if p is not None)
+        lines.append(f"{clean(item.host)}  {where}  skipped: {clean(item.reason)}")
+    for error in result.rule_errors:
+        where = "/".join(clean(p) for p in (error.domain, error.snapshot) if p is not None)
+        at = f" on {clean(error.host)} {where}" if error.host else ""
+        lines.append(paint("1;31", f"rule {error.rule} error{at}: {clean(error.message)}"))
+
+    lines.append(summary_line(result))
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(result: ScanResult) -> str:
+    s = summarize(result)
+    counts = ", ".join(f"{s.findings[sev.value]} {sev.value}" for sev in reversed(Severity))
+    text = (
+        f"{_plural(s.hosts, 'host')}, {_plural(s.domains, 'domain')}, "
+        f"{_plural(s.snapshots, 'snapshot')}: {s.compliant} compliant, "
+        f"{s.noncompliant} noncompliant; findings: {counts}"
+    )
+    incomplete = [
+        part
+        for count, part in (
+            (s.hosts_failed, f"{_plural(s.hosts_failed, 'host')} not scanned"),
+            (s.skipped, f"{_plural(s.skipped, 'item')} skipped"),
+            (s.rule_errors, _plural(s.rule_errors, "rule error")),
+        )
+        if count
+    ]
+    return text + (f"; incomplete: {', '.join(incomplete)}" if incomplete else "")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

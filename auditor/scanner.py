@@ -1,0 +1,151 @@
+"""Reads snapshots off libvirt hosts, read-only, into the model.
+
+One read-only connection per host; one listAllDomains(), then per domain one
+listAllSnapshots(), one snapshotCurrent() and one getXMLDesc() per snapshot. Domains are
+fetched by a small thread pool because each call is a round trip to the daemon (libvirt
+connections are thread-safe and libvirt-python releases the GIL while it waits). Hosts are
+scanned concurrently too, and results are yielded as each host finishes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import libvirt
+
+from auditor.errors import one_line
+from auditor.model import Host, HostScan, Skipped, Snapshot
+from auditor.parser import SnapshotXMLError, parse_snapshot
+
+DOMAIN_WORKERS = 8
+HOST_WORKERS = 16
+_VANISHED = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT}
+
+# Progress: called with (host uri, domains done, domains total) from worker threads.
+Progress = Callable[[str, int, int], None]
+
+# libvirt prints every error to stderr unless a handler is registered; errors are reported
+# through exceptions and the report instead.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def scan_hosts(
+    uris: Iterable[str | None], progress: Progress | None = None
+) -> Iterator[tuple[int, HostScan]]:
+    """Scan several hosts at once; yields (position in `uris`, scan) as each host finishes."""
+    uris = list(uris)
+    if not uris:
+        return
+    with ThreadPoolExecutor(max_workers=min(HOST_WORKERS, len(uris))) as pool:
+        futures = {pool.submit(scan_host, uri, progress): i for i, uri in enumerate(uris)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def scan_host(uri: str | None, progress: Progress | None = None) -> HostScan:
+    """Everything snapaudit needs from one host. Never raises for host-side problems: an
+    unreachable host comes back with `host.error` set."""
+    try:
+        conn = libvirt.openReadOnly(uri)
+    except libvirt.libvirtError as exc:
+        return HostScan(Host(uri=uri or "(default)", error=one_line(exc)))
+    try:
+        return _scan_connection(conn, uri or _safe(conn.getURI) or "(default)", progress)
+    finally:
+        conn.close()
+
+
+def _scan_connection(conn: libvirt.virConnect, uri: str, progress: Progress | None) -> HostScan:
+    try:
+        host = Host(
+            uri=uri,
+            hostname=_safe(conn.getHostname),
+            libvirt_version=_version(_safe(conn.getLibVersion)),
+            hypervisor_version=_version(_safe(conn.getVersion)),
+        )
+        domains = conn.listAllDomains(0)
+    except libvirt.libvirtError as exc:
+        return HostScan(Host(uri=uri, error=one_line(exc)))
+
+    snapshots: list[Snapshot] = []
+    skipped: list[Skipped] = []
+    done = 0
+    lock = threading.Lock()
+
+    def collect(domain: libvirt.virDomain) -> None:
+        nonlocal done
+        found, missed = _scan_domain(domain, uri)
+        with lock:
+            snapshots.extend(found)
+            skipped.extend(missed)
+            done += 1
+            if progress:
+                progress(uri, done, len(domains))
+
+    if progress:
+        progress(uri, 0, len(domains))
+    with ThreadPoolExecutor(max_workers=DOMAIN_WORKERS) as pool:
+        for future in [pool.submit(collect, d) for d in domains]:
+            future.result()
+    snapshots.sort(key=_snapshot_order)
+    skipped.sort(key=lambda s: (s.domain or "", s.snapshot or "", s.reason))
+    return HostScan(host, len(domains), tuple(snapshots), tuple(skipped))
+
+
+def _scan_domain(domain: libvirt.virDomain, uri: str) -> tuple[list[Snapshot], list[Skipped]]:
+    name, uuid = domain.name(), domain.UUIDString()
+    try:
+        listed = domain.listAllSnapshots(0)
+        current = _current_snapshot(domain) if listed else None
+    except libvirt.libvirtError as exc:
+        return [], [_skip(uri, name, None, exc)]
+    snapshots, skipped = [], []
+    for snap in listed:
+        snap_name = snap.getName()
+        try:
+            xml = snap.getXMLDesc(0)
+            snapshots.append(
+                parse_snapshot(
+                    xml, host=uri, domain=name, domain_uuid=uuid, current=snap_name == current
+                )
+            )
+        except libvirt.libvirtError as exc:
+            skipped.append(_skip(uri, name, snap_name, exc))
+        except SnapshotXMLError as exc:
+            skipped.append(Skipped(uri, name, snap_name, str(exc)))
+    return snapshots, skipped
+
+
+def _current_snapshot(domain: libvirt.virDomain) -> str | None:
+    try:
+        return domain.snapshotCurrent(0).getName()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
+            return None  # the domain has snapshots but none is current
+        raise
+
+
+def _skip(uri: str, domain: str, snapshot: str | None, exc: libvirt.libvirtError) -> Skipped:
+    vanished = exc.get_error_code() in _VANISHED
+    what = "snapshot" if snapshot is not None else "domain"
+    reason = f"{what} disappeared during the scan" if vanished else one_line(exc)
+    return Skipped(uri, domain, snapshot, reason, vanished=vanished)
+
+
+def _snapshot_order(s: Snapshot):
+    return (s.domain, s.created is None, s.created.timestamp() if s.created else 0, s.name)
+
+
+def _safe(call: Callable):
+    try:
+        return call()
+    except libvirt.libvirtError:
+        return None
+
+
+def _version(number: int | None) -> str | None:
+    if not number:
+        return None
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"

@@ -1,0 +1,60 @@
+"""Counts and verdicts that every report shows, computed once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from auditor.model import Finding, ScanResult, Severity, Snapshot
+
+
+def snapshot_key(item: Snapshot | Finding) -> tuple[str, str, str]:
+    return (item.host, item.domain, item.snapshot if isinstance(item, Finding) else item.name)
+
+
+@dataclass(frozen=True)
+class Summary:
+    hosts: int
+    hosts_failed: int
+    domains: int
+    snapshots: int
+    compliant: int
+    noncompliant: int
+    findings: dict[str, int]  # severity → count, every severity present
+    noncompliant_keys: frozenset[tuple[str, str, str]]
+    skipped: int  # listed but not audited; vanished objects are not counted
+    rule_errors: int
+
+    @property
+    def complete(self) -> bool:
+        """True when every host, snapshot and rule was audited: a gate must not pass on
+        anything it never saw."""
+        return not (self.hosts_failed or self.skipped or self.rule_errors)
+
+    def is_compliant(self, snapshot: Snapshot) -> bool:
+        """A snapshot is compliant when no error finding names it."""
+        return snapshot_key(snapshot) not in self.noncompliant_keys
+
+    @property
+    def compliant_share(self) -> float | None:
+        return self.compliant / self.snapshots if self.snapshots else None
+
+
+def summarize(result: ScanResult) -> Summary:
+    bad = frozenset(snapshot_key(f) for f in result.findings if f.severity is Severity.ERROR)
+    snapshots = result.snapshots
+    noncompliant = sum(1 for s in snapshots if snapshot_key(s) in bad)
+    counts = {s.value: 0 for s in Severity}
+    for finding in result.findings:
+        counts[finding.severity.value] += 1
+    return Summary(
+        hosts=len(result.hosts),
+        hosts_failed=sum(1 for h in result.hosts if h.host.error),
+        domains=sum(h.domains for h in result.hosts),
+        snapshots=len(snapshots),
+        compliant=len(snapshots) - noncompliant,
+        noncompliant=noncompliant,
+        findings=counts,
+        noncompliant_keys=bad,
+        skipped=sum(1 for item in result.skipped if not item.vanished),
+        rule_errors=len(result.rule_errors),
+    )

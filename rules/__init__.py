@@ -1,0 +1,1 @@
+"""snapaudit's built-in rules, one module each, registered through entry points."""

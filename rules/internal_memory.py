@@ -1,0 +1,50 @@
+from auditor.rule import Violation, rule
+
+
+@rule("SNAP001", "internal-memory", "error", tags=("internal", "memory"))
+def internal_memory(snapshot, context):
+    """The VM's memory state is stored inside its qcow2 disk image.
+
+    What it checks:
+        The snapshot's `<memory>` element has `snapshot='internal'`: the guest's RAM and
+        device state were saved into the disk image itself, as `virsh snapshot-create-as`
+        does by default for a running VM on qcow2.
+
+    Why:
+        Internal snapshots are deprecated on RHEL 10 and not supported for production use.
+        They also freeze the guest while the whole memory is written into the image, and can
+        only be reverted on the same image.
+
+    Noncompliant:
+        <domainsnapshot>
+          <state>running</state>
+          <memory snapshot='internal'/>
+          <disks>
+            <disk name='vda' snapshot='internal'/>
+          </disks>
+        </domainsnapshot>
+
+    Compliant:
+        <domainsnapshot>
+          <state>running</state>
+          <memory snapshot='external' file='/var/lib/libvirt/images/vm.mem'/>
+          <disks>
+            <disk name='vda' snapshot='external' type='file'>
+              <driver type='qcow2'/>
+              <source file='/var/lib/libvirt/images/vm.overlay'/>
+            </disk>
+          </disks>
+        </domainsnapshot>
+
+    Remediation:
+        Recreate the restore point as an external snapshot: shut the VM down and run
+        `virsh snapshot-create-as VM NAME --disk-only`, or keep it running with
+        `virsh snapshot-create-as VM NAME --live --memspec file=PATH
+        --diskspec vda,snapshot=external`; then delete the internal snapshot.
+
+    Reference:
+        RHEL 10, "Support limitations for virtual machine snapshots".
+        libvirt, Snapshot XML format: the <memory> element (https://libvirt.org/formatsnapshot.html).
+    """
+    if snapshot.memory == "internal":
+        yield Violation("memory state is stored inside the disk image (internal snapshot)")
