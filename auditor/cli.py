@@ -193,4 +193,7 @@ def _err(message: str) -> None:
 
 
 def main() -> None:
+    # libvirt logs warnings (e.g. about old snapshot metadata) straight to stderr; findings
+    # already report them. Read when libvirt is first imported, so set before that.
+    os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", "4:stderr")
     app()

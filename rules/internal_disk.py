@@ -49,8 +49,8 @@ def internal_disk(snapshot, context):
     """
     for disk in snapshot.disks:
         if disk.snapshot == "internal":
-            how = " (libvirt's default for an unlisted disk)" if disk.defaulted else ""
+            how = "; libvirt's default for a disk the snapshot does not list" * disk.defaulted
             yield Violation(
-                f"disk {disk.name} is captured inside its own image (internal snapshot){how}",
+                f"disk {disk.name} is captured inside its own image (internal snapshot{how})",
                 disk=disk.name,
             )

@@ -1,0 +1,58 @@
+"""Shared test helpers: fixture URIs, CLI runs and golden files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parent.parent
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-golden", action="store_true", help="rewrite golden files from actual output"
+    )
+
+
+@pytest.fixture
+def golden(request):
+    """Compare data with a JSON golden file; `pytest --update-golden` rewrites it instead."""
+
+    def check(path: Path, actual) -> None:
+        if request.config.getoption("--update-golden"):
+            path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
+            return
+        assert path.exists(), f"{path} is missing: run pytest --update-golden and review it"
+        assert actual == json.loads(path.read_text())
+
+    return check
+
+
+def fixture_uri(path: Path | str) -> str:
+    return f"test://{(FIXTURES / path).resolve()}"
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `snapaudit` command for real, as a user or a CI job would."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "snapaudit"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a prerequisite is missing, except in CI, where a missing prerequisite fails."""
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"prerequisite missing in CI: {reason}")
+    pytest.skip(reason)
