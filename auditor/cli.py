@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Annotated
@@ -103,7 +104,7 @@ def scan(
         with _progress() as progress:
             for index, host_scan in scan_hosts(uris, progress):
                 scans[index] = host_scan
-        result = audit(scans, rules, load_errors)
+        result = audit(scans, rules, load_errors, now=_report_time())
 
     to_terminal = output is None and sys.stdout.isatty()
     color = to_terminal and output_format is Format.text and "NO_COLOR" not in os.environ
@@ -174,6 +175,14 @@ def _progress():
     return HostProgress()
 
 
+def _report_time() -> datetime:
+    # SOURCE_DATE_EPOCH pins the report's timestamp, for reproducible reports and exact tests.
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), tz=UTC)
+    return datetime.now(UTC)
+
+
 def _write_atomically(path: Path, text: str) -> None:
     # A half-written report must never be picked up by a mail job or CI artifact upload.
     directory = path.parent if str(path.parent) else Path(".")
@@ -193,7 +202,7 @@ def _err(message: str) -> None:
 
 
 def main() -> None:
-    # libvirt logs warnings (e.g. about old snapshot metadata) straight to stderr; findings
-    # already report them. Read when libvirt is first imported, so set before that.
-    os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", "4:stderr")
+    # libvirt's client library logs its warnings and errors straight to stderr; snapaudit
+    # reports every error itself, as one line. Read when libvirt is first imported.
+    os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", "4:file:/dev/null")
     app()

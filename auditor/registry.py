@@ -20,7 +20,12 @@ def load_rules(group: str = ENTRY_POINT_GROUP) -> tuple[tuple[Rule, ...], tuple[
     rules: dict[str, Rule] = {}
     names: dict[str, str] = {}
     errors: list[RuleError] = []
-    for ep in sorted(entry_points(group=group), key=lambda ep: (ep.name, ep.value)):
+
+    # Built-in rules first, so that a plugin reusing a built-in code is the one reported.
+    def order(ep):
+        return (ep.dist is None or ep.dist.name != "snapaudit", ep.name, ep.value)
+
+    for ep in sorted(entry_points(group=group), key=order):
         try:
             loaded = ep.load()
         except Exception as exc:  # a broken plugin must not stop the audit

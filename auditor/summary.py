@@ -43,7 +43,7 @@ def summarize(result: ScanResult) -> Summary:
     bad = frozenset(snapshot_key(f) for f in result.findings if f.severity is Severity.ERROR)
     snapshots = result.snapshots
     noncompliant = sum(1 for s in snapshots if snapshot_key(s) in bad)
-    counts = {s.value: 0 for s in Severity}
+    counts = {s.value: 0 for s in reversed(Severity)}
     for finding in result.findings:
         counts[finding.severity.value] += 1
     return Summary(

@@ -1,0 +1,135 @@
+"""The snapshot parser: libvirt's layout, libvirt's defaults, and hostile input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from auditor.model import DiskSource, SnapshotDisk
+from auditor.parser import SnapshotXMLError, parse_snapshot
+
+
+def parse(xml: str):
+    return parse_snapshot(xml, host="test:///h", domain="vm", domain_uuid="u", current=False)
+
+
+DOMAIN = """
+  <domain type='kvm'><name>vm</name><devices>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='/images/vm.qcow2'/><target dev='vda'/></disk>
+    <disk type='network' device='disk'><driver name='qemu' type='raw'/>
+      <source protocol='rbd' name='pool/vm-data'><host name='ceph1' port='6789'/></source>
+      <target dev='vdb'/></disk>
+    <disk type='file' device='cdrom'><target dev='sda'/><readonly/></disk>
+  </devices></domain>"""
+
+
+def test_fields_and_disk_join():
+    snap = parse(f"""<domainsnapshot><name>s1</name><description>d &amp; e</description>
+      <state>disk-snapshot</state><parent><name>s0</name></parent>
+      <creationTime>1706658764</creationTime><memory snapshot='no'/>
+      <disks><disk name='vda' snapshot='external' type='file'><driver type='qcow2'/>
+        <source file='/images/vm.s1'/></disk></disks>{DOMAIN}</domainsnapshot>""")
+    assert (snap.name, snap.description, snap.state, snap.parent, snap.memory) == (
+        "s1",
+        "d & e",
+        "disk-snapshot",
+        "s0",
+        "no",
+    )
+    assert snap.created == datetime(2024, 1, 30, 23, 52, 44, tzinfo=UTC)
+    assert snap.has_domain_definition and not snap.has_guest_agent
+    assert snap.disks == (
+        SnapshotDisk(
+            "vda",
+            "external",
+            DiskSource("file", "/images/vm.s1", "qcow2"),
+            DiskSource("file", "/images/vm.qcow2", "qcow2"),
+            "disk",
+            False,
+        ),
+        # Unlisted, in a disk-only snapshot: libvirt's default is external.
+        SnapshotDisk(
+            "vdb",
+            "external",
+            None,
+            DiskSource("network", "rbd://ceph1/pool/vm-data", "raw"),
+            "disk",
+            False,
+            defaulted=True,
+        ),
+        # Unlisted empty CD-ROM: never captured.
+        SnapshotDisk("sda", "no", None, None, "cdrom", True, defaulted=True),
+    )
+
+
+def test_unlisted_disks_of_an_internal_snapshot_default_to_internal():
+    snap = parse(f"""<domainsnapshot><name>s</name><state>shutoff</state>
+      <memory snapshot='no'/><disks><disk name='vda' snapshot='internal'/></disks>
+      {DOMAIN}</domainsnapshot>""")
+    assert [(d.name, d.snapshot, d.defaulted) for d in snap.disks] == [
+        ("vda", "internal", False),
+        ("vdb", "internal", True),
+        ("sda", "no", True),
+    ]
+
+
+def test_running_snapshot_without_memory_element_is_internal_memory():
+    snap = parse("<domainsnapshot><name>s</name><state>running</state></domainsnapshot>")
+    assert snap.memory == "internal"
+    assert not snap.has_domain_definition
+    assert snap.disks == ()
+
+
+def test_disks_without_domain_keep_what_the_snapshot_says():
+    snap = parse("""<domainsnapshot><name>s</name><state>shutoff</state>
+      <disks><disk name='vda' snapshot='external'><source file='/o'/></disk>
+      <disk name='vdb'><source file='/p'/></disk></disks></domainsnapshot>""")
+    assert snap.disks == (
+        SnapshotDisk("vda", "external", DiskSource("file", "/o", None), None, None, False),
+        SnapshotDisk("vdb", "external", DiskSource("file", "/p", None), None, None, False),
+    )
+
+
+@pytest.mark.parametrize(
+    ("xml", "message"),
+    [
+        ("<domainsnapshot><name>s", "invalid XML: "),
+        ("", "invalid XML: "),
+        ("<domain><name>s</name></domain>", "root element is <domain>, expected <domainsnapshot>"),
+        ("<domainsnapshot><state>shutoff</state></domainsnapshot>", "snapshot has no <name>"),
+        (
+            "<domainsnapshot><name>s</name><creationTime>soon</creationTime></domainsnapshot>",
+            "invalid <creationTime> 'soon'",
+        ),
+        (
+            "<domainsnapshot><name>s</name><disks><disk/></disks></domainsnapshot>",
+            "a <disks>/<disk> has no name",
+        ),
+    ],
+)
+def test_bad_xml_is_a_one_line_error(xml, message):
+    with pytest.raises(SnapshotXMLError) as error:
+        parse(xml)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_entities_are_not_expanded(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("TOP-SECRET")
+    snap = parse(f"""<!DOCTYPE d [<!ENTITY x SYSTEM "file://{secret}">
+      <!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>
+      <domainsnapshot><name>s&x;</name><description>&b;&b;&b;</description>
+      <state>shutoff</state></domainsnapshot>""")
+    assert "TOP-SECRET" not in snap.name
+    assert "aaaaaaaaaa" not in (snap.description or "")
+
+
+def test_markup_in_names_is_kept_verbatim():
+    snap = parse(
+        "<domainsnapshot><name>&lt;img src=x onerror=alert(1)&gt;</name>"
+        "<state>shutoff</state></domainsnapshot>"
+    )
+    assert snap.name == "<img src=x onerror=alert(1)>"

@@ -1,0 +1,164 @@
+"""Third-party rules arrive through the same entry points as the built-in ones, and a broken
+plugin is reported, never fatal."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+from conftest import fixture_uri, run_cli
+
+from auditor.registry import load_rules
+
+PLUGIN = '''
+from auditor.rule import Violation, rule
+
+
+@rule("ACME001", "acme-description", "info", tags=("naming",))
+def acme_description(snapshot, context):
+    """A snapshot has no description.
+
+    What it checks:
+        Snapshots without a description.
+    Why:
+        Operators need to know why a restore point exists.
+    Noncompliant:
+        <domainsnapshot><name>x</name></domainsnapshot>
+    Compliant:
+        <domainsnapshot><name>x</name><description>why</description></domainsnapshot>
+    Remediation:
+        Describe the snapshot.
+    Reference:
+        ACME runbook 7.
+    """
+    if not snapshot.description:
+        yield Violation("snapshot has no description")
+
+
+@rule("ACME002", "acme-crash", "error")
+def acme_crash(snapshot, context):
+    """Always raises."""
+    raise RuntimeError("boom\\nsecond line")
+
+
+@rule("SNAP001", "acme-duplicate", "error")
+def acme_duplicate(snapshot, context):
+    """Reuses a built-in code."""
+    return ()
+
+
+not_a_rule = 42
+'''
+
+
+@pytest.fixture
+def plugin_path(tmp_path, monkeypatch):
+    """A real installed-distribution layout (dist-info with entry_points.txt) on sys.path."""
+    (tmp_path / "acme_rules.py").write_text(PLUGIN)
+    dist = tmp_path / "acme_rules-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-rules\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        textwrap.dedent("""\
+        [snapaudit.rules]
+        acme-description = acme_rules:acme_description
+        acme-crash = acme_rules:acme_crash
+        acme-duplicate = acme_rules:acme_duplicate
+        acme-not-a-rule = acme_rules:not_a_rule
+        acme-missing = acme_rules_missing:rule
+        """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("acme_rules", None)
+
+
+def test_plugins_load_beside_built_ins_and_broken_ones_are_reported(plugin_path):
+    rules, errors = load_rules()
+    assert [r.code for r in rules] == [
+        "ACME001",
+        "ACME002",
+        "SNAP001",
+        "SNAP002",
+        "SNAP003",
+        "SNAP004",
+        "SNAP005",
+        "SNAP006",
+        "SNAP007",
+        "SNAP008",
+    ]
+    assert [(e.rule, e.message) for e in errors] == [
+        (
+            "acme-duplicate",
+            "acme_rules:acme_duplicate: duplicate rule code SNAP001 (already used by"
+            " internal-memory)",
+        ),
+        (
+            "acme-missing",
+            "failed to load acme_rules_missing:rule: ModuleNotFoundError: No module named"
+            " 'acme_rules_missing'",
+        ),
+        (
+            "acme-not-a-rule",
+            "acme_rules:not_a_rule: is not a rule (decorate the check function with"
+            " @auditor.rule.rule)",
+        ),
+    ]
+
+
+def test_a_raising_rule_is_recorded_and_the_scan_goes_on(plugin_path):
+    proc = run_cli(
+        "scan",
+        "-c",
+        fixture_uri("seed_examples.xml"),
+        "--format",
+        "json",
+        env={"PYTHONPATH": str(plugin_path)},
+    )
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 3, proc.stderr
+    # The crashing rule fails on each snapshot; every other rule still ran.
+    assert [(e["rule"], e["snapshot"], e["message"]) for e in report["rule_errors"]] == [
+        (
+            "acme-duplicate",
+            None,
+            "acme_rules:acme_duplicate: duplicate rule code SNAP001"
+            " (already used by internal-memory)",
+        ),
+        (
+            "acme-missing",
+            None,
+            "failed to load acme_rules_missing:rule: ModuleNotFoundError:"
+            " No module named 'acme_rules_missing'",
+        ),
+        (
+            "acme-not-a-rule",
+            None,
+            "acme_rules:not_a_rule: is not a rule (decorate the check"
+            " function with @auditor.rule.rule)",
+        ),
+        # Snapshots come oldest first: name-2 was taken in 2022, name-1 in 2024.
+        ("ACME002", "sample-snapshot-name-2", "raised RuntimeError: boom"),
+        ("ACME002", "sample-snapshot-name-1", "raised RuntimeError: boom"),
+    ]
+    assert [(f["rule"], f["snapshot"]) for f in report["findings"]] == [
+        ("ACME001", "sample-snapshot-name-2"),
+        ("SNAP001", "sample-snapshot-name-2"),
+        ("SNAP002", "sample-snapshot-name-2"),
+        ("ACME001", "sample-snapshot-name-1"),
+    ]
+
+
+def test_plugin_rules_are_listed_and_explained(plugin_path):
+    env = {"PYTHONPATH": str(plugin_path)}
+    listing = run_cli("rules", env=env)
+    assert listing.returncode == 0
+    assert "ACME001  acme-description      info     A snapshot has no description." in (
+        listing.stdout.splitlines()
+    )
+    assert "snapaudit: rule acme-missing not loaded: failed to load" in listing.stderr
+    explained = run_cli("explain", "acme-description", env=env)
+    assert explained.returncode == 0
+    assert explained.stdout.startswith("ACME001 acme-description (info)\n")

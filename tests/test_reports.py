@@ -1,0 +1,144 @@
+"""Report formats: the JSON contract and its schema, HTML escaping, terminal safety."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from importlib.resources import files
+
+import jsonschema
+import pytest
+from conftest import FIXTURES, fixture_uri, run_cli
+
+from auditor.engine import audit
+from auditor.model import Host, HostScan, Skipped, Snapshot
+from auditor.registry import load_rules
+from auditor.reporters import FORMATS, render
+from auditor.scanner import scan_host
+
+SCHEMA = json.loads((files("auditor") / "schemas" / "report-v1.json").read_text())
+EPOCH = {"SOURCE_DATE_EPOCH": "1764000000"}
+
+
+def validate(report: dict) -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.Draft202012Validator(SCHEMA).validate(report)
+
+
+@pytest.mark.parametrize(
+    "uris",
+    [
+        [fixture_uri("seed_examples.xml")],
+        [fixture_uri(f"rules/SNAP00{i}.xml") for i in range(1, 9)],
+        ["test:///nonexistent/node.xml", fixture_uri("clean_host.xml")],
+    ],
+)
+def test_json_reports_validate_against_the_shipped_schema(uris):
+    args = [a for uri in uris for a in ("-c", uri)]
+    proc = run_cli("scan", *args, "--format", "json", "--fail-on", "never")
+    validate(json.loads(proc.stdout))
+
+
+def test_schema_rejects_a_report_that_breaks_the_contract():
+    proc = run_cli("scan", "-c", fixture_uri("seed_examples.xml"), "-f", "json")
+    report = json.loads(proc.stdout)
+    del report["findings"][0]["disk"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate(report)
+
+
+def test_demo_json_report_is_exact(golden):
+    proc = run_cli("scan", "--demo", "--format", "json", env=EPOCH)
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    validate(report)
+    uri = report["hosts"][0]["uri"]
+    assert re.fullmatch(r"test:///.+/auditor/demo/demo-host\.xml", uri)
+    # The demo file's location depends on the installation; everything else is exact.
+    normalized = json.loads(proc.stdout.replace(json.dumps(uri)[1:-1], "DEMO"))
+    normalized["tool"]["version"] = "VERSION"
+    for key in ("hostname", "libvirt_version"):  # the machine running the test driver
+        normalized["hosts"][0][key] = key.upper()
+    golden(FIXTURES / "demo-report.expected.json", normalized)
+
+
+def test_html_escapes_everything_from_the_host():
+    proc = run_cli("scan", "--demo", "--format", "html", env=EPOCH)
+    html = proc.stdout
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<img" not in html
+    assert (
+        "Snapshot names may hold any characters &amp; &#34;quotes&#34; &lt;b&gt;bold&lt;/b&gt;"
+        in html
+    )
+    # Self-contained: nothing to fetch, nothing to run.
+    assert not re.search(r"<(script|link|iframe|object|embed)\b", html)
+    assert not re.search(r"<[^>]*\b(src|href)\s*=", html)
+    assert "@import" not in html and "url(" not in html
+
+
+def test_html_summary_counts():
+    html = run_cli("scan", "--demo", "--format", "html", env=EPOCH).stdout
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert "Hosts 1 Domains 7 Snapshots 9 Compliant 44% 4 of 9" in text
+    assert "Error findings 8 Warning findings 5 Info findings 0" in text
+
+
+def hostile_result():
+    """A snapshot whose name and description try to drive a terminal."""
+    snap = Snapshot(
+        host="test:///h",
+        domain="vm\x1b[2J",
+        domain_uuid="u",
+        name="s\x1b]0;pwned\x07",
+        state="running",
+        created=datetime(2025, 1, 1, tzinfo=UTC),
+        parent=None,
+        current=True,
+        description=None,
+        memory="internal",
+        memory_file=None,
+        disks=(),
+    )
+    scans = [
+        HostScan(
+            Host("test:///h"),
+            1,
+            (snap,),
+            (
+                Skipped(
+                    "test:///h",
+                    "vm",
+                    "gone\r",
+                    "snapshot disappeared during the scan",
+                    vanished=True,
+                ),
+            ),
+        )
+    ]
+    rules, _ = load_rules()
+    return audit(scans, rules, now=datetime(2025, 1, 2, tzinfo=UTC))
+
+
+def test_text_escapes_control_characters_and_colours_only_when_asked():
+    result = hostile_result()
+    plain = render("text", result)
+    assert "\x1b" not in plain and "\x07" not in plain and "\r" not in plain
+    assert plain.splitlines()[0] == (
+        "test:///h  vm\\x1b[2J/s\\x1b]0;pwned\\x07  SNAP001 error    memory state is stored"
+        " inside the disk image (internal snapshot)"
+    )
+    assert plain.splitlines()[1] == (
+        "test:///h  vm/gone\\x0d  skipped: snapshot disappeared during the scan"
+    )
+    coloured = render("text", result, color=True)
+    assert "\x1b[31merror  \x1b[0m" in coloured
+
+
+def test_every_format_renders_the_same_result():
+    result = audit([scan_host(fixture_uri("seed_examples.xml"))], load_rules()[0])
+    outputs = {name: render(name, result) for name in FORMATS}
+    assert set(outputs) == {"text", "json", "html"}
+    for text in outputs.values():
+        assert "sample-snapshot-name-2" in text
