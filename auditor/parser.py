@@ -46,28 +46,32 @@ def parse_snapshot(
     root = parse_xml(text)
     if root.tag != "domainsnapshot":
         raise SnapshotXMLError(f"root element is <{root.tag}>, expected <domainsnapshot>")
-    name = root.findtext("name")
+    # One pass over the top-level elements: snapshots are parsed by the ten thousand.
+    top: dict = {}
+    for child in root:
+        top.setdefault(child.tag, child)
+    name = _text(top.get("name"))
     if not name:
         raise SnapshotXMLError("snapshot has no <name>")
-    state = root.findtext("state") or ""
-    memory = root.find("memory")
-    memory_mode = memory.get("snapshot") if memory is not None else None
-    memory_mode = memory_mode or _default_memory(state)
-    definition = root.find("domain")
+    state = _text(top.get("state")) or ""
+    memory = top.get("memory")
+    memory_mode = (memory.get("snapshot") if memory is not None else None) or _default_memory(state)
+    definition = top.get("domain")
     devices = definition.find("devices") if definition is not None else None
+    parent = top.get("parent")
     return Snapshot(
         host=host,
         domain=domain,
         domain_uuid=domain_uuid,
         name=name,
         state=state,
-        created=_parse_time(root.findtext("creationTime")),
-        parent=root.findtext("parent/name"),
+        created=_parse_time(_text(top.get("creationTime"))),
+        parent=parent.findtext("name") if parent is not None else None,
         current=current,
-        description=root.findtext("description"),
+        description=_text(top.get("description")),
         memory=memory_mode,
         memory_file=memory.get("file") if memory is not None else None,
-        disks=_join_disks(root, state, memory_mode, devices),
+        disks=_join_disks(top.get("disks"), state, memory_mode, devices),
         has_domain_definition=devices is not None,
         has_guest_agent=devices is not None
         and any(
@@ -75,6 +79,10 @@ def parse_snapshot(
             for target in devices.iterfind("channel/target")
         ),
     )
+
+
+def _text(element) -> str | None:
+    return None if element is None else (element.text or "")
 
 
 def _default_memory(state: str) -> str:
@@ -91,9 +99,9 @@ def _parse_time(text: str | None) -> datetime | None:
         raise SnapshotXMLError(f"invalid <creationTime> {text!r}") from None
 
 
-def _join_disks(root, state: str, memory: str, devices) -> tuple[SnapshotDisk, ...]:
+def _join_disks(disks, state: str, memory: str, devices) -> tuple[SnapshotDisk, ...]:
     listed = {}
-    for disk in root.iterfind("disks/disk"):
+    for disk in disks.iterfind("disk") if disks is not None else ():
         name = disk.get("name")
         if not name:
             raise SnapshotXMLError("a <disks>/<disk> has no name")

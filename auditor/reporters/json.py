@@ -106,4 +106,18 @@ def report_dict(result: ScanResult) -> dict:
 
 
 def render(result: ScanResult, *, color: bool = False) -> str:
-    return json.dumps(report_dict(result), indent=2, ensure_ascii=False) + "\n"
+    """Pretty at the top, one compact line per record below: readable, greppable, and
+    fast (json's C encoder only runs without indentation)."""
+    parts = []
+    for key, value in report_dict(result).items():
+        if isinstance(value, list) and value:
+            items = ",\n".join(f"    {_dumps(item)}" for item in value)
+            text = f"[\n{items}\n  ]"
+        else:
+            text = _dumps(value)
+        parts.append(f"  {_dumps(key)}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))

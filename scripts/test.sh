@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up everything (scripts/setup.sh) and runs the whole test suite, lint included.
+# Extra arguments go to pytest. With CI=true, tests that need QEMU or libvirtd fail instead
+# of skipping when a prerequisite is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/python -m pytest -ra "$@"

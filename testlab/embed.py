@@ -1,0 +1,66 @@
+"""The embedded QEMU driver (qemu:///embed?root=DIR): real QEMU, in-process, no daemon.
+
+libvirt binds a process to the first embedded root it opens, for the life of the process (even
+after close), so open one root per process: the session fixture does.
+"""
+
+import contextlib
+import threading
+from pathlib import Path
+
+import libvirt
+
+from testlab.qemuconf import write_qemu_conf
+
+# Running as root, the driver still creates these host paths, which no setting moves.
+HOST_RUN = Path("/run/libvirt")
+HOST_LEFTOVERS = (
+    HOST_RUN / "common" / "system.token",
+    HOST_RUN / "common",
+    HOST_RUN / "hostdevmgr",
+    HOST_RUN,
+)
+
+_lock = threading.Lock()
+_event_loop_started = False
+_created_host_run = False
+
+
+def _ensure_event_loop() -> None:
+    # The embedded driver needs a running event loop, and a process can register only one.
+    global _event_loop_started
+    if not _event_loop_started:
+        libvirt.virEventRegisterDefaultImpl()
+        threading.Thread(target=_run_event_loop, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
+def _run_event_loop() -> None:
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+def open_embedded(root: Path) -> libvirt.virConnect:
+    """Open qemu:///embed?root=ROOT (created if needed) with a container-friendly qemu.conf."""
+    global _created_host_run
+    root = Path(root).resolve()
+    write_qemu_conf(root / "etc")
+    with _lock:
+        _ensure_event_loop()
+        _created_host_run |= not HOST_RUN.exists()
+    return libvirt.open(f"qemu:///embed?root={root}")
+
+
+def close_embedded(conn: libvirt.virConnect) -> None:
+    """Destroy the running VMs (embedded QEMU is daemonized: it would outlive this process),
+    close CONN, and remove the host's /run/libvirt if open_embedded brought it into being."""
+    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        dom.destroy()
+    conn.close()
+    if _created_host_run:
+        for path in HOST_LEFTOVERS:
+            with contextlib.suppress(OSError):  # a directory holding more is not ours alone
+                if path.is_dir():
+                    path.rmdir()
+                else:
+                    path.unlink()
