@@ -47,12 +47,3 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         env={**os.environ, **(env or {})},
         timeout=120,
     )
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip when a prerequisite is missing, except in CI, where a missing prerequisite fails."""
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"prerequisite missing in CI: {reason}")
-    pytest.skip(reason)
