@@ -66,5 +66,4 @@ def audit(
         hosts=hosts,
         findings=tuple(findings),
         rule_errors=tuple(errors),
-        rules=tuple(rules),
     )

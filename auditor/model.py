@@ -7,7 +7,7 @@ records; rules and reporters see nothing else.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -130,7 +130,6 @@ class ScanResult:
     hosts: tuple[HostScan, ...]
     findings: tuple[Finding, ...]
     rule_errors: tuple[RuleError, ...] = ()
-    rules: tuple = field(default=())  # the Rule objects that ran, for reporters' metadata
 
     @property
     def snapshots(self) -> tuple[Snapshot, ...]:

@@ -16,7 +16,7 @@ need_apt=0
 for tool in pkg-config virsh libvirtd qemu-img qemu-nbd qemu-system-x86_64; do
   command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
-pkg-config --exists 'libvirt >= 9.0.0' 2>/dev/null || need_apt=1
+pkg-config --exists 'libvirt >= 11.0.0' 2>/dev/null || need_apt=1
 
 if [ "$need_apt" = 1 ]; then
   if [ "$(id -u)" != 0 ]; then
