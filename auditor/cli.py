@@ -85,6 +85,14 @@ def scan(
     fail_on: Annotated[
         FailOn, typer.Option("--fail-on", help="Lowest severity that makes the exit code 1.")
     ] = FailOn.error,
+    check_files: Annotated[
+        bool | None,
+        typer.Option(
+            "--check-files/--no-check-files",
+            help="Inspect the image and memory files that snapshots name (qemu-img info, "
+            "read-only). Default: only for local connections.",
+        ),
+    ] = None,
 ) -> None:
     """Audit every snapshot of every domain on one or more hosts (read-only)."""
     from auditor.engine import audit
@@ -102,7 +110,7 @@ def scan(
         rules, load_errors = load_rules()
         scans = [None] * len(uris)
         with _progress() as progress:
-            for index, host_scan in scan_hosts(uris, progress):
+            for index, host_scan in scan_hosts(uris, progress, check_files):
                 scans[index] = host_scan
         result = audit(scans, rules, load_errors, now=_report_time())
 

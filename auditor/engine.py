@@ -1,4 +1,4 @@
-"""Runs rules over snapshots: the pure middle of the pipeline."""
+"""Runs rules over domains and snapshots: the pure middle of the pipeline."""
 
 from __future__ import annotations
 
@@ -6,27 +6,28 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from auditor.errors import one_line
-from auditor.model import Finding, HostScan, RuleError, ScanResult, Snapshot
+from auditor.model import Domain, Finding, HostScan, RuleError, ScanResult, Snapshot
 from auditor.rule import Context, Rule
 
 
-def check_snapshot(
-    snapshot: Snapshot, rules: Sequence[Rule], context: Context
+def check(
+    subject: Snapshot | Domain, rules: Sequence[Rule], context: Context
 ) -> tuple[list[Finding], list[RuleError]]:
+    """Run the rules of the subject's scope (snapshot or domain) over it."""
+    if isinstance(subject, Domain):
+        scope, domain, snapshot = "domain", subject.name, None
+    else:
+        scope, domain, snapshot = "snapshot", subject.domain, subject.name
     findings: list[Finding] = []
     errors: list[RuleError] = []
     for rule in rules:
+        if rule.scope != scope:
+            continue
         try:
-            violations = list(rule.check(snapshot, context))
+            violations = list(rule.check(subject, context))
         except Exception as exc:  # one faulty rule must not stop the scan
             errors.append(
-                RuleError(
-                    rule.code,
-                    f"raised {one_line(exc)}",
-                    host=snapshot.host,
-                    domain=snapshot.domain,
-                    snapshot=snapshot.name,
-                )
+                RuleError(rule.code, f"raised {one_line(exc)}", context.host, domain, snapshot)
             )
             continue
         findings.extend(
@@ -34,12 +35,13 @@ def check_snapshot(
                 rule=rule.code,
                 name=rule.name,
                 severity=v.severity or rule.severity,
-                host=snapshot.host,
-                domain=snapshot.domain,
-                snapshot=snapshot.name,
+                host=context.host,
+                domain=domain,
+                snapshot=v.subject or snapshot or "",
                 disk=v.disk,
                 message=v.message,
                 remediation=rule.remediation,
+                image=v.image,
             )
             for v in violations
         )
@@ -56,11 +58,12 @@ def audit(
     findings: list[Finding] = []
     errors = list(load_errors)
     for scan in hosts:
-        context = Context(host=scan.host.uri)
-        for snapshot in scan.snapshots:
-            found, failed = check_snapshot(snapshot, rules, context)
-            findings.extend(found)
-            errors.extend(failed)
+        context = Context(host=scan.host.uri, files=scan.files)
+        for domain in scan.domains:
+            for subject in (*domain.snapshots, domain):
+                found, failed = check(subject, rules, context)
+                findings.extend(found)
+                errors.extend(failed)
     return ScanResult(
         generated_at=now or datetime.now(UTC),
         hosts=hosts,

@@ -7,6 +7,7 @@ records; rules and reporters see nothing else.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -72,6 +73,38 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class DomainDisk:
+    """A disk of the domain's current definition."""
+
+    name: str
+    source: DiskSource | None  # None for an empty drive
+    device: str
+    readonly: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    host: str
+    name: str
+    uuid: str
+    disks: tuple[DomainDisk, ...]
+    snapshots: tuple[Snapshot, ...]  # oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    """What the host's file system says about a file named in metadata (local hosts only)."""
+
+    path: str
+    exists: bool
+    size: int | None = None  # bytes allocated on disk
+    format: str | None = None  # image format; None for files that are not disk images
+    backing_chain: tuple[str, ...] = ()  # the images below this one, nearest first
+    internal_snapshots: tuple[str, ...] = ()  # qcow2 snapshot tags held in this image
+    error: str | None = None  # why the image or its backing chain could not be opened
+
+
+@dataclass(frozen=True, slots=True)
 class Host:
     uri: str
     hostname: str | None = None
@@ -95,9 +128,14 @@ class Skipped:
 @dataclass(frozen=True, slots=True)
 class HostScan:
     host: Host
-    domains: int = 0
-    snapshots: tuple[Snapshot, ...] = ()
+    domains: tuple[Domain, ...] = ()
     skipped: tuple[Skipped, ...] = ()
+    # Facts about every file the metadata names, by path; None when files were not checked.
+    files: Mapping[str, FileFacts] | None = None
+
+    @property
+    def snapshots(self) -> tuple[Snapshot, ...]:
+        return tuple(s for d in self.domains for s in d.snapshots)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +145,13 @@ class Finding:
     severity: Severity
     host: str
     domain: str
+    # The libvirt snapshot's name; for findings about images that libvirt has no snapshot
+    # for, a stable identifier made of the image path and what was found in it.
     snapshot: str
     disk: str | None
     message: str
     remediation: str
+    image: str | None = None  # the image file a finding is about, when it is about one
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
-from auditor.model import DiskSource, Snapshot, SnapshotDisk
+from auditor.model import DiskSource, DomainDisk, Snapshot, SnapshotDisk
 
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
@@ -79,6 +79,27 @@ def parse_snapshot(
             for target in devices.iterfind("channel/target")
         ),
     )
+
+
+def parse_domain_disks(text: str | bytes) -> tuple[DomainDisk, ...]:
+    """The disks of a domain definition (`virDomainGetXMLDesc`)."""
+    root = parse_xml(text)
+    if root.tag != "domain":
+        raise SnapshotXMLError(f"root element is <{root.tag}>, expected <domain>")
+    disks = []
+    for disk in root.iterfind("devices/disk"):
+        target = disk.find("target")
+        if target is None or not target.get("dev"):
+            continue
+        disks.append(
+            DomainDisk(
+                name=target.get("dev"),
+                source=_domain_disk_source(disk),
+                device=disk.get("device", "disk"),
+                readonly=disk.find("readonly") is not None or disk.get("device") == "cdrom",
+            )
+        )
+    return tuple(disks)
 
 
 def _text(element) -> str | None:

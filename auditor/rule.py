@@ -10,10 +10,10 @@ from __future__ import annotations
 import inspect
 import re
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from auditor.model import Severity, Snapshot
+from auditor.model import Domain, FileFacts, Severity, Snapshot
 
 DOC_SECTIONS = ("What it checks", "Why", "Noncompliant", "Compliant", "Remediation", "Reference")
 CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9]*[0-9]{3}$")
@@ -22,10 +22,13 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a rule may know beyond the snapshot itself. Filled by the scanner, never by I/O
+    """What a rule may know beyond what it checks. Filled by the scanner, never by I/O
     inside a rule."""
 
     host: str = ""
+    # Facts about the files the metadata names, by path; None when the host's files were not
+    # checked (remote host, test driver): rules about files then have nothing to say.
+    files: Mapping[str, FileFacts] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +38,17 @@ class Violation:
     message: str
     disk: str | None = None
     severity: Severity | None = None  # None: the rule's default severity
+    image: str | None = None  # the image file the violation is about
+    # For domain rules: a stable identifier of what was found, reported in place of a
+    # snapshot name (e.g. an image path and a qcow2 snapshot tag libvirt does not know).
+    subject: str | None = None
 
 
-Check = Callable[[Snapshot, Context], Iterable[Violation]]
+Check = (
+    Callable[[Snapshot, Context], Iterable[Violation]]
+    | Callable[[Domain, Context], Iterable[Violation]]
+)
+SCOPES = ("snapshot", "domain")
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,7 @@ class Rule:
     severity: Severity  # the default, or the highest a rule with variants can report
     check: Check
     tags: tuple[str, ...] = ()
+    scope: str = "snapshot"  # what check() receives: each Snapshot, or each Domain
     doc: str = ""
     sections: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -60,8 +72,21 @@ class Rule:
         return " ".join(self.sections.get("Remediation", "").split())
 
 
-def rule(code: str, name: str, severity: str | Severity, *, tags: Iterable[str] = ()):
-    """Turn a check function into a Rule (the decorated name is bound to the Rule)."""
+def rule(
+    code: str,
+    name: str,
+    severity: str | Severity,
+    *,
+    tags: Iterable[str] = (),
+    scope: str = "snapshot",
+):
+    """Turn a check function into a Rule (the decorated name is bound to the Rule).
+
+    A snapshot rule is called with each Snapshot; a domain rule with each Domain (its current
+    disks and all its snapshots), for what no single snapshot can tell.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
 
     def wrap(check: Check) -> Rule:
         doc = inspect.getdoc(check) or ""
@@ -71,6 +96,7 @@ def rule(code: str, name: str, severity: str | Severity, *, tags: Iterable[str] 
             severity=Severity(severity),
             check=check,
             tags=tuple(tags),
+            scope=scope,
             doc=doc,
             sections=parse_sections(doc),
         )

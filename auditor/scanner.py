@@ -15,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import libvirt
 
+from auditor import files
 from auditor.errors import one_line
-from auditor.model import Host, HostScan, Skipped, Snapshot
-from auditor.parser import SnapshotXMLError, parse_snapshot
+from auditor.files import files_visible
+from auditor.model import Domain, FileFacts, Host, HostScan, Skipped, Snapshot
+from auditor.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
 
 DOMAIN_WORKERS = 8
 HOST_WORKERS = 16
@@ -32,32 +34,44 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
 def scan_hosts(
-    uris: Iterable[str | None], progress: Progress | None = None
+    uris: Iterable[str | None],
+    progress: Progress | None = None,
+    check_files: bool | None = None,
 ) -> Iterator[tuple[int, HostScan]]:
     """Scan several hosts at once; yields (position in `uris`, scan) as each host finishes."""
     uris = list(uris)
     if not uris:
         return
     with ThreadPoolExecutor(max_workers=min(HOST_WORKERS, len(uris))) as pool:
-        futures = {pool.submit(scan_host, uri, progress): i for i, uri in enumerate(uris)}
+        futures = {
+            pool.submit(scan_host, uri, progress, check_files): i for i, uri in enumerate(uris)
+        }
         for future in as_completed(futures):
             yield futures[future], future.result()
 
 
-def scan_host(uri: str | None, progress: Progress | None = None) -> HostScan:
+def scan_host(
+    uri: str | None, progress: Progress | None = None, check_files: bool | None = None
+) -> HostScan:
     """Everything snapaudit needs from one host. Never raises for host-side problems: an
-    unreachable host comes back with `host.error` set."""
+    unreachable host comes back with `host.error` set. Files named in the metadata are
+    inspected when `check_files` is true, or when it is None and the host is local."""
     try:
         conn = libvirt.openReadOnly(uri)
     except libvirt.libvirtError as exc:
         return HostScan(Host(uri=uri or "(default)", error=one_line(exc)))
     try:
-        return _scan_connection(conn, uri or _safe(conn.getURI) or "(default)", progress)
+        actual = uri or _safe(conn.getURI) or "(default)"
+        if check_files is None:
+            check_files = files_visible(uri or _safe(conn.getURI))
+        return _scan_connection(conn, actual, progress, check_files)
     finally:
         conn.close()
 
 
-def _scan_connection(conn: libvirt.virConnect, uri: str, progress: Progress | None) -> HostScan:
+def _scan_connection(
+    conn: libvirt.virConnect, uri: str, progress: Progress | None, check_files: bool = False
+) -> HostScan:
     try:
         host = Host(
             uri=uri,
@@ -65,11 +79,11 @@ def _scan_connection(conn: libvirt.virConnect, uri: str, progress: Progress | No
             libvirt_version=_version(_safe(conn.getLibVersion)),
             hypervisor_version=_version(_safe(conn.getVersion)),
         )
-        domains = conn.listAllDomains(0)
+        listed = conn.listAllDomains(0)
     except libvirt.libvirtError as exc:
         return HostScan(Host(uri=uri, error=one_line(exc)))
 
-    snapshots: list[Snapshot] = []
+    domains: list[Domain] = []
     skipped: list[Skipped] = []
     done = 0
     lock = threading.Lock()
@@ -78,29 +92,48 @@ def _scan_connection(conn: libvirt.virConnect, uri: str, progress: Progress | No
         nonlocal done
         found, missed = _scan_domain(domain, uri)
         with lock:
-            snapshots.extend(found)
+            domains.extend(found)
             skipped.extend(missed)
             done += 1
             if progress:
-                progress(uri, done, len(domains))
+                progress(uri, done, len(listed))
 
     if progress:
-        progress(uri, 0, len(domains))
+        progress(uri, 0, len(listed))
     with ThreadPoolExecutor(max_workers=DOMAIN_WORKERS) as pool:
-        for future in [pool.submit(collect, d) for d in domains]:
+        for future in [pool.submit(collect, d) for d in listed]:
             future.result()
-    snapshots.sort(key=_snapshot_order)
+    domains.sort(key=lambda d: (d.name, d.uuid))
     skipped.sort(key=lambda s: (s.domain or "", s.snapshot or "", s.reason))
-    return HostScan(host, len(domains), tuple(snapshots), tuple(skipped))
+    files = gather_files(domains) if check_files else None
+    return HostScan(host, tuple(domains), tuple(skipped), files)
 
 
-def _scan_domain(domain: libvirt.virDomain, uri: str) -> tuple[list[Snapshot], list[Skipped]]:
+def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
+    """Inspect every local file the domains and their snapshots name."""
+    images, plain = set(), set()
+    for domain in domains:
+        sources = [d.source for d in domain.disks]
+        for snap in domain.snapshots:
+            sources += [d.overlay for d in snap.disks] + [d.state for d in snap.disks]
+            if snap.memory_file:
+                plain.add(snap.memory_file)
+        images.update(s.path for s in sources if s and s.type == "file" and s.path)
+    return files.gather(
+        (p for p in images if p.startswith("/")), (p for p in plain if p.startswith("/"))
+    )
+
+
+def _scan_domain(domain: libvirt.virDomain, uri: str) -> tuple[list[Domain], list[Skipped]]:
     name, uuid = domain.name(), domain.UUIDString()
     try:
+        disks = parse_domain_disks(domain.XMLDesc(0))
         listed = domain.listAllSnapshots(0)
         current = _current_snapshot(domain) if listed else None
     except libvirt.libvirtError as exc:
         return [], [_skip(uri, name, None, exc)]
+    except SnapshotXMLError as exc:
+        return [], [Skipped(uri, name, None, f"domain definition: {exc}")]
     snapshots, skipped = [], []
     for snap in listed:
         snap_name = snap.getName()
@@ -115,7 +148,8 @@ def _scan_domain(domain: libvirt.virDomain, uri: str) -> tuple[list[Snapshot], l
             skipped.append(_skip(uri, name, snap_name, exc))
         except SnapshotXMLError as exc:
             skipped.append(Skipped(uri, name, snap_name, str(exc)))
-    return snapshots, skipped
+    snapshots.sort(key=_snapshot_order)
+    return [Domain(uri, name, uuid, disks, tuple(snapshots))], skipped
 
 
 def _current_snapshot(domain: libvirt.virDomain) -> str | None:
@@ -135,7 +169,7 @@ def _skip(uri: str, domain: str, snapshot: str | None, exc: libvirt.libvirtError
 
 
 def _snapshot_order(s: Snapshot):
-    return (s.domain, s.created is None, s.created.timestamp() if s.created else 0, s.name)
+    return (s.created is None, s.created.timestamp() if s.created else 0, s.name)
 
 
 def _safe(call: Callable):

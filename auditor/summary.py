@@ -49,7 +49,7 @@ def summarize(result: ScanResult) -> Summary:
     return Summary(
         hosts=len(result.hosts),
         hosts_failed=sum(1 for h in result.hosts if h.host.error),
-        domains=sum(h.domains for h in result.hosts),
+        domains=sum(len(h.domains) for h in result.hosts),
         snapshots=len(snapshots),
         compliant=len(snapshots) - noncompliant,
         noncompliant=noncompliant,

@@ -12,7 +12,7 @@ import pytest
 from conftest import FIXTURES, fixture_uri, run_cli
 
 from auditor.engine import audit
-from auditor.model import Host, HostScan, Skipped, Snapshot
+from auditor.model import Domain, Host, HostScan, Skipped, Snapshot
 from auditor.registry import load_rules
 from auditor.reporters import FORMATS, render
 from auditor.scanner import scan_host
@@ -101,22 +101,11 @@ def hostile_result():
         memory_file=None,
         disks=(),
     )
-    scans = [
-        HostScan(
-            Host("test:///h"),
-            1,
-            (snap,),
-            (
-                Skipped(
-                    "test:///h",
-                    "vm",
-                    "gone\r",
-                    "snapshot disappeared during the scan",
-                    vanished=True,
-                ),
-            ),
-        )
-    ]
+    skipped = Skipped(
+        "test:///h", "vm", "gone\r", "snapshot disappeared during the scan", vanished=True
+    )
+    domain = Domain("test:///h", "vm\x1b[2J", "u", (), (snap,))
+    scans = [HostScan(Host("test:///h"), (domain,), (skipped,))]
     rules, _ = load_rules()
     return audit(scans, rules, now=datetime(2025, 1, 2, tzinfo=UTC))
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, fixture_uri
+
+from testlab.pytest_fixtures import require
 
 from auditor.engine import audit
 from auditor.model import Severity
@@ -26,23 +32,46 @@ BUILT_IN = {
     "SNAP006": ("disk-excluded", Severity.WARNING),
     "SNAP007": ("manual-snapshot", Severity.WARNING),
     "SNAP008": ("no-domain-definition", Severity.WARNING),
+    "SNAP009": ("missing-file", Severity.ERROR),
+    "SNAP010": ("broken-chain", Severity.ERROR),
+    "SNAP011": ("unmanaged-internal", Severity.ERROR),
+    "SNAP012": ("unmanaged-overlay", Severity.WARNING),
 }
 
 
-def audit_fixture(path):
-    scan = scan_host(fixture_uri(path))
+def audit_fixture(path, images: Path | None = None):
+    """Scan a fixture host. A fixture with an image recipe (CODE.images: qemu-img commands
+    over @IMAGES@) gets its images made in IMAGES first, and its files checked."""
+    fixture = FIXTURES / path
+    recipe = fixture.with_suffix(".images")
+    if not recipe.exists():
+        scan = scan_host(fixture_uri(path))
+    else:
+        require(shutil.which("qemu-img"), "qemu-img is not installed")
+        for line in recipe.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                argv = shlex.split(line.replace("@IMAGES@", str(images)))
+                assert argv[0] == "qemu-img", "image recipes run qemu-img only"
+                subprocess.run(argv, check=True, capture_output=True)
+        node = images / fixture.name
+        node.write_text(fixture.read_text().replace("@IMAGES@", str(images)))
+        scan = scan_host(f"test://{node}", check_files=True)
     assert scan.host.error is None
     assert scan.skipped == ()
     return audit([scan], RULES)
 
 
-def finding_rows(result):
-    """Findings without the host URI, which depends on where the repository is checked out."""
+def finding_rows(result, images: Path | None = None):
+    """Findings without the host URI, which depends on where the repository is checked out,
+    and with the image directory written as @IMAGES@."""
     rows = []
     for finding in result.findings:
         row = dataclasses.asdict(finding)
         del row["host"], row["remediation"]
         row["severity"] = finding.severity.value
+        if images is not None:
+            row = {k: v.replace(str(images), "@IMAGES@") if isinstance(v, str) else v
+                   for k, v in row.items()}
         rows.append(row)
     return rows
 
@@ -62,20 +91,24 @@ def test_rule_is_documented(rule):
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.code)
-def test_rule_fixture_matches_golden_findings(rule, golden):
+def test_rule_fixture_matches_golden_findings(rule, golden, tmp_path):
     fixture = FIXTURES / "rules" / f"{rule.code}.xml"
     assert fixture.exists(), f"every rule needs a fixture host: {fixture}"
-    result = audit_fixture(f"rules/{rule.code}.xml")
-    golden(FIXTURES / "rules" / f"{rule.code}.expected.json", finding_rows(result))
+    result = audit_fixture(f"rules/{rule.code}.xml", tmp_path)
+    rows = finding_rows(result, tmp_path)
+    golden(FIXTURES / "rules" / f"{rule.code}.expected.json", rows)
 
-    # Snapshot names carry the expectation: pass-* must not trigger the rule, fail-*/warn-*
-    # must; so a fixture without both a passing and a failing case fails here.
+    # Names carry the expectation: pass-* must not trigger the rule, fail-*/warn-* must; so
+    # a fixture without both a passing and a failing case fails here.
     names = {s.name for s in result.snapshots}
-    fired = {f.snapshot for f in result.findings if f.rule == rule.code}
-    failing = {n for n in names if re.match(r"(fail|warn)-", n)}
-    passing = {n for n in names if n.startswith("pass-")}
-    assert failing and passing
-    assert fired == failing
+    fired = {row["snapshot"] for row in rows if row["rule"] == rule.code}
+    if rule.scope == "snapshot":
+        failing = {n for n in names if re.match(r"(fail|warn)-", n)}
+        assert fired == failing
+    else:  # a domain rule names what it found (an image, a tag): that name says fail-*
+        failing = fired
+        assert all(re.search(r"\b(fail|warn)-", f) and "pass-" not in f for f in fired)
+    assert failing and any(n.startswith("pass-") for n in names)
 
 
 def test_remediation_comes_from_the_rules_documentation():
@@ -100,6 +133,7 @@ def test_seed_document_examples():
             "snapshot": "sample-snapshot-name-2",
             "disk": None,
             "message": "memory state is stored inside the disk image (internal snapshot)",
+            "image": None,
         },
         {
             "rule": "SNAP002",
@@ -109,5 +143,6 @@ def test_seed_document_examples():
             "snapshot": "sample-snapshot-name-2",
             "disk": "vda",
             "message": "disk vda is captured inside its own image (internal snapshot)",
+            "image": None,
         },
     ]

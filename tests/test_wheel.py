@@ -66,7 +66,7 @@ def test_installed_wheel_scans_the_demo_host(installed):
     listing = subprocess.run([snapaudit, "rules"], capture_output=True, text=True, timeout=60)
     assert listing.returncode == 0 and listing.stderr == ""
     assert [line.split()[0] for line in listing.stdout.splitlines()] == [
-        f"SNAP00{i}" for i in range(1, 9)
+        f"SNAP{i:03d}" for i in range(1, 13)
     ]
     scan = subprocess.run(
         [snapaudit, "scan", "--demo", "--format", "json"],

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 
 from auditor import __version__
-from auditor.model import ScanResult
+from auditor.diskfacts import disk_facts, memory_size
+from auditor.model import FileFacts, ScanResult, Snapshot, SnapshotDisk
 from auditor.summary import summarize
 
 SCHEMA_ID = "snapaudit/report/v1"
@@ -29,6 +31,7 @@ def report_dict(result: ScanResult) -> dict:
                 "libvirt_version": h.host.libvirt_version,
                 "hypervisor_version": h.host.hypervisor_version,
                 "error": h.host.error,
+                "files_checked": h.files is not None,
             }
             for h in result.hosts
         ],
@@ -41,32 +44,9 @@ def report_dict(result: ScanResult) -> dict:
             "findings": summary.findings,
         },
         "snapshots": [
-            {
-                "host": s.host,
-                "domain": s.domain,
-                "domain_uuid": s.domain_uuid,
-                "name": s.name,
-                "state": s.state,
-                "created": iso(s.created),
-                "parent": s.parent,
-                "current": s.current,
-                "description": s.description,
-                "memory": s.memory,
-                "disks": [
-                    {
-                        "name": d.name,
-                        "snapshot": d.snapshot,
-                        "type": d.storage.type if d.storage else None,
-                        "format": d.storage.format if d.storage else None,
-                        "source": d.storage.path if d.storage else None,
-                        "device": d.device,
-                        "readonly": d.readonly,
-                    }
-                    for d in s.disks
-                ],
-                "compliant": summary.is_compliant(s),
-            }
-            for s in result.snapshots
+            _snapshot(s, scan.files, summary.is_compliant(s))
+            for scan in result.hosts
+            for s in scan.snapshots
         ],
         "findings": [
             {
@@ -79,6 +59,7 @@ def report_dict(result: ScanResult) -> dict:
                 "disk": f.disk,
                 "message": f.message,
                 "remediation": f.remediation,
+                "image": f.image,
             }
             for f in result.findings
         ],
@@ -103,6 +84,43 @@ def report_dict(result: ScanResult) -> dict:
             for e in result.rule_errors
         ],
     }
+
+
+def _snapshot(s: Snapshot, files: Mapping[str, FileFacts] | None, compliant: bool) -> dict:
+    record = {
+        "host": s.host,
+        "domain": s.domain,
+        "domain_uuid": s.domain_uuid,
+        "name": s.name,
+        "state": s.state,
+        "created": iso(s.created),
+        "parent": s.parent,
+        "current": s.current,
+        "description": s.description,
+        "memory": s.memory,
+        "disks": [_disk(d, files) for d in s.disks],
+        "compliant": compliant,
+    }
+    if files is not None:
+        record["memory_file"] = s.memory_file
+        record["memory_size"] = memory_size(s, files)
+    return record
+
+
+def _disk(d: SnapshotDisk, files: Mapping[str, FileFacts] | None) -> dict:
+    storage = d.storage
+    record = {
+        "name": d.name,
+        "snapshot": d.snapshot,
+        "type": storage.type if storage else None,
+        "format": storage.format if storage else None,
+        "source": storage.path if storage else None,
+        "device": d.device,
+        "readonly": d.readonly,
+    }
+    if files is not None:
+        record |= disk_facts(d, files)
+    return record
 
 
 def render(result: ScanResult, *, color: bool = False) -> str:

@@ -1,0 +1,114 @@
+"""Facts about the files that snapshot metadata names: existence, size, backing chains and
+internal snapshots. Only for hosts whose files this process can see.
+
+Images are read with `qemu-img info -U` (force share): never opened for writing, and readable
+while a running VM holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+from auditor.model import FileFacts
+
+QEMU_IMG_TIMEOUT = 60
+WORKERS = 8
+# Connections whose files are this machine's files: no host name and no remote transport.
+_LOCAL_TRANSPORTS = {"", "unix"}
+_LOCAL_DRIVERS = {"qemu"}
+
+
+def files_visible(uri: str | None) -> bool:
+    """True for local QEMU connections (qemu:///system, qemu:///session, qemu:///embed...,
+    qemu+unix:///...); false for remote hosts and the test driver (whose paths are made up)."""
+    if not uri:
+        return False
+    parts = urlsplit(uri)
+    driver, _, transport = parts.scheme.partition("+")
+    return driver in _LOCAL_DRIVERS and transport in _LOCAL_TRANSPORTS and not parts.hostname
+
+
+def gather(images: Iterable[str], plain: Iterable[str] = ()) -> dict[str, FileFacts]:
+    """Facts for every image (and each image of its backing chain) and every plain file."""
+    facts: dict[str, FileFacts] = {}
+    for path in set(plain):
+        facts[path] = plain_file(path)
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for found in pool.map(image_chain, sorted(set(images))):
+            for item in found:
+                facts.setdefault(item.path, item)
+    return facts
+
+
+def plain_file(path: str) -> FileFacts:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return FileFacts(path, exists=False)
+    except OSError as exc:
+        return FileFacts(path, exists=True, error=exc.strerror)
+    return FileFacts(path, exists=True, size=stat.st_blocks * 512)
+
+
+def image_chain(path: str) -> list[FileFacts]:
+    """Facts for PATH and for each image below it; a chain that cannot be opened is recorded
+    as an error on PATH, with what the top image alone says."""
+    if not os.path.lexists(path):
+        return [FileFacts(path, exists=False)]
+    try:
+        chain = _qemu_img_info(path, "--backing-chain")
+    except _QemuImgError as exc:
+        try:
+            (top,) = _qemu_img_info(path)
+        except _QemuImgError:
+            return [FileFacts(path, exists=True, error=str(exc))]
+        return [_facts(path, top, (), error=str(exc))]
+    names = [path] + [_backing_path(entry) for entry in chain[:-1]]
+    return [
+        _facts(name, entry, tuple(names[i + 1 :]))
+        for i, (name, entry) in enumerate(zip(names, chain, strict=True))
+    ]
+
+
+def _facts(path: str, entry: dict, backing: tuple[str, ...], error: str | None = None) -> FileFacts:
+    return FileFacts(
+        path=path,
+        exists=True,
+        size=entry.get("actual-size"),
+        format=entry.get("format"),
+        backing_chain=backing,
+        internal_snapshots=tuple(s["name"] for s in entry.get("snapshots", ())),
+        error=error,
+    )
+
+
+def _backing_path(entry: dict) -> str:
+    # qemu-img records backing files as written; full-backing-filename resolves relative ones.
+    name = entry.get("full-backing-filename") or entry.get("backing-filename") or ""
+    return os.path.normpath(name) if name.startswith("/") else name
+
+
+class _QemuImgError(Exception):
+    pass
+
+
+def _qemu_img_info(path: str, *extra: str) -> list[dict]:
+    try:
+        proc = subprocess.run(
+            ["qemu-img", "info", "-U", "--output=json", *extra, path],
+            capture_output=True,
+            text=True,
+            timeout=QEMU_IMG_TIMEOUT,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise _QemuImgError(f"qemu-img failed: {exc}") from None
+    if proc.returncode:
+        lines = proc.stderr.strip().splitlines()
+        raise _QemuImgError(lines[-1].removeprefix("qemu-img: ") if lines else "qemu-img failed")
+    data = json.loads(proc.stdout)
+    return data if isinstance(data, list) else [data]

@@ -1,0 +1,58 @@
+from auditor.rule import Violation, rule
+
+
+@rule("SNAP009", "missing-file", "error", tags=("files", "external"))
+def missing_file(snapshot, context):
+    """A file the snapshot's metadata names does not exist.
+
+    What it checks:
+        On hosts whose files can be seen (local connections, or `scan --check-files`): the
+        external overlay of every disk with `snapshot='external'` on file storage, and the
+        memory file of `<memory snapshot='external'>`, must exist.
+
+    Why:
+        An external snapshot is only as good as its files. A deleted overlay or memory file
+        makes the restore point (and often the VM's current disk) unusable, while libvirt
+        keeps listing the snapshot as if nothing had happened.
+
+    Noncompliant:
+        <domainsnapshot>
+          <memory snapshot='external' file='/var/lib/libvirt/images/vm.mem'/>  <!-- deleted -->
+          <disks>
+            <disk name='vda' snapshot='external' type='file'>
+              <source file='/var/lib/libvirt/images/vm.snap1'/>  <!-- deleted -->
+            </disk>
+          </disks>
+        </domainsnapshot>
+
+    Compliant:
+        The same metadata, with both files present.
+
+    Remediation:
+        Restore the missing file from backup. If it is lost for good, the snapshot cannot be
+        reverted to: remove its metadata with `virsh snapshot-delete VM NAME --metadata`, and
+        repair the VM's disk chain if the overlay was its current disk.
+
+    Reference:
+        libvirt, Snapshot XML format: external snapshots (https://libvirt.org/formatsnapshot.html).
+        libvirt knowledge base, Domain state capture (https://libvirt.org/kbase/domainstatecapture.html).
+    """
+    if context.files is None:
+        return
+    for disk in snapshot.disks:
+        overlay = disk.overlay
+        if overlay and overlay.type == "file" and _missing(context, overlay.path):
+            yield Violation(
+                f"disk {disk.name}: external overlay {overlay.path} does not exist",
+                disk=disk.name,
+                image=overlay.path,
+            )
+    if snapshot.memory == "external" and _missing(context, snapshot.memory_file):
+        yield Violation(
+            f"memory file {snapshot.memory_file} does not exist", image=snapshot.memory_file
+        )
+
+
+def _missing(context, path):
+    facts = context.files.get(path) if path else None
+    return facts is not None and not facts.exists

@@ -1,0 +1,58 @@
+from auditor.rule import Violation, rule
+
+
+@rule("SNAP012", "unmanaged-overlay", "warning", tags=("files", "external"), scope="domain")
+def unmanaged_overlay(domain, context):
+    """A domain's disk sits on an overlay that no snapshot metadata accounts for.
+
+    What it checks:
+        On hosts whose files can be seen: every image in the backing chain of a domain's
+        current disk, except the base at the bottom, must be the overlay of one of the
+        domain's external snapshots. Any other overlay is reported with its disk and path.
+        The finding's snapshot field is the overlay's path.
+
+    Why:
+        Overlays made by `virsh snapshot-create-as --disk-only --no-metadata`, by
+        `qemu-img create -b`, or left behind when snapshot metadata was deleted are restore
+        points nobody can list, revert to or clean up with libvirt, and every such layer
+        slows the VM's reads. Linked clones built on a template image are reported too:
+        waive them if that is how the VM was made.
+
+    Noncompliant:
+        $ qemu-img info --backing-chain /var/lib/libvirt/images/vm.nometa
+        image: /var/lib/libvirt/images/vm.nometa      <- current disk, no snapshot made it
+        backing file: /var/lib/libvirt/images/vm.qcow2
+
+    Compliant:
+        The current disk is the base image itself, or every overlay above the base is the
+        overlay of a snapshot in `virsh snapshot-list VM`.
+
+    Remediation:
+        Merge the unmanaged overlay into its backing image with `virsh blockcommit VM DISK
+        --active --pivot` (running VM) or `qemu-img commit` (shut off), or recreate it as a
+        proper external snapshot so that libvirt tracks it.
+
+    Reference:
+        libvirt, virsh blockcommit (https://libvirt.org/manpages/virsh.html#blockcommit).
+        libvirt knowledge base, Domain state capture (https://libvirt.org/kbase/domainstatecapture.html).
+    """
+    if context.files is None:
+        return
+    accounted = {
+        d.overlay.path for s in domain.snapshots for d in s.disks if d.overlay is not None
+    }
+    for disk in domain.disks:
+        if disk.source is None or disk.source.type != "file":
+            continue
+        facts = context.files.get(disk.source.path)
+        if facts is None or not facts.exists or facts.error:
+            continue  # nothing to tell without a readable chain
+        chain = (facts.path, *facts.backing_chain)
+        for image in chain[:-1]:
+            if image not in accounted:
+                yield Violation(
+                    f"disk {disk.name}: overlay {image} is not the overlay of any snapshot",
+                    disk=disk.name,
+                    image=image,
+                    subject=image,
+                )
