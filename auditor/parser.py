@@ -226,7 +226,11 @@ def _source_path(source_type: str, source) -> str | None:
             return source.get("dir")
         case "network":
             protocol, name = source.get("protocol"), source.get("name")
-            hosts = [h.get("name") for h in source.iterfind("host") if h.get("name")]
+            hosts = [
+                h.get("name") + (f":{h.get('port')}" if h.get("port") else "")
+                for h in source.iterfind("host")
+                if h.get("name")
+            ]
             where = f"{protocol}://{hosts[0] if hosts else ''}/{name or ''}"
             return where if protocol else name
         case "volume":

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import libvirt
 import pytest
 
+from testlab import lab
 from testlab.daemon import LibvirtDaemon, missing_prerequisites
 from testlab.embed import close_embedded, open_embedded
 
@@ -53,3 +54,12 @@ def embedded_qemu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[libvirt.
     conn = open_embedded(tmp_path_factory.mktemp("embed"))
     yield conn
     close_embedded(conn)
+
+
+@pytest.fixture(scope="session")
+def audit_lab(embedded_qemu, tmp_path_factory):
+    """The audit lab (testlab.lab) built once on the embedded driver: (connection, images)."""
+    images = tmp_path_factory.mktemp("lab-images")
+    nbd = lab.build(embedded_qemu, images)
+    yield embedded_qemu, images
+    nbd.stop()

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# The real-hypervisor fixtures (libvirtd, embedded_qemu, audit_lab), registered once so that
+# every module shares the same session-scoped instances.
+pytest_plugins = ["testlab.pytest_fixtures"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 

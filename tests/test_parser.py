@@ -54,7 +54,7 @@ def test_fields_and_disk_join():
             "vdb",
             "external",
             None,
-            DiskSource("network", "rbd://ceph1/pool/vm-data", "raw"),
+            DiskSource("network", "rbd://ceph1:6789/pool/vm-data", "raw"),
             "disk",
             False,
             defaulted=True,

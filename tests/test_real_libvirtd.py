@@ -9,8 +9,9 @@ import libvirt
 import pytest
 from conftest import run_cli
 
+from testlab.daemon import LibvirtDaemon
 from testlab.images import create_qcow2
-from testlab.pytest_fixtures import libvirtd  # noqa: F401
+from testlab.pytest_fixtures import require_libvirtd
 from testlab.vms import (
     define_vm,
     snapshot_disk_only,
@@ -24,27 +25,30 @@ pytestmark = pytest.mark.qemu
 
 
 @pytest.fixture(scope="module")
-def host(libvirtd, tmp_path_factory):  # noqa: F811 - the fixture imported above
-    """Six VMs, one snapshot each, taken through libvirt's read-write socket."""
+def host(tmp_path_factory):
+    """Six VMs, one snapshot each, taken through libvirt's read-write socket, on a libvirtd
+    of this module's own (so that no other test's VMs show up)."""
+    require_libvirtd()
     images = tmp_path_factory.mktemp("images")
-    conn = libvirt.open(libvirtd.uri)
+    with LibvirtDaemon(tmp_path_factory.mktemp("libvirtd")) as daemon:
+        conn = libvirt.open(daemon.uri)
 
-    def vm(name, running=False, guest_agent=False):
-        disk = create_qcow2(images / f"{name}.qcow2", "16M")
-        return define_vm(conn, name, [disk], running=running, guest_agent=guest_agent)
+        def vm(name, running=False, guest_agent=False):
+            disk = create_qcow2(images / f"{name}.qcow2", "16M")
+            return define_vm(conn, name, [disk], running=running, guest_agent=guest_agent)
 
-    snapshot_internal(vm("offline-internal"), "before-update")
-    snapshot_internal_live(vm("live-internal", running=True), "with-memory")
-    snapshot_external_offline(vm("offline-external"), "clean", images)
-    snapshot_external_live_memspec(
-        vm("live-memspec", running=True), "checkpoint", images / "live-memspec.mem", images
-    )
-    snapshot_disk_only(vm("disk-only", running=True), "nightly", images)
-    snapshot_disk_only(vm("disk-only-agent", running=True, guest_agent=True), "nightly", images)
-    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-        dom.destroy()
-    conn.close()
-    return libvirtd
+        snapshot_internal(vm("offline-internal"), "before-update")
+        snapshot_internal_live(vm("live-internal", running=True), "with-memory")
+        snapshot_external_offline(vm("offline-external"), "clean", images)
+        memspec = vm("live-memspec", running=True)
+        snapshot_external_live_memspec(memspec, "checkpoint", images / "live-memspec.mem", images)
+        snapshot_disk_only(vm("disk-only", running=True), "nightly", images)
+        agent = vm("disk-only-agent", running=True, guest_agent=True)
+        snapshot_disk_only(agent, "nightly", images)
+        for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            dom.destroy()
+        conn.close()
+        yield daemon
 
 
 def test_read_only_socket_refuses_writes(host):

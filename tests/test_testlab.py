@@ -15,12 +15,7 @@ from testlab.images import (
     image_info,
     write_pattern,
 )
-from testlab.pytest_fixtures import (  # noqa: F401
-    embedded_qemu,
-    libvirtd,
-    require_libvirtd,
-    require_qemu_tools,
-)
+from testlab.pytest_fixtures import require_libvirtd, require_qemu_tools
 from testlab.vms import (
     define_vm,
     snapshot_disk_only,
@@ -53,7 +48,7 @@ def test_images_patterns_and_backing_chain(tmp_path: Path) -> None:
 
 
 def test_private_libvirtd_read_only_sees_offline_snapshots(
-    libvirtd: LibvirtDaemon,  # noqa: F811
+    libvirtd: LibvirtDaemon,
     tmp_path: Path,
 ) -> None:
     conn = libvirt.open(libvirtd.uri)
@@ -90,7 +85,7 @@ def test_private_libvirtd_read_only_sees_offline_snapshots(
     assert image_info(overlay)["backing-filename"] == str(disk)
 
 
-def test_embedded_live_snapshots(embedded_qemu: libvirt.virConnect, tmp_path: Path) -> None:  # noqa: F811
+def test_embedded_live_snapshots(embedded_qemu: libvirt.virConnect, tmp_path: Path) -> None:
     disk = create_qcow2(tmp_path / "vda.qcow2", "64M")
     dom = define_vm(embedded_qemu, "live", [disk], guest_agent=True, running=True)
     try:
