@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, fixture_uri
 
-from testlab.pytest_fixtures import require
-
 from auditor.engine import audit
 from auditor.model import Severity
 from auditor.registry import load_rules
 from auditor.rule import DOC_SECTIONS
 from auditor.scanner import scan_host
+from testlab.pytest_fixtures import require
 
 RULES, LOAD_ERRORS = load_rules()
 
@@ -70,8 +69,10 @@ def finding_rows(result, images: Path | None = None):
         del row["host"], row["remediation"]
         row["severity"] = finding.severity.value
         if images is not None:
-            row = {k: v.replace(str(images), "@IMAGES@") if isinstance(v, str) else v
-                   for k, v in row.items()}
+            row = {
+                k: v.replace(str(images), "@IMAGES@") if isinstance(v, str) else v
+                for k, v in row.items()
+            }
         rows.append(row)
     return rows
 
