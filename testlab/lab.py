@@ -29,19 +29,24 @@ DISK_SIZE = "16M"
 MiB = 1024 * 1024
 
 # Every VM of the lab (a connection may hold others: filter on these).
-DOMAINS = (
-    "damaged-chain",
-    "damaged-memory",
-    "damaged-overlay",
-    "disk-only",
-    "disk-only-agent",
-    "live-internal",
-    "live-memspec",
-    "network-disk",
-    "offline-external",
-    "offline-internal",
-    "raw-disk",
-    "unmanaged",
+DOMAINS = tuple(
+    [
+        "damaged-chain",
+        "damaged-memory",
+        "damaged-overlay",
+        "disk-only",
+        "disk-only-agent",
+        "excluded-disk",
+        "live-internal",
+        "live-memspec",
+        "manual-disk",
+        "network-disk",
+        "offline-external",
+        "offline-internal",
+        "raw-disk",
+        "redefined",
+        "unmanaged",
+    ]
 )
 
 # (rule, severity, domain, snapshot or what was found, disk). `{images}` is the lab's image
@@ -52,10 +57,15 @@ EXPECTED = [
     ("SNAP009", "error", "damaged-overlay", "clean", "vda"),
     ("SNAP004", "error", "disk-only", "nightly", None),
     ("SNAP004", "warning", "disk-only-agent", "nightly", None),
+    ("SNAP006", "warning", "excluded-disk", "clean", "vdb"),
     ("SNAP001", "error", "live-internal", "with-memory", None),
     ("SNAP002", "error", "live-internal", "with-memory", "vda"),
+    ("SNAP004", "error", "manual-disk", "nightly", None),
+    ("SNAP007", "warning", "manual-disk", "nightly", "vdb"),
     ("SNAP003", "error", "network-disk", "live", "vda"),
     ("SNAP002", "error", "offline-internal", "before-update", "vda"),
+    ("SNAP005", "error", "redefined", "imported", "vda"),
+    ("SNAP010", "error", "redefined", "imported", "vda"),
     # Tags in the order the image lists them.
     ("SNAP011", "error", "unmanaged", "{images}/unmanaged.qcow2@no-metadata", "vda"),
     ("SNAP011", "error", "unmanaged", "{images}/unmanaged.qcow2@by-qemu-img", "vda"),
@@ -147,6 +157,38 @@ def build(conn: libvirt.virConnect, images: Path) -> NbdServer:
     raw = create_raw(images / "raw-disk.raw", DISK_SIZE)
     write_pattern(raw, 0x18, 0, MiB)
     snapshot_external_offline(define_vm(conn, "raw-disk", [raw]), "clean", images)
+
+    # A data disk left out, a disk left to someone else, metadata redefined by hand (libvirt
+    # 11 refuses metadata without a domain definition, so SNAP008 has test-driver fixtures only).
+    excluded = define_vm(
+        conn,
+        "excluded-disk",
+        [
+            _disk(images, "excluded-disk", 0x1D),
+            {"path": _disk(images, "excluded-disk-data", 0x1E), "snapshot": "no"},
+        ],
+    )
+    snapshot_external_offline(excluded, "clean", images)
+    manual = define_vm(
+        conn,
+        "manual-disk",
+        [
+            _disk(images, "manual-disk", 0x1F),
+            {"path": _disk(images, "manual-disk-data", 0x20), "snapshot": "manual"},
+        ],
+        running=True,
+    )
+    snapshot_disk_only(manual, "nightly", images)
+    redefined = vm("redefined", 0x21)
+    create_raw(images / "redefined.imported", DISK_SIZE)
+    redefined.snapshotCreateXML(
+        f"""<domainsnapshot><name>imported</name><state>shutoff</state>
+          <creationTime>1400000000</creationTime><memory snapshot='no'/><disks>
+          <disk name='vda' snapshot='external' type='file'><driver type='raw'/>
+            <source file='{images}/redefined.imported'/></disk>
+        </disks>{redefined.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)}</domainsnapshot>""",
+        libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE,
+    )
 
     # Snapshots libvirt does not know about.
     unmanaged = vm("unmanaged", 0x19)
