@@ -38,9 +38,7 @@ def unmanaged_overlay(domain, context):
     """
     if context.files is None:
         return
-    accounted = {
-        d.overlay.path for s in domain.snapshots for d in s.disks if d.overlay is not None
-    }
+    accounted = {d.overlay.path for s in domain.snapshots for d in s.disks if d.overlay is not None}
     for disk in domain.disks:
         if disk.source is None or disk.source.type != "file":
             continue
