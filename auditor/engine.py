@@ -15,9 +15,14 @@ def check(
 ) -> tuple[list[Finding], list[RuleError]]:
     """Run the rules of the subject's scope (snapshot or domain) over it."""
     if isinstance(subject, Domain):
-        scope, domain, snapshot = "domain", subject.name, None
+        scope, domain, uuid, snapshot = "domain", subject.name, subject.uuid, None
     else:
-        scope, domain, snapshot = "snapshot", subject.domain, subject.name
+        scope, domain, uuid, snapshot = (
+            "snapshot",
+            subject.domain,
+            subject.domain_uuid,
+            subject.name,
+        )
     findings: list[Finding] = []
     errors: list[RuleError] = []
     for rule in rules:
@@ -42,6 +47,7 @@ def check(
                 message=v.message,
                 remediation=rule.remediation,
                 image=v.image,
+                domain_uuid=uuid,
             )
             for v in violations
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 
 class Severity(enum.StrEnum):
@@ -152,6 +152,60 @@ class Finding:
     message: str
     remediation: str
     image: str | None = None  # the image file a finding is about, when it is about one
+    domain_uuid: str = ""
+    waiver: Waiver | None = None  # the active waiver that covers this finding, if any
+    baselined: bool = False  # present in the baseline the scan was compared with
+
+    @property
+    def suppressed(self) -> bool:
+        """Waived or baselined: reported, but it does not fail the gate."""
+        return self.waiver is not None or self.baselined
+
+
+@dataclass(frozen=True, slots=True)
+class Waiver:
+    """An accepted exception: findings of `rule` on matching hosts/domains/snapshots (glob
+    patterns) are reported as waived until `expires`."""
+
+    rule: str  # a rule code or name
+    reason: str
+    owner: str
+    expires: date
+    host: str = "*"
+    domain: str = "*"
+    snapshot: str = "*"
+    origin: str = ""  # FILE:LINE where it was declared
+
+
+@dataclass(frozen=True, slots=True)
+class WaiverUse:
+    waiver: Waiver
+    status: str  # active | expired (no longer waives anything) | stale (matched nothing)
+    matched: int  # findings it matched
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineOutcome:
+    path: str
+    known: int  # findings of this scan that the baseline already had
+    new: int  # findings that are not in the baseline
+    fixed: int  # baseline entries no longer found
+
+
+@dataclass(frozen=True, slots=True)
+class RulePolicy:
+    """How one rule ran: its effective severity and parameters."""
+
+    code: str
+    name: str
+    severity: Severity
+    params: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    rules: tuple[RulePolicy, ...]  # the rules that ran
+    sources: tuple[str, ...] = ()  # configuration files read, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +225,10 @@ class ScanResult:
     hosts: tuple[HostScan, ...]
     findings: tuple[Finding, ...]
     rule_errors: tuple[RuleError, ...] = ()
+    waivers: tuple[WaiverUse, ...] = ()
+    baseline: BaselineOutcome | None = None
+    policy: Policy | None = None
+    duration: float | None = None  # seconds the scan took
 
     @property
     def snapshots(self) -> tuple[Snapshot, ...]:
