@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime
@@ -58,6 +59,8 @@ def test_demo_json_report_is_exact(golden):
     # The demo file's location depends on the installation; everything else is exact.
     normalized = json.loads(proc.stdout.replace(json.dumps(uri)[1:-1], "DEMO"))
     normalized["tool"]["version"] = "VERSION"
+    for finding in normalized["findings"]:  # fingerprints include the machine's host name
+        assert re.fullmatch(r"[0-9a-f]{32}", finding.pop("fingerprint"))
     for key in ("hostname", "libvirt_version"):  # the machine running the test driver
         normalized["hosts"][0][key] = key.upper()
     golden(FIXTURES / "demo-report.expected.json", normalized)
@@ -131,3 +134,17 @@ def test_every_format_renders_the_same_result():
     assert set(outputs) == {"text", "json", "html"}
     for text in outputs.values():
         assert "sample-snapshot-name-2" in text
+
+
+def test_fingerprints_ignore_what_changes_between_scans():
+    from auditor.fingerprint import fingerprint
+
+    (finding,) = audit([scan_host(fixture_uri("rules/SNAP005.xml"))], load_rules()[0]).findings
+    same = fingerprint(finding, "hv1")
+    moved = dataclasses.replace(
+        finding, host="qemu+ssh://hv1/system", message="reworded", domain="renamed"
+    )
+    assert fingerprint(moved, "hv1") == same  # host URI, wording, domain name: not identity
+    assert fingerprint(finding, "hv2") != same
+    assert fingerprint(dataclasses.replace(finding, disk="vdb"), "hv1") != same
+    assert fingerprint(dataclasses.replace(finding, rule="SNAP003"), "hv1") != same

@@ -8,7 +8,8 @@ from datetime import datetime
 
 from auditor import __version__
 from auditor.diskfacts import disk_facts, memory_size
-from auditor.model import FileFacts, ScanResult, Snapshot, SnapshotDisk
+from auditor.fingerprint import fingerprint, hostnames
+from auditor.model import FileFacts, Finding, ScanResult, Snapshot, SnapshotDisk, Waiver
 from auditor.summary import summarize
 
 SCHEMA_ID = "snapaudit/report/v1"
@@ -20,6 +21,7 @@ def iso(moment: datetime | None) -> str | None:
 
 def report_dict(result: ScanResult) -> dict:
     summary = summarize(result)
+    names = hostnames(result)
     return {
         "schema": SCHEMA_ID,
         "generated_at": iso(result.generated_at),
@@ -48,21 +50,7 @@ def report_dict(result: ScanResult) -> dict:
             for scan in result.hosts
             for s in scan.snapshots
         ],
-        "findings": [
-            {
-                "rule": f.rule,
-                "name": f.name,
-                "severity": f.severity.value,
-                "host": f.host,
-                "domain": f.domain,
-                "snapshot": f.snapshot,
-                "disk": f.disk,
-                "message": f.message,
-                "remediation": f.remediation,
-                "image": f.image,
-            }
-            for f in result.findings
-        ],
+        "findings": [_finding(f, names.get(f.host)) for f in result.findings],
         "skipped": [
             {
                 "host": s.host,
@@ -83,6 +71,65 @@ def report_dict(result: ScanResult) -> dict:
             }
             for e in result.rule_errors
         ],
+        "waivers": [
+            _waiver(use.waiver) | {"status": use.status, "matched": use.matched}
+            for use in result.waivers
+        ],
+        "baseline": None
+        if result.baseline is None
+        else {
+            "path": result.baseline.path,
+            "known": result.baseline.known,
+            "new": result.baseline.new,
+            "fixed": result.baseline.fixed,
+        },
+        "policy": None
+        if result.policy is None
+        else {
+            "rules": [
+                {
+                    "code": r.code,
+                    "name": r.name,
+                    "severity": r.severity.value,
+                    "params": dict(r.params),
+                }
+                for r in result.policy.rules
+            ],
+            "sources": list(result.policy.sources),
+        },
+        "duration": result.duration,
+    }
+
+
+def _finding(f: Finding, hostname: str | None) -> dict:
+    return {
+        "rule": f.rule,
+        "name": f.name,
+        "severity": f.severity.value,
+        "host": f.host,
+        "domain": f.domain,
+        "snapshot": f.snapshot,
+        "disk": f.disk,
+        "message": f.message,
+        "remediation": f.remediation,
+        "image": f.image,
+        "domain_uuid": f.domain_uuid,
+        "fingerprint": fingerprint(f, hostname),
+        "waived": None if f.waiver is None else _waiver(f.waiver),
+        "baselined": f.baselined,
+    }
+
+
+def _waiver(w: Waiver) -> dict:
+    return {
+        "rule": w.rule,
+        "host": w.host,
+        "domain": w.domain,
+        "snapshot": w.snapshot,
+        "reason": w.reason,
+        "owner": w.owner,
+        "expires": w.expires.isoformat(),
+        "origin": w.origin,
     }
 
 
