@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import sys
-import tempfile
+import time
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib.resources import as_file, files
@@ -16,6 +17,7 @@ import typer
 
 from auditor import __version__
 from auditor.model import Severity
+from auditor.output import write_atomically
 
 app = typer.Typer(
     add_completion=False,
@@ -26,12 +28,6 @@ app = typer.Typer(
 
 # Exit codes are part of the contract with CI gates.
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
-
-
-class Format(enum.StrEnum):
-    text = "text"
-    json = "json"
-    html = "html"
 
 
 class FailOn(enum.StrEnum):
@@ -75,16 +71,26 @@ def scan(
     demo: Annotated[
         bool, typer.Option("--demo", help="Audit the built-in demo host (no hypervisor needed).")
     ] = False,
-    output_format: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = (
-        Format.text
-    ),
+    formats: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT[:FILE]",
+            help="Report format, optionally with the file to write it to (repeatable): "
+            "text, json, html, sarif, junit, prometheus. Default: text.",
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the report to FILE.", dir_okay=False),
     ] = None,
     fail_on: Annotated[
-        FailOn, typer.Option("--fail-on", help="Lowest severity that makes the exit code 1.")
-    ] = FailOn.error,
+        FailOn | None,
+        typer.Option(
+            "--fail-on", help="Lowest severity that makes the exit code 1. Default: error."
+        ),
+    ] = None,
     check_files: Annotated[
         bool | None,
         typer.Option(
@@ -93,47 +99,131 @@ def scan(
             "read-only). Default: only for local connections.",
         ),
     ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Configuration file. Default: ./snapaudit.toml, else /etc/snapaudit/config.toml.",
+        ),
+    ] = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option(help="Rules to run, by code, name or tag (comma-separated, repeatable)."),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(help="Rules not to run, by code, name or tag (comma-separated, repeatable)."),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="Fail only on findings that are not in this baseline file."),
+    ] = None,
+    write_baseline: Annotated[
+        Path | None,
+        typer.Option("--write-baseline", help="Record the current findings as a baseline."),
+    ] = None,
 ) -> None:
     """Audit every snapshot of every domain on one or more hosts (read-only)."""
+    from auditor.config import (
+        ConfigError,
+        find_config,
+        load_config,
+        selected_rules,
+        with_command_line,
+    )
     from auditor.engine import audit
     from auditor.registry import load_rules
     from auditor.reporters import render
     from auditor.scanner import scan_hosts
     from auditor.summary import summarize
+    from auditor.waivers import BaselineError, apply_baseline, apply_waivers, read_baseline
+    from auditor.waivers import write_baseline as save_baseline
 
+    outputs = _outputs(formats, output)
+    all_rules, load_errors = load_rules()
+    try:
+        config = load_config(find_config(config_file), all_rules)
+        config = with_command_line(
+            config, all_rules, _split(select), _split(ignore), fail_on and fail_on.value
+        )
+        rules, policy = selected_rules(config, all_rules)
+        known = read_baseline(baseline) if baseline else None
+    except (ConfigError, BaselineError) as exc:
+        _err(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+
+    started = time.monotonic()
     with demo_node_file() if demo else nullcontext() as demo_path:
         uris: list[str | None] = list(connect or [])
         if demo:
             uris.append(f"test://{demo_path}")
         if not uris:
             uris = [None]
-        rules, load_errors = load_rules()
         scans = [None] * len(uris)
         with _progress() as progress:
             for index, host_scan in scan_hosts(uris, progress, check_files):
                 scans[index] = host_scan
-        result = audit(scans, rules, load_errors, now=_report_time())
+    now = _report_time()
+    result = audit(scans, rules, load_errors, now=now, policy=policy)
+    result = apply_waivers(result, config.waivers, now.date())
+    if known is not None:
+        result = apply_baseline(result, known, baseline)
+    if "SOURCE_DATE_EPOCH" not in os.environ:  # a pinned report leaves out what varies
+        result = dataclasses.replace(result, duration=round(time.monotonic() - started, 3))
+    if write_baseline:
+        save_baseline(result, write_baseline)
 
-    to_terminal = output is None and sys.stdout.isatty()
-    color = to_terminal and output_format is Format.text and "NO_COLOR" not in os.environ
-    report = render(output_format.value, result, color=color)
-    if output is None:
-        sys.stdout.write(report)
-    else:
-        _write_atomically(output, report)
-    if output is not None or output_format is not Format.text:
+    for name, path in outputs:
+        to_terminal = path is None and sys.stdout.isatty()
+        color = to_terminal and name == "text" and "NO_COLOR" not in os.environ
+        report = render(name, result, color=color)
+        if path is None:
+            sys.stdout.write(report)
+        else:
+            write_atomically(path, report)
+    if any(path is not None or name != "text" for name, path in outputs):
         for host_scan in result.hosts:
             if host_scan.host.error:
                 _err(f"cannot scan {host_scan.host.uri}: {host_scan.host.error}")
+    for use in result.waivers:
+        if use.status != "active":
+            w = use.waiver
+            _err(f"{use.status} waiver for {w.rule} ({w.origin}, expires {w.expires})")
 
-    summary = summarize(result)
-    if not summary.complete:
+    if not summarize(result).complete:
         raise typer.Exit(EXIT_INCOMPLETE)
-    if fail_on is not FailOn.never:
-        threshold = Severity(fail_on.value).rank
-        if any(f.severity.rank >= threshold for f in result.findings):
+    if config.fail_on.value != "never":
+        threshold = Severity(config.fail_on.value).rank
+        if any(f.severity.rank >= threshold and not f.suppressed for f in result.findings):
             raise typer.Exit(EXIT_FINDINGS)
     raise typer.Exit(EXIT_OK)
+
+
+def _outputs(formats: list[str] | None, output: Path | None) -> list[tuple[str, Path | None]]:
+    """(format, file or None for stdout) for each --format; -o names the file of a single
+    format given without one."""
+    from auditor.reporters import FORMATS
+
+    outputs = []
+    for spec in formats or ["text"]:
+        name, _, path = spec.partition(":")
+        if name not in FORMATS:
+            raise typer.BadParameter(
+                f"unknown format {name!r} (known: {', '.join(FORMATS)})", param_hint="--format"
+            )
+        outputs.append((name, Path(path) if path else None))
+    to_stdout = [i for i, (_, path) in enumerate(outputs) if path is None]
+    if output is not None:
+        if len(to_stdout) != 1:
+            raise typer.BadParameter("-o needs exactly one --format without a file")
+        outputs[to_stdout[0]] = (outputs[to_stdout[0]][0], output)
+    elif len(to_stdout) > 1:
+        raise typer.BadParameter("only one format can go to standard output", "--format")
+    return outputs
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for value in values or () for v in value.split(",") if v.strip()]
 
 
 @app.command("rules")
@@ -189,20 +279,6 @@ def _report_time() -> datetime:
     if epoch and epoch.isdigit():
         return datetime.fromtimestamp(int(epoch), tz=UTC)
     return datetime.now(UTC)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    # A half-written report must never be picked up by a mail job or CI artifact upload.
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _err(message: str) -> None:

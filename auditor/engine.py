@@ -1,33 +1,54 @@
-"""Runs rules over domains and snapshots: the pure middle of the pipeline."""
+"""Runs rules over hosts, domains and snapshots: the pure middle of the pipeline."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from auditor.errors import one_line
-from auditor.model import Domain, Finding, HostScan, RuleError, ScanResult, Snapshot
+from auditor.model import (
+    Domain,
+    Finding,
+    Host,
+    HostScan,
+    Policy,
+    RuleError,
+    RulePolicy,
+    ScanResult,
+    Snapshot,
+)
 from auditor.rule import Context, Rule
 
 
+def default_policy(rules: Sequence[Rule]) -> Policy:
+    return Policy(tuple(RulePolicy(r.code, r.name, r.severity, dict(r.params)) for r in rules))
+
+
 def check(
-    subject: Snapshot | Domain, rules: Sequence[Rule], context: Context
+    subject: Snapshot | Domain | Host,
+    rules: Sequence[Rule],
+    contexts: Mapping[str, Context],
+    policy: Mapping[str, RulePolicy],
 ) -> tuple[list[Finding], list[RuleError]]:
-    """Run the rules of the subject's scope (snapshot or domain) over it."""
-    if isinstance(subject, Domain):
-        scope, domain, uuid, snapshot = "domain", subject.name, subject.uuid, None
-    else:
+    """Run the rules of the subject's scope (snapshot, domain or host) over it."""
+    if isinstance(subject, Snapshot):
         scope, domain, uuid, snapshot = (
             "snapshot",
             subject.domain,
             subject.domain_uuid,
             subject.name,
         )
+    elif isinstance(subject, Domain):
+        scope, domain, uuid, snapshot = "domain", subject.name, subject.uuid, None
+    else:
+        scope, domain, uuid, snapshot = "host", "", "", None
     findings: list[Finding] = []
     errors: list[RuleError] = []
     for rule in rules:
         if rule.scope != scope:
             continue
+        context = contexts[rule.code]
         try:
             violations = list(rule.check(subject, context))
         except Exception as exc:  # one faulty rule must not stop the scan
@@ -35,11 +56,15 @@ def check(
                 RuleError(rule.code, f"raised {one_line(exc)}", context.host, domain, snapshot)
             )
             continue
+        # A configured severity replaces every severity the rule reports.
+        override = (
+            policy[rule.code].severity if policy[rule.code].severity != rule.severity else None
+        )
         findings.extend(
             Finding(
                 rule=rule.code,
                 name=rule.name,
-                severity=v.severity or rule.severity,
+                severity=override or v.severity or rule.severity,
                 host=context.host,
                 domain=domain,
                 snapshot=v.subject or snapshot or "",
@@ -59,20 +84,30 @@ def audit(
     rules: Sequence[Rule],
     load_errors: Sequence[RuleError] = (),
     now: datetime | None = None,
+    policy: Policy | None = None,
 ) -> ScanResult:
+    """Findings for every host, domain and snapshot. `policy` gives each rule's effective
+    severity and parameters (default: the rules' own); `now` is the clock for age checks."""
+    now = now or datetime.now(UTC)
+    policy = policy or default_policy(rules)
+    by_code = {p.code: p for p in policy.rules}
     hosts = tuple(scans)
     findings: list[Finding] = []
     errors = list(load_errors)
     for scan in hosts:
-        context = Context(host=scan.host.uri, files=scan.files)
+        base = Context(host=scan.host.uri, files=scan.files, now=now)
+        contexts = {r.code: dataclasses.replace(base, params=by_code[r.code].params) for r in rules}
+        subjects = [] if scan.host.error else [scan.host]
         for domain in scan.domains:
-            for subject in (*domain.snapshots, domain):
-                found, failed = check(subject, rules, context)
-                findings.extend(found)
-                errors.extend(failed)
+            subjects += [*domain.snapshots, domain]
+        for subject in subjects:
+            found, failed = check(subject, rules, contexts, by_code)
+            findings.extend(found)
+            errors.extend(failed)
     return ScanResult(
-        generated_at=now or datetime.now(UTC),
+        generated_at=now,
         hosts=hosts,
         findings=tuple(findings),
         rule_errors=tuple(errors),
+        policy=policy,
     )

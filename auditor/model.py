@@ -111,6 +111,10 @@ class Host:
     libvirt_version: str | None = None
     hypervisor_version: str | None = None
     error: str | None = None  # why the host could not be scanned, if it could not
+    driver: str | None = None  # libvirt's driver name: QEMU, TEST...
+    # Whether the host's libvirt can revert to and delete external snapshots
+    # (<externalSnapshot/> in its capabilities); None when unknown.
+    external_snapshot_revert: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

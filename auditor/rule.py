@@ -12,8 +12,9 @@ import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from auditor.model import Domain, FileFacts, Severity, Snapshot
+from auditor.model import Domain, FileFacts, Host, Severity, Snapshot
 
 DOC_SECTIONS = ("What it checks", "Why", "Noncompliant", "Compliant", "Remediation", "Reference")
 CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9]*[0-9]{3}$")
@@ -29,6 +30,10 @@ class Context:
     # Facts about the files the metadata names, by path; None when the host's files were not
     # checked (remote host, test driver): rules about files then have nothing to say.
     files: Mapping[str, FileFacts] | None = None
+    # The rule's parameters: its defaults, overridden by the configuration.
+    params: Mapping[str, object] = field(default_factory=dict)
+    # "Now", injected so that age checks are exact in tests and reproducible in reports.
+    now: datetime = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +49,8 @@ class Violation:
     subject: str | None = None
 
 
-Check = (
-    Callable[[Snapshot, Context], Iterable[Violation]]
-    | Callable[[Domain, Context], Iterable[Violation]]
-)
-SCOPES = ("snapshot", "domain")
+Check = Callable[[Snapshot | Domain | Host, Context], Iterable[Violation]]
+SCOPES = ("snapshot", "domain", "host")
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ class Rule:
     severity: Severity  # the default, or the highest a rule with variants can report
     check: Check
     tags: tuple[str, ...] = ()
-    scope: str = "snapshot"  # what check() receives: each Snapshot, or each Domain
+    scope: str = "snapshot"  # what check() receives: each Snapshot, Domain or Host
+    params: Mapping[str, object] = field(default_factory=dict)  # defaults, by name
+    enabled: bool = True  # whether it runs unless the configuration selects it
     doc: str = ""
     sections: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -79,11 +83,16 @@ def rule(
     *,
     tags: Iterable[str] = (),
     scope: str = "snapshot",
+    params: Mapping[str, object] | None = None,
+    enabled: bool = True,
 ):
     """Turn a check function into a Rule (the decorated name is bound to the Rule).
 
     A snapshot rule is called with each Snapshot; a domain rule with each Domain (its current
-    disks and all its snapshots), for what no single snapshot can tell.
+    disks and all its snapshots), for what no single snapshot can tell; a host rule with each
+    scanned Host. `params` are the rule's parameters with their defaults (the configuration
+    may override them, with values of the same type); a rule with `enabled=False` runs only
+    when selected.
     """
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
@@ -97,6 +106,8 @@ def rule(
             check=check,
             tags=tuple(tags),
             scope=scope,
+            params=dict(params or {}),
+            enabled=enabled,
             doc=doc,
             sections=parse_sections(doc),
         )

@@ -19,7 +19,7 @@ from auditor import files
 from auditor.errors import one_line
 from auditor.files import files_visible
 from auditor.model import Domain, FileFacts, Host, HostScan, Skipped, Snapshot
-from auditor.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
+from auditor.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot, parse_xml
 
 DOMAIN_WORKERS = 8
 HOST_WORKERS = 16
@@ -78,6 +78,8 @@ def _scan_connection(
             hostname=_safe(conn.getHostname),
             libvirt_version=_version(_safe(conn.getLibVersion)),
             hypervisor_version=_version(_safe(conn.getVersion)),
+            driver=_safe(conn.getType),
+            external_snapshot_revert=_external_snapshot_revert(_safe(conn.getCapabilities)),
         )
         listed = conn.listAllDomains(0)
     except libvirt.libvirtError as exc:
@@ -170,6 +172,16 @@ def _skip(uri: str, domain: str, snapshot: str | None, exc: libvirt.libvirtError
 
 def _snapshot_order(s: Snapshot):
     return (s.created is None, s.created.timestamp() if s.created else 0, s.name)
+
+
+def _external_snapshot_revert(capabilities: str | None) -> bool | None:
+    if capabilities is None:
+        return None
+    try:
+        caps = parse_xml(capabilities)
+    except SnapshotXMLError:
+        return None
+    return caps.find("guest/features/externalSnapshot") is not None
 
 
 def _safe(call: Callable):

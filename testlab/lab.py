@@ -66,6 +66,7 @@ EXPECTED = [
     ("SNAP002", "error", "offline-internal", "before-update", "vda"),
     ("SNAP005", "error", "redefined", "imported", "vda"),
     ("SNAP010", "error", "redefined", "imported", "vda"),
+    ("SNAP013", "warning", "redefined", "imported", None),  # created in 2014
     # Tags in the order the image lists them.
     ("SNAP011", "error", "unmanaged", "{images}/unmanaged.qcow2@no-metadata", "vda"),
     ("SNAP011", "error", "unmanaged", "{images}/unmanaged.qcow2@by-qemu-img", "vda"),

@@ -42,12 +42,17 @@ def fixture_uri(path: Path | str) -> str:
     return f"test://{(FIXTURES / path).resolve()}"
 
 
+# The clock of CLI runs (SOURCE_DATE_EPOCH): a day after the fixtures' snapshots were taken
+# (1700000000), so that snapshot ages are exact.
+CLOCK = "1700086400"
+
+
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the installed `snapaudit` command for real, as a user or a CI job would."""
     return subprocess.run(
         [str(Path(sys.executable).parent / "snapaudit"), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK, **(env or {})},
         timeout=120,
     )

@@ -61,8 +61,10 @@ def test_text_report_is_exact():
         " inside the disk image (internal snapshot)\n"
         f"{SEED}  vm-name/sample-snapshot-name-2  SNAP002 error    disk vda is captured inside"
         " its own image (internal snapshot)\n"
+        f"{SEED}  vm-name/sample-snapshot-name-2  SNAP013 warning  snapshot is 540 days old"
+        " (limit: 30 days)\n"
         "2 hosts, 3 domains, 3 snapshots: 2 compliant, 1 noncompliant; findings: 2 error,"
-        " 0 warning, 0 info\n"
+        " 1 warning, 0 info\n"
     )
     assert width  # the host column is as wide as the longest host URI
 
@@ -95,7 +97,7 @@ def test_unreachable_host_is_one_line_and_the_others_are_still_scanned(tmp_path)
     assert [h["uri"] for h in report["hosts"]] == ["bogus+scheme:///x", SEED, MISSING]
     assert [h["error"] is None for h in report["hosts"]] == [False, True, False]
     assert report["summary"]["snapshots"] == 2
-    assert len(report["findings"]) == 2
+    assert [f["rule"] for f in report["findings"]] == ["SNAP001", "SNAP002", "SNAP013"]
 
 
 def test_text_report_names_hosts_that_were_not_scanned():

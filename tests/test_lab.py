@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,8 @@ from testlab.lab import DOMAINS, EXPECTED
 from testlab.pytest_fixtures import require_libvirtd
 
 pytestmark = pytest.mark.qemu
+# Both scans judge ages against the same clock: the lab's snapshots are taken today.
+NOW = datetime.fromtimestamp(int(time.time()), tz=UTC)
 
 
 def expected(images: Path) -> list[tuple]:
@@ -40,7 +44,7 @@ def rows(findings) -> list[tuple]:
 @pytest.fixture(scope="module")
 def embedded_report(audit_lab):
     conn, _ = audit_lab
-    result = audit([scan_host(conn.getURI())], load_rules()[0])
+    result = audit([scan_host(conn.getURI())], load_rules()[0], now=NOW)
     return lab_only(json.loads(render("json", result)))
 
 
@@ -55,7 +59,14 @@ def daemon_report(audit_lab, tmp_path_factory):
     shutil.copytree(embed_root / "etc" / "qemu", root / "etc" / "qemu")
     shutil.copytree(embed_root / "lib" / "qemu" / "snapshot", root / "lib" / "qemu" / "snapshot")
     with LibvirtDaemon(root) as daemon:
-        proc = run_cli("scan", "-c", daemon.ro_uri, "--format", "json")
+        proc = run_cli(
+            "scan",
+            "-c",
+            daemon.ro_uri,
+            "--format",
+            "json",
+            env={"SOURCE_DATE_EPOCH": str(int(NOW.timestamp()))},
+        )
     assert proc.returncode == 1, proc.stderr
     return lab_only(json.loads(proc.stdout))
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, fixture_uri
+from conftest import CLOCK, FIXTURES, fixture_uri
 
+from auditor.config import load_config, selected_rules
 from auditor.engine import audit
-from auditor.model import Severity
+from auditor.model import Host, HostScan, Severity
 from auditor.registry import load_rules
 from auditor.rule import DOC_SECTIONS
 from auditor.scanner import scan_host
@@ -34,7 +37,15 @@ BUILT_IN = {
     "SNAP010": ("broken-chain", Severity.ERROR),
     "SNAP011": ("unmanaged-internal", Severity.ERROR),
     "SNAP012": ("unmanaged-overlay", Severity.WARNING),
+    "SNAP013": ("snapshot-age", Severity.WARNING),
+    "SNAP014": ("chain-depth", Severity.WARNING),
+    "SNAP015": ("snapshot-count", Severity.WARNING),
+    "SNAP016": ("naming", Severity.WARNING),
+    "HOST001": ("no-external-revert", Severity.WARNING),
 }
+OFF_BY_DEFAULT = {"SNAP016"}
+# Rule tests run at a fixed time: a day after the fixtures' snapshots (1700000000).
+NOW = datetime.fromtimestamp(int(CLOCK), tz=UTC)
 
 
 def audit_fixture(path, images: Path | None = None):
@@ -56,7 +67,14 @@ def audit_fixture(path, images: Path | None = None):
         scan = scan_host(f"test://{node}", check_files=True)
     assert scan.host.error is None
     assert scan.skipped == ()
-    return audit([scan], RULES)
+    return audit_scans([scan], fixture.with_suffix(".toml"))
+
+
+def audit_scans(scans, config: Path):
+    """Audit with the fixture's own configuration (CODE.toml), if it has one."""
+    settings = load_config(config if config.exists() else None, RULES)
+    rules, policy = selected_rules(settings, RULES)
+    return audit(scans, rules, now=NOW, policy=policy)
 
 
 GOLDEN_KEYS = ("rule", "name", "severity", "domain", "snapshot", "disk", "message", "image")
@@ -92,7 +110,28 @@ def test_rule_is_documented(rule):
     assert rule.tags
 
 
-@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.code)
+def test_rules_off_by_default():
+    assert {r.code for r in RULES if not r.enabled} == OFF_BY_DEFAULT
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES if r.scope == "host"], ids=lambda r: r.code)
+def test_host_rule_fixture_matches_golden_findings(rule, golden):
+    """Host rules judge facts about the host itself: their fixtures are host facts
+    (CODE.hosts.json), named pass-*/fail-* like snapshots."""
+    facts = json.loads((FIXTURES / "rules" / f"{rule.code}.hosts.json").read_text())
+    result = audit_scans([HostScan(Host(**f)) for f in facts], Path("none"))
+    rows = [
+        {"host": f.host, **row}
+        for f, row in zip(result.findings, finding_rows(result), strict=True)
+    ]
+    golden(FIXTURES / "rules" / f"{rule.code}.expected.json", rows)
+    fired = {row["host"] for row in rows if row["rule"] == rule.code}
+    hosts = {f["hostname"]: f["uri"] for f in facts}
+    assert fired == {uri for name, uri in hosts.items() if name.startswith("fail-")}
+    assert fired and any(name.startswith("pass-") for name in hosts)
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES if r.scope != "host"], ids=lambda r: r.code)
 def test_rule_fixture_matches_golden_findings(rule, golden, tmp_path):
     fixture = FIXTURES / "rules" / f"{rule.code}.xml"
     assert fixture.exists(), f"every rule needs a fixture host: {fixture}"

@@ -4,6 +4,7 @@ nothing may land at the top of site-packages except the `auditor` package."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -65,18 +66,19 @@ def test_installed_wheel_scans_the_demo_host(installed):
     snapaudit = str(venv / "bin" / "snapaudit")
     listing = subprocess.run([snapaudit, "rules"], capture_output=True, text=True, timeout=60)
     assert listing.returncode == 0 and listing.stderr == ""
-    assert [line.split()[0] for line in listing.stdout.splitlines()] == [
-        f"SNAP{i:03d}" for i in range(1, 13)
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == ["HOST001"] + [
+        f"SNAP{i:03d}" for i in range(1, 17)
     ]
     scan = subprocess.run(
         [snapaudit, "scan", "--demo", "--format", "json"],
+        env={**os.environ, "SOURCE_DATE_EPOCH": "1764000000"},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert scan.returncode == 1, scan.stderr
     report = json.loads(scan.stdout)
-    assert report["summary"]["findings"] == {"error": 8, "warning": 5, "info": 0}
+    assert report["summary"]["findings"] == {"error": 8, "warning": 8, "info": 0}
     assert report["rule_errors"] == []
     html = subprocess.run(
         [snapaudit, "scan", "--demo", "--format", "html"],

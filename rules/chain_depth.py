@@ -1,0 +1,51 @@
+from auditor.rule import Violation, rule
+
+
+@rule(
+    "SNAP014", "chain-depth", "warning", tags=("policy",), scope="domain", params={"max_depth": 8}
+)
+def chain_depth(domain, context):
+    """A domain's snapshot tree is deeper than the site's limit.
+
+    What it checks:
+        The depth of each domain's snapshot tree: the longest line of snapshots from a root
+        through `<parent>` links, the root counting as 1. One finding per domain whose tree
+        is deeper than `max_depth` (default 8), naming the deepest snapshot. `0` turns the
+        check off.
+
+    Why:
+        Every external snapshot adds an overlay to the disk's backing chain, and every read
+        that misses the top image walks down the chain. Deep trees are also hard to reason
+        about and slow to merge back.
+
+    Noncompliant:
+        snap1 <- snap2 <- snap3 <- ... <- snap9   (9 levels, limit 8)
+
+    Compliant:
+        snap1 <- snap2 <- snap3   (3 levels)
+
+    Remediation:
+        Delete intermediate snapshots that are no longer needed (`virsh snapshot-delete`
+        merges their overlays), or raise `max_depth` for this rule in snapaudit.toml.
+
+    Reference:
+        libvirt, Snapshot XML format: <parent> (https://libvirt.org/formatsnapshot.html).
+    """
+    limit = context.params["max_depth"]
+    if not limit:
+        return
+    parents = {s.name: s.parent for s in domain.snapshots}
+    depths = {}
+    for snapshot in domain.snapshots:  # oldest first: parents usually come before children
+        depth, name, seen = 0, snapshot.name, set()
+        while name in parents and name not in seen:  # `seen` guards against cycles
+            seen.add(name)
+            depth += 1
+            name = parents[name]
+        depths[snapshot.name] = depth
+    deepest = max(depths, key=lambda n: depths[n], default=None)
+    if deepest is not None and depths[deepest] > limit:
+        yield Violation(
+            f"snapshot tree is {depths[deepest]} levels deep (limit: {limit})",
+            subject=deepest,
+        )
