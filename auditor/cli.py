@@ -181,14 +181,15 @@ def scan(
             sys.stdout.write(report)
         else:
             write_atomically(path, report)
+    # Problems go to stderr too, unless a text report on stdout already shows them.
     if any(path is not None or name != "text" for name, path in outputs):
         for host_scan in result.hosts:
             if host_scan.host.error:
                 _err(f"cannot scan {host_scan.host.uri}: {host_scan.host.error}")
-    for use in result.waivers:
-        if use.status != "active":
-            w = use.waiver
-            _err(f"{use.status} waiver for {w.rule} ({w.origin}, expires {w.expires})")
+        for use in result.waivers:
+            if use.status != "active":
+                w = use.waiver
+                _err(f"{use.status} waiver for {w.rule} ({w.origin}, expires {w.expires})")
 
     if not summarize(result).complete:
         raise typer.Exit(EXIT_INCOMPLETE)
@@ -218,7 +219,7 @@ def _outputs(formats: list[str] | None, output: Path | None) -> list[tuple[str, 
             raise typer.BadParameter("-o needs exactly one --format without a file")
         outputs[to_stdout[0]] = (outputs[to_stdout[0]][0], output)
     elif len(to_stdout) > 1:
-        raise typer.BadParameter("only one format can go to standard output", "--format")
+        raise typer.BadParameter("only one format can go to standard output", param_hint="--format")
     return outputs
 
 
@@ -232,7 +233,10 @@ def list_rules() -> None:
     from auditor.registry import load_rules
 
     rules, errors = load_rules()
-    rows = [(r.code, r.name, r.severity.value, r.summary) for r in rules]
+    rows = [
+        (r.code, r.name, r.severity.value, r.summary + ("" if r.enabled else " (off by default)"))
+        for r in rules
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)] if rows else [0, 0, 0]
     for row in rows:
         typer.echo(
@@ -240,6 +244,33 @@ def list_rules() -> None:
         )
     for error in errors:
         _err(f"rule {error.rule} not loaded: {error.message}")
+
+
+@app.command("config")
+def show_config(
+    show: Annotated[bool, typer.Option("--show", help="Print the effective configuration.")] = (
+        False
+    ),
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="Configuration file (default: as `scan` finds it)."),
+    ] = None,
+) -> None:
+    """Check the configuration; with --show, print every effective value and its origin."""
+    from auditor.config import ConfigError, find_config, load_config
+    from auditor.config import show as render_config
+    from auditor.registry import load_rules
+
+    rules, _ = load_rules()
+    try:
+        config = load_config(find_config(config_file), rules)
+    except ConfigError as exc:
+        _err(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    if show:
+        typer.echo(render_config(config, rules), nl=False)
+    else:
+        typer.echo(f"configuration OK: {', '.join(config.sources) or 'defaults only'}")
 
 
 @app.command()

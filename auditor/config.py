@@ -147,12 +147,13 @@ def selected_rules(config: Config, rules: Sequence[Rule]) -> tuple[tuple[Rule, .
 
 def show(config: Config, rules: Sequence[Rule]) -> str:
     """The effective configuration, one value a line, each with where it came from."""
+    default_select = config.select.origin == DEFAULT
     rows = [
         (
             "select",
-            _toml(list(config.select.value))
-            if config.select.origin != DEFAULT
-            else '["ALL"]  # every rule enabled by default',
+            "(every rule that is on by default)"
+            if default_select
+            else _toml(list(config.select.value)),
             config.select.origin,
         ),
         ("ignore", _toml(list(config.ignore.value)), config.ignore.origin),
@@ -163,7 +164,7 @@ def show(config: Config, rules: Sequence[Rule]) -> str:
     for r in rules:
         settings = config.rules.get(r.code, {})
         state = "on" if r.code in running else "off"
-        rows.append((f"rules.{r.code}", f"{state}  # {r.name}", "selection"))
+        rows.append((f"rules.{r.code}", f"{state} ({r.name})", "select/ignore"))
         severity = settings.get("severity", Setting(r.severity.value))
         rows.append((f"rules.{r.code}.severity", _toml(str(severity.value)), severity.origin))
         for key, default in r.params.items():
@@ -180,7 +181,7 @@ def show(config: Config, rules: Sequence[Rule]) -> str:
         )
     width = max(len(key) for key, _, _ in rows)
     lines = [f"# configuration files: {', '.join(config.sources) or 'none'}"]
-    lines += [f"{key:<{width}} = {value}  # from {origin}" for key, value, origin in rows]
+    lines += [f"{key:<{width}} = {value}  # {origin}" for key, value, origin in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,10 @@ class Summary:
     noncompliant_keys: frozenset[tuple[str, str, str]]
     skipped: int  # listed but not audited; vanished objects are not counted
     rule_errors: int
+    waived: int  # findings covered by an active waiver
+    baselined: int  # findings already in the baseline
+    # Snapshots compliant once waived and baselined findings are set aside.
+    compliant_accepted: int
 
     @property
     def complete(self) -> bool:
@@ -38,9 +42,15 @@ class Summary:
     def compliant_share(self) -> float | None:
         return self.compliant / self.snapshots if self.snapshots else None
 
+    @property
+    def compliant_accepted_share(self) -> float | None:
+        return self.compliant_accepted / self.snapshots if self.snapshots else None
+
 
 def summarize(result: ScanResult) -> Summary:
-    bad = frozenset(snapshot_key(f) for f in result.findings if f.severity is Severity.ERROR)
+    errors = [f for f in result.findings if f.severity is Severity.ERROR]
+    bad = frozenset(snapshot_key(f) for f in errors)
+    unaccepted = frozenset(snapshot_key(f) for f in errors if not f.suppressed)
     snapshots = result.snapshots
     noncompliant = sum(1 for s in snapshots if snapshot_key(s) in bad)
     counts = {s.value: 0 for s in reversed(Severity)}
@@ -57,4 +67,7 @@ def summarize(result: ScanResult) -> Summary:
         noncompliant_keys=bad,
         skipped=sum(1 for item in result.skipped if not item.vanished),
         rule_errors=len(result.rule_errors),
+        waived=sum(1 for f in result.findings if f.waiver is not None),
+        baselined=sum(1 for f in result.findings if f.baselined),
+        compliant_accepted=sum(1 for s in snapshots if snapshot_key(s) not in unaccepted),
     )

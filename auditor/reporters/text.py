@@ -22,7 +22,13 @@ def render(result: ScanResult, *, color: bool = False) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
     rows = [
-        (clean(f.host), clean(f"{f.domain}/{f.snapshot}"), f.rule, f.severity, clean(f.message))
+        (
+            clean(f.host),
+            clean(f"{f.domain}/{f.snapshot}"),
+            f.rule,
+            f.severity,
+            clean(f.message) + _accepted(f),
+        )
         for f in result.findings
     ]
     lines = []
@@ -45,6 +51,14 @@ def render(result: ScanResult, *, color: bool = False) -> str:
         at = f" on {clean(error.host)} {where}" if error.host else ""
         lines.append(paint("1;31", f"rule {error.rule} error{at}: {clean(error.message)}"))
 
+    for use in result.waivers:
+        if use.status != "active":
+            w = use.waiver
+            lines.append(
+                f"{use.status} waiver: {w.rule} host={clean(w.host)} domain={clean(w.domain)}"
+                f" snapshot={clean(w.snapshot)} (expires {w.expires}, {clean(w.owner)},"
+                f" {clean(w.origin)}): matched {use.matched}"
+            )
     lines.append(summary_line(result))
     return "\n".join(lines) + "\n"
 
@@ -57,6 +71,18 @@ def summary_line(result: ScanResult) -> str:
         f"{_plural(s.snapshots, 'snapshot')}: {s.compliant} compliant, "
         f"{s.noncompliant} noncompliant; findings: {counts}"
     )
+    accepted = [
+        part
+        for count, part in (
+            (s.waived, f"{s.waived} waived"),
+            (s.baselined, f"{s.baselined} baselined"),
+        )
+        if count
+    ]
+    if result.baseline is not None:
+        accepted.append(f"{result.baseline.fixed} fixed since the baseline")
+    if accepted:
+        text += f" ({', '.join(accepted)})"
     incomplete = [
         part
         for count, part in (
@@ -67,6 +93,12 @@ def summary_line(result: ScanResult) -> str:
         if count
     ]
     return text + (f"; incomplete: {', '.join(incomplete)}" if incomplete else "")
+
+
+def _accepted(f) -> str:
+    if f.waiver is not None:
+        return f"  [waived until {f.waiver.expires}: {clean(f.waiver.reason)}]"
+    return "  [baselined]" if f.baselined else ""
 
 
 def _plural(n: int, word: str) -> str:
