@@ -316,6 +316,103 @@ def _err(message: str) -> None:
     typer.echo(f"snapaudit: {message}", err=True)
 
 
+class DiffFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command("diff")
+def diff_reports(
+    old: Annotated[Path, typer.Argument(metavar="OLD.json", help="The earlier JSON report.")],
+    new: Annotated[Path, typer.Argument(metavar="NEW.json", help="The later JSON report.")],
+    output_format: Annotated[
+        DiffFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = DiffFormat.text,
+    fail_on: Annotated[
+        FailOn,
+        typer.Option(
+            "--fail-on",
+            help="Lowest severity of a new, unsuppressed finding that makes the exit code 1.",
+        ),
+    ] = FailOn.error,
+) -> None:
+    """Compare two JSON reports: new, fixed and unchanged findings, matched by fingerprint.
+
+    Findings the new report could not check (host not scanned, snapshot skipped) are
+    unverified, not fixed. Exit 1 when a new finding at or above --fail-on is neither waived
+    nor baselined; 3 when the new report is incomplete; 2 when a file is not a report.
+    """
+    from auditor.diffing import diff_reports as compare
+    from auditor.diffing import render_json, render_text
+    from auditor.summary import summarize
+
+    old_result, new_result = _load_reports([old, new])
+    diff = compare(old_result, new_result)
+    sys.stdout.write(render_json(diff) if output_format is DiffFormat.json else render_text(diff))
+    if not summarize(new_result).complete:
+        raise typer.Exit(EXIT_INCOMPLETE)
+    if fail_on is not FailOn.never:
+        threshold = Severity(fail_on.value).rank
+        if any(
+            e.finding.severity.rank >= threshold and not e.finding.suppressed for e in diff.added
+        ):
+            raise typer.Exit(EXIT_FINDINGS)
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command("merge")
+def merge_reports(
+    reports: Annotated[
+        list[Path], typer.Argument(metavar="REPORT.json", help="JSON reports to combine.")
+    ],
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="Output format: json, html, text, sarif...")
+    ] = "json",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the report to FILE.", dir_okay=False),
+    ] = None,
+) -> None:
+    """Combine JSON reports (say, one per hypervisor) into one report or one HTML page.
+
+    Hosts are concatenated and every count recomputed; a URI found in several reports (each
+    hypervisor's qemu:///system) is told apart by the host name: qemu:///system#hv1.
+    """
+    from auditor.merging import MergeError, merge_results
+    from auditor.reporters import FORMATS, render
+
+    if output_format not in FORMATS:
+        _err(f"unknown format {output_format!r} (known: {', '.join(FORMATS)})")
+        raise typer.Exit(EXIT_USAGE)
+    results = _load_reports(reports)
+    try:
+        merged = merge_results(list(zip(reports, results, strict=True)))
+    except MergeError as exc:
+        _err(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    color = (
+        output is None
+        and output_format == "text"
+        and sys.stdout.isatty()
+        and "NO_COLOR" not in os.environ
+    )
+    report = render(output_format, merged, color=color)
+    if output is None:
+        sys.stdout.write(report)
+    else:
+        write_atomically(output, report)
+
+
+def _load_reports(paths: list[Path]) -> list:
+    from auditor.loader import ReportError, load_report
+
+    try:
+        return [load_report(path) for path in paths]
+    except ReportError as exc:
+        _err(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 def main() -> None:
     # libvirt's client library logs its warnings and errors straight to stderr; snapaudit
     # reports every error itself, as one line. Read when libvirt is first imported.

@@ -9,11 +9,11 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 apt_packages=(
   libvirt-dev pkg-config libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu
-  qemu-system-x86 qemu-utils
+  qemu-system-x86 qemu-utils systemd
 )
 
 need_apt=0
-for tool in pkg-config virsh libvirtd qemu-img qemu-nbd qemu-system-x86_64; do
+for tool in pkg-config virsh libvirtd qemu-img qemu-nbd qemu-system-x86_64 systemd-analyze; do
   command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
 pkg-config --exists 'libvirt >= 11.0.0' 2>/dev/null || need_apt=1

@@ -131,7 +131,7 @@ def test_text_escapes_control_characters_and_colours_only_when_asked():
 def test_every_format_renders_the_same_result():
     result = audit([scan_host(fixture_uri("seed_examples.xml"))], load_rules()[0])
     outputs = {name: render(name, result) for name in FORMATS}
-    assert set(outputs) == {"text", "json", "html"}
+    assert set(outputs) == {"text", "json", "html", "sarif", "junit", "prometheus"}
     for text in outputs.values():
         assert "sample-snapshot-name-2" in text
 

@@ -9,6 +9,9 @@ FORMATS = {
     "text": "auditor.reporters.text",
     "json": "auditor.reporters.json",
     "html": "auditor.reporters.html",
+    "sarif": "auditor.reporters.sarif",
+    "junit": "auditor.reporters.junit",
+    "prometheus": "auditor.reporters.prometheus",
 }
 
 

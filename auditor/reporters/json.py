@@ -34,6 +34,7 @@ def report_dict(result: ScanResult) -> dict:
                 "hypervisor_version": h.host.hypervisor_version,
                 "error": h.host.error,
                 "files_checked": h.files is not None,
+                "domains": [{"name": d.name, "uuid": d.uuid} for d in h.domains],
             }
             for h in result.hosts
         ],
@@ -165,6 +166,8 @@ def _disk(d: SnapshotDisk, files: Mapping[str, FileFacts] | None) -> dict:
         "device": d.device,
         "readonly": d.readonly,
     }
+    if d.overlay is not None:  # the state image under an external overlay
+        record["state_source"] = d.state.path if d.state else None
     if files is not None:
         record |= disk_facts(d, files)
     return record

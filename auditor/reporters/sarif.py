@@ -1,0 +1,253 @@
+"""The SARIF 2.1.0 report, for code-scanning dashboards (GitHub's upload-sarif and others).
+
+One run; every rule that ran is a reportingDescriptor carrying its documentation; every finding
+is a result located at the snapshot's libvirt metadata file (or at the image it is about), with
+its stable fingerprint, waivers as `suppressions` and the baseline as `baselineState`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from urllib.parse import quote
+
+from auditor import __version__
+from auditor.fingerprint import fingerprint, hostnames
+from auditor.model import Finding, ScanResult, Severity
+from auditor.registry import load_rules
+from auditor.reporters.json import iso
+from auditor.rule import DOC_SECTIONS, Rule
+from auditor.summary import summarize
+
+SCHEMA_URI = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
+INFORMATION_URI = "https://snapaudit.invalid/"
+FINGERPRINT_KEY = "snapaudit/v1"
+LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+# Where libvirt's QEMU driver keeps each snapshot's metadata and each domain's definition.
+SNAPSHOT_METADATA = "/var/lib/libvirt/qemu/snapshot/{domain}/{snapshot}.xml"
+DOMAIN_DEFINITION = "/etc/libvirt/qemu/{domain}.xml"
+HOST_CONFIGURATION = "/etc/libvirt/"
+XML_SECTIONS = ("Noncompliant", "Compliant")
+
+
+def render(result: ScanResult, *, color: bool = False) -> str:
+    # default=str: rule parameters come from TOML, whose dates JSON has no type for.
+    return json.dumps(sarif_log(result), indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def sarif_log(result: ScanResult) -> dict:
+    descriptors, index = _rules(result)
+    names = hostnames(result)
+    snapshots = {(s.host, s.domain, s.name) for s in result.snapshots}
+    results = [
+        _result(f, index[f.rule], fingerprint(f, names.get(f.host)), snapshots, result)
+        for f in result.findings
+    ]
+    run = {
+        "tool": {
+            "driver": {
+                "name": "snapaudit",
+                "version": __version__,
+                "semanticVersion": __version__,
+                "informationUri": INFORMATION_URI,
+                "rules": descriptors,
+            }
+        },
+        "invocations": [_invocation(result)],
+        "results": results,
+    }
+    return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
+def _rules(result: ScanResult) -> tuple[list[dict], dict[str, int]]:
+    """A descriptor for each rule that ran (all registered rules when the result does not say
+    which ran), then for any rule that only appears in findings (a report from a host with a
+    plugin this machine lacks)."""
+    registered = {r.code: r for r in load_rules()[0]}
+    if result.policy is not None:
+        ran = [(p.code, p.name, p.severity, p.params) for p in result.policy.rules]
+    else:
+        ran = [(r.code, r.name, r.severity, r.params) for r in registered.values()]
+    descriptors: list[dict] = []
+    index: dict[str, int] = {}
+    for code, name, severity, params in ran:
+        index[code] = len(descriptors)
+        descriptors.append(_descriptor(code, name, severity, params, registered.get(code)))
+    for finding in result.findings:
+        if finding.rule not in index:
+            index[finding.rule] = len(descriptors)
+            rule = registered.get(finding.rule)
+            severity = rule.severity if rule else finding.severity
+            params = rule.params if rule else {}
+            descriptors.append(_descriptor(finding.rule, finding.name, severity, params, rule))
+    return descriptors, index
+
+
+def _descriptor(code, name, severity: Severity, params, rule: Rule | None) -> dict:
+    if rule is None:
+        summary = f"{name} (documentation not available: the rule is not installed here)"
+        descriptor = {
+            "id": code,
+            "name": name,
+            "shortDescription": {"text": summary},
+            "fullDescription": {"text": summary},
+            "help": {"text": summary},
+        }
+    else:
+        descriptor = {
+            "id": code,
+            "name": name,
+            "shortDescription": {"text": rule.summary},
+            "fullDescription": {"text": _paragraph(rule.sections.get("What it checks", ""))},
+            "help": {"text": _help_text(rule), "markdown": _help_markdown(rule)},
+        }
+        if not descriptor["fullDescription"]["text"]:
+            descriptor["fullDescription"]["text"] = rule.summary
+    configuration: dict = {"level": LEVELS[severity]}
+    if params:
+        configuration["parameters"] = dict(params)
+    descriptor["defaultConfiguration"] = configuration
+    if rule is not None and rule.tags:
+        descriptor["properties"] = {"tags": list(rule.tags)}
+    return descriptor
+
+
+def _paragraph(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _help_text(rule: Rule) -> str:
+    # The same layout as `snapaudit explain`.
+    parts = [rule.summary]
+    for section in DOC_SECTIONS:
+        body = rule.sections.get(section)
+        if body:
+            indented = "\n".join(f"  {line}".rstrip() for line in body.splitlines())
+            parts.append(f"{section}:\n{indented}")
+    return "\n\n".join(parts)
+
+
+def _help_markdown(rule: Rule) -> str:
+    parts = [rule.summary]
+    for section in DOC_SECTIONS:
+        body = rule.sections.get(section)
+        if body:
+            text = f"```xml\n{body}\n```" if section in XML_SECTIONS else _markdown_text(body)
+            parts.append(f"## {section}\n\n{text}")
+    return "\n\n".join(parts)
+
+
+def _markdown_text(text: str) -> str:
+    """Escape what Markdown would take for HTML (`the <memory> element`), except in code spans,
+    where it shows as written."""
+    parts = re.split(r"(`[^`]*`)", text)
+    for i in range(0, len(parts), 2):
+        parts[i] = html.escape(parts[i], quote=False)
+    return "".join(parts)
+
+
+def _result(
+    finding: Finding,
+    rule_index: int,
+    print_: str,
+    snapshots: set[tuple[str, str, str]],
+    result: ScanResult,
+) -> dict:
+    record = {
+        "ruleId": finding.rule,
+        "ruleIndex": rule_index,
+        "level": LEVELS[finding.severity],
+        "message": {"text": finding.message},
+        "locations": [_location(finding, snapshots)],
+        "partialFingerprints": {FINGERPRINT_KEY: print_},
+    }
+    if finding.waiver is not None:
+        w = finding.waiver
+        record["suppressions"] = [
+            {
+                "kind": "external",
+                "status": "accepted",
+                "justification": w.reason,
+                "properties": {
+                    "owner": w.owner,
+                    "expires": w.expires.isoformat(),
+                    "origin": w.origin,
+                },
+            }
+        ]
+    if result.baseline is not None:
+        record["baselineState"] = "unchanged" if finding.baselined else "new"
+    return record
+
+
+def _location(finding: Finding, snapshots: set[tuple[str, str, str]]) -> dict:
+    """The file a user would look at: the image a finding is about, else the snapshot's
+    metadata file, else the domain's definition, else (a finding about the host) libvirt's
+    configuration. Paths on the host, even a remote one: GitHub shows results only at files."""
+    parts = [finding.host, finding.domain, finding.snapshot, finding.disk or ""]
+    name = "/".join(p for p in parts if p)
+    location: dict = {
+        "logicalLocations": [
+            {"name": next(p for p in reversed(parts) if p), "fullyQualifiedName": name}
+        ]
+    }
+    if finding.image:
+        path = quote(finding.image, safe="/")
+    elif (finding.host, finding.domain, finding.snapshot) in snapshots:
+        path = SNAPSHOT_METADATA.format(
+            domain=quote(finding.domain, safe=""), snapshot=quote(finding.snapshot, safe="")
+        )
+    elif finding.domain:
+        path = DOMAIN_DEFINITION.format(domain=quote(finding.domain, safe=""))
+    else:
+        path = HOST_CONFIGURATION
+    location["physicalLocation"] = {
+        "artifactLocation": {"uri": path},
+        "region": {"startLine": 1},  # the whole file: GitHub needs a line to show a result
+    }
+    return location
+
+
+def _invocation(result: ScanResult) -> dict:
+    """What could not be audited, as tool notifications; unused waivers as configuration
+    notifications. executionSuccessful is false exactly when `scan` exits 3."""
+    execution = [
+        _notification("error", f"{scan.host.uri}: not scanned: {scan.host.error}")
+        for scan in result.hosts
+        if scan.host.error
+    ]
+    for item in result.skipped:
+        if not item.vanished:
+            where = "/".join(p for p in (item.host, item.domain, item.snapshot) if p)
+            execution.append(_notification("error", f"{where}: skipped: {item.reason}"))
+    for error in result.rule_errors:
+        where = "/".join(p for p in (error.host, error.domain, error.snapshot) if p)
+        text = f"rule {error.rule} error" + (f" on {where}" if where else "")
+        notification = _notification("error", f"{text}: {error.message}")
+        notification["associatedRule"] = {"id": error.rule}
+        execution.append(notification)
+    configuration = [
+        _notification(
+            "warning",
+            f"{use.status} waiver for {use.waiver.rule} ({use.waiver.origin or 'no origin'},"
+            f" expires {use.waiver.expires.isoformat()})",
+        )
+        for use in result.waivers
+        if use.status != "active"
+    ]
+    invocation: dict = {
+        "executionSuccessful": summarize(result).complete,
+        "endTimeUtc": iso(result.generated_at),
+    }
+    if execution:
+        invocation["toolExecutionNotifications"] = execution
+    if configuration:
+        invocation["toolConfigurationNotifications"] = configuration
+    return invocation
+
+
+def _notification(level: str, text: str) -> dict:
+    return {"level": level, "message": {"text": text}}
