@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from auditor import __version__
+from auditor.fix.command import fix
 from auditor.model import Severity
 from auditor.output import write_atomically
 
@@ -314,6 +315,9 @@ def _report_time() -> datetime:
 
 def _err(message: str) -> None:
     typer.echo(f"snapaudit: {message}", err=True)
+
+
+app.command("fix")(fix)
 
 
 class DiffFormat(enum.StrEnum):

@@ -1,0 +1,286 @@
+"""`snapaudit fix`: wires findings, facts, planning, journaled execution and output together.
+
+Exit codes: 0 everything planned (or done); 1 something refused, the rest planned or done;
+2 usage or configuration error (a read-only or remote connection, an unreadable journal);
+3 a conversion failed partway (its journal tells how to resume or roll back) or the host
+could not be read.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    import libvirt
+
+    from auditor.fix.plan import Options
+    from auditor.fix.render import Outcome
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+DEFAULT_STATE_DIR = "/var/lib/snapaudit/fix"
+INTERNAL_RULES = ("SNAP001", "SNAP002")
+
+
+class Format(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+def fix(
+    connect: Annotated[
+        str | None,
+        typer.Option("--connect", "-c", metavar="URI", help="libvirt URI (read-write, local)."),
+    ] = None,
+    domains: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--domain",
+            metavar="NAME",
+            help="Domain to convert (repeatable). Default: every domain with internal snapshots.",
+        ),
+    ] = None,
+    output_format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = (
+        Format.text
+    ),
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Convert. Without it only the plan is printed.")
+    ] = False,
+    keep_originals: Annotated[
+        bool,
+        typer.Option(
+            "--keep-originals/--remove-originals",
+            help="Keep the original images (default), or remove them once all is converted.",
+        ),
+    ] = True,
+    drop_memory: Annotated[
+        bool,
+        typer.Option(
+            "--drop-memory",
+            help="Convert snapshots with internal memory state as disk-only snapshots.",
+        ),
+    ] = False,
+    target_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--target-dir", file_okay=False, help="Put new images here, not beside the originals."
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path,
+        typer.Option(
+            "--state-dir",
+            envvar="SNAPAUDIT_STATE_DIR",
+            file_okay=False,
+            help="Where journals and locks live.",
+        ),
+    ] = Path(DEFAULT_STATE_DIR),
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", metavar="JOURNAL", dir_okay=False, help="Finish a conversion."),
+    ] = None,
+    rollback: Annotated[
+        Path | None,
+        typer.Option(
+            "--rollback", metavar="JOURNAL", dir_okay=False, help="Undo a conversion exactly."
+        ),
+    ] = None,
+) -> None:
+    """Recreate internal snapshots as external ones, losing nothing (dry run by default)."""
+    if resume and rollback:
+        _fail(EXIT_USAGE, "--resume and --rollback cannot be combined")
+    if resume or rollback:
+        if domains or apply or drop_memory or target_dir or not keep_originals:
+            _fail(EXIT_USAGE, "--resume and --rollback take only a journal (and -c, --format)")
+        _journal_command(resume or rollback, connect, output_format, rollback=bool(rollback))
+    from auditor.fix.plan import Options
+
+    options = Options(drop_memory=drop_memory, remove_originals=not keep_originals)
+    target = str(target_dir.resolve()) if target_dir else None
+    _plan_command(connect, domains or [], output_format, options, apply, target, state_dir)
+
+
+def _plan_command(
+    uri: str | None,
+    names: list[str],
+    output_format: Format,
+    options: Options,
+    apply: bool,
+    target_dir: str | None,
+    state_dir: Path,
+) -> None:
+    import libvirt
+
+    from auditor.errors import one_line
+    from auditor.fix import render
+    from auditor.fix.facts import ConnectionRefused, connect
+
+    try:
+        conn = connect(uri)
+    except ConnectionRefused as exc:
+        _fail(EXIT_USAGE, str(exc))
+    except libvirt.libvirtError as exc:
+        _fail(EXIT_FAILED, f"cannot connect to {uri or 'the default URI'}: {one_line(exc)}")
+    host = uri or conn.getURI()
+    text = output_format is Format.text
+    try:
+        names = list(dict.fromkeys(names)) or _domains_with_internal_snapshots(host)
+        if text:
+            _out(render.header(host, apply=apply))
+        outcomes = []
+        for name in names:
+            outcome = _one_domain(conn, host, name, options, apply, target_dir, state_dir)
+            outcomes.append(outcome)
+            if text:
+                _out(render.render_domain(outcome))
+    finally:
+        conn.close()
+    _out(render.summary(outcomes) if text else render.render_json(host, outcomes, apply=apply))
+    if any(o.result == "failed" for o in outcomes):
+        raise typer.Exit(EXIT_FAILED)
+    if any(o.plan.status == "refused" for o in outcomes):
+        raise typer.Exit(EXIT_REFUSED)
+    raise typer.Exit(EXIT_OK)
+
+
+def _domains_with_internal_snapshots(host: str) -> list[str]:
+    """The domains the audit finds internal snapshots in (SNAP001, SNAP002)."""
+    from auditor.engine import audit
+    from auditor.registry import load_rules
+    from auditor.scanner import scan_host
+
+    scan = scan_host(host, check_files=False)
+    if scan.host.error:
+        _fail(EXIT_FAILED, f"cannot scan {host}: {scan.host.error}")
+    rules, _ = load_rules()
+    result = audit([scan], [r for r in rules if r.code in INTERNAL_RULES])
+    return sorted({f.domain for f in result.findings})
+
+
+def _one_domain(
+    conn: libvirt.virConnect,
+    host: str,
+    name: str,
+    options: Options,
+    apply: bool,
+    target_dir: str | None,
+    state_dir: Path,
+) -> Outcome:
+    import libvirt
+
+    from auditor.fix.execute import FixFailed, run
+    from auditor.fix.facts import read_domain
+    from auditor.fix.journal import Journal
+    from auditor.fix.lock import LockBusy, domain_lock
+    from auditor.fix.names import journal_name
+    from auditor.fix.plan import DomainPlan, plan_domain
+    from auditor.fix.render import Outcome, q
+
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        return Outcome(DomainPlan(host, name, "", refusals=(_reason(exc),)))
+    uuid = dom.UUIDString()
+    if not apply:
+        try:
+            facts = read_domain(conn, dom, host=host, target_dir=target_dir)
+        except libvirt.libvirtError as exc:
+            return Outcome(DomainPlan(host, name, uuid), "failed", error=_reason(exc))
+        return Outcome(plan_domain(facts, options))
+    journal = None
+    try:
+        # Plan under the lock, so that what another fix did before we got it is seen.
+        with domain_lock(state_dir, uuid):
+            facts = read_domain(conn, dom, host=host, target_dir=target_dir)
+            plan = plan_domain(facts, options)
+            if plan.status != "ready":
+                return Outcome(plan)
+            path = state_dir / journal_name(name, uuid, datetime.now(UTC))
+            journal = Journal.create(path, host, plan)
+            _err(f"domain {q(name)}: journal {path}")
+            run(conn, journal, _progress)
+            return Outcome(plan, "converted", str(path))
+    except LockBusy as exc:
+        return Outcome(DomainPlan(host, name, uuid, refusals=(str(exc),)))
+    except (FixFailed, libvirt.libvirtError, OSError) as exc:
+        plan = journal.plan if journal else DomainPlan(host, name, uuid)
+        return Outcome(plan, "failed", str(journal.path) if journal else None, _reason(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    from auditor.errors import one_line
+    from auditor.fix.execute import FixFailed
+
+    return str(exc) if isinstance(exc, FixFailed) else one_line(exc)
+
+
+def _journal_command(path: Path, uri: str | None, output_format: Format, *, rollback: bool):
+    import libvirt
+
+    from auditor.errors import one_line
+    from auditor.fix import render
+    from auditor.fix.execute import FixFailed, run
+    from auditor.fix.execute import rollback as roll_back
+    from auditor.fix.facts import ConnectionRefused, connect
+    from auditor.fix.journal import FINISHED, Journal, JournalError
+    from auditor.fix.lock import LockBusy, domain_lock
+
+    try:
+        journal = Journal.load(path)
+    except JournalError as exc:
+        _fail(EXIT_USAGE, str(exc))
+    try:
+        conn = connect(uri or journal.uri)
+    except ConnectionRefused as exc:
+        _fail(EXIT_USAGE, str(exc))
+    except libvirt.libvirtError as exc:
+        _fail(EXIT_FAILED, f"cannot connect to {uri or journal.uri}: {one_line(exc)}")
+    plan = journal.plan
+    what = "rolled back" if rollback else "converted"
+    try:
+        with domain_lock(path.resolve().parent, plan.uuid):
+            # Read again under the lock: another fix may have been writing it until now.
+            journal = Journal.load(path, repair=True)
+            if rollback:
+                roll_back(conn, journal, _progress)
+            elif journal.state == FINISHED:
+                _err(f"{path} had already finished")
+            else:
+                run(conn, journal, _progress)
+        outcome = render.Outcome(plan, what, str(path))
+    except LockBusy as exc:
+        _fail(EXIT_REFUSED, str(exc))
+    except (FixFailed, JournalError, libvirt.libvirtError, OSError) as exc:
+        outcome = render.Outcome(plan, "failed", str(path), _reason(exc))
+    finally:
+        conn.close()
+    if output_format is Format.json:
+        _out(render.render_json(journal.uri, [outcome], apply=True))
+    elif outcome.result == "failed":
+        _out(f"domain {render.q(plan.domain)}: FAILED: {outcome.error}\n")
+    else:
+        _out(f"domain {render.q(plan.domain)}: {what}; journal {path}\n")
+    raise typer.Exit(EXIT_FAILED if outcome.result == "failed" else EXIT_OK)
+
+
+def _progress(line: str) -> None:
+    _err(line)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _err(message: str) -> None:
+    typer.echo(f"snapaudit: {message}", err=True)
+
+
+def _fail(code: int, message: str):
+    _err(message)
+    raise typer.Exit(code)

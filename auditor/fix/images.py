@@ -1,0 +1,221 @@
+"""The image operations fix mode is built from: qemu-img and qemu-nbd, nothing else.
+
+A source image (the domain's original qcow2) is only ever opened read-only: `qemu-nbd -r`,
+`qemu-img convert/measure/compare/info` reading it (`info -U` when a running VM holds it,
+for a plan that will refuse the domain anyway). New images are written to
+`PATH.part`, flushed, then renamed, so a complete-looking file is always a complete one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+NBD_START_TIMEOUT = 30.0
+_PR_SET_PDEATHSIG = 1
+
+
+class ImageError(RuntimeError):
+    """A qemu tool failed, or a new image does not match its source."""
+
+
+def _run(*args: str) -> str:
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        last = lines[-1].removeprefix(f"{args[0]}: ") if lines else "failed"
+        raise ImageError(f"{args[0]} {args[1]}: {last}")
+    return proc.stdout
+
+
+def snapshot_option(tag: str) -> str:
+    """`-l` argument naming internal snapshot TAG: by name only (never an ID), commas escaped
+    as QEMU's option syntax wants."""
+    return "snapshot.name=" + tag.replace(",", ",,")
+
+
+def info(path: str, fmt: str | None = None, *, force_share: bool = False) -> dict:
+    """`qemu-img info` of PATH alone; force_share reads an image a running VM holds."""
+    args = ["qemu-img", "info", "--output=json"]
+    args += ["-U"] * force_share + (["-f", fmt] if fmt else [])
+    return json.loads(_run(*args, path))
+
+
+def measure(source: str, fmt: str, tag: str | None) -> int:
+    """Bytes a full qcow2 copy of SOURCE (at internal snapshot TAG) needs."""
+    args = ["qemu-img", "measure", "--output=json", "-O", "qcow2", "-f", fmt]
+    args += ["-l", snapshot_option(tag)] if tag is not None else []
+    return int(json.loads(_run(*args, source))["required"])
+
+
+def metadata_bytes(virtual_size: int, cluster_size: int) -> int:
+    """What an empty qcow2 image of that size takes: headers, tables, refcounts."""
+    args = ["qemu-img", "measure", "--output=json", "-O", "qcow2"]
+    args += ["-o", f"cluster_size={cluster_size}", "--size", str(virtual_size)]
+    return int(json.loads(_run(*args))["required"])
+
+
+def _die_with_parent() -> None:
+    # qemu-nbd must not outlive us, even when we are killed with SIGKILL mid-step.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def export(source: str, fmt: str, tag: str | None) -> Iterator[str]:
+    """Serve SOURCE, or its internal snapshot TAG, read-only over NBD on a private socket;
+    yields the NBD URI. qemu-img opens it as a raw image."""
+    with tempfile.TemporaryDirectory(prefix="snapaudit-nbd-") as tmp:
+        sock = os.path.join(tmp, "nbd.sock")
+        args = ["qemu-nbd", "--read-only", "--persistent", "--shared=8", "--format", fmt]
+        args += ["--socket", sock] + (["--load-snapshot", snapshot_option(tag)] if tag else [])
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(
+                [*args, source],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                preexec_fn=_die_with_parent,
+            )
+            try:
+                _wait_for_socket(proc, sock, errors)
+                yield f"nbd+unix:///?socket={sock}"
+            finally:
+                proc.terminate()
+                proc.wait()
+
+
+def _wait_for_socket(proc: subprocess.Popen, sock: str, errors) -> None:
+    # qemu-nbd listens before it has opened the image and loaded the snapshot; it is serving
+    # only once it greets a client. A missing snapshot shows up as a closed connection.
+    deadline = time.monotonic() + NBD_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            errors.seek(0)
+            lines = errors.read().decode(errors="replace").strip().splitlines()
+            last = lines[-1].removeprefix("qemu-nbd: ") if lines else "exited"
+            raise ImageError(f"qemu-nbd: {last}")
+        with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
+            probe.settimeout(max(deadline - time.monotonic(), 0.001))
+            probe.connect(sock)
+            if probe.recv(8) == b"NBDMAGIC":
+                return
+        time.sleep(0.005)
+    raise ImageError(f"qemu-nbd: not serving after {NBD_START_TIMEOUT:.0f} s")
+
+
+def part_path(path: str) -> str:
+    return path + ".part"
+
+
+def discard(path: str) -> None:
+    """Remove PATH and its unfinished .part, if there."""
+    for name in (part_path(path), path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+def create_image(
+    path: str,
+    source: str,
+    fmt: str,
+    tag: str | None,
+    backing: str | None,
+    cluster_size: int,
+) -> None:
+    """PATH holds SOURCE's content at internal snapshot TAG (None: the active layer): a full
+    image when BACKING is None, otherwise an overlay on BACKING holding only what differs."""
+    discard(path)  # what an interrupted attempt left behind
+    part = part_path(path)
+    options = f"cluster_size={cluster_size}"
+    if backing is None:
+        args = ["qemu-img", "convert", "-q", "-f", fmt, "-O", "qcow2", "-o", options]
+        _run(*args, *(["-l", snapshot_option(tag)] if tag is not None else []), source, part)
+    else:
+        # The overlay starts on the source state itself; safe-mode rebase onto the parent's
+        # image then writes exactly the clusters whose content differs (LAB.md).
+        with export(source, fmt, tag) as nbd:
+            create = ["qemu-img", "create", "-q", "-f", "qcow2", "-o", options]
+            _run(*create, "-b", nbd, "-F", "raw", part)
+            _run("qemu-img", "rebase", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", part)
+    _finish(part, path, like=source)
+
+
+def create_overlay(path: str, backing: str) -> None:
+    """An empty qcow2 overlay on BACKING (one of our new images, never an original)."""
+    discard(path)
+    part = part_path(path)
+    _run("qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", part)
+    _finish(part, path, like=backing)
+
+
+def _finish(part: str, path: str, *, like: str) -> None:
+    """Give PART the owner and mode of the image it copies, make it durable, then put it in
+    place: a file at PATH is always complete."""
+    reference = os.stat(like)
+    with contextlib.suppress(PermissionError):
+        os.chown(part, reference.st_uid, reference.st_gid)
+    os.chmod(part, stat.S_IMODE(reference.st_mode))
+    fsync_file(part)
+    os.replace(part, path)
+    fsync_dir(os.path.dirname(path))
+
+
+def verify_image(path: str, source: str, fmt: str, tag: str | None) -> None:
+    """Raise ImageError unless PATH shows exactly the guest content of SOURCE at TAG."""
+    with export(source, fmt, tag) as nbd:
+        want = info(nbd, "raw")["virtual-size"]
+        have = info(path, "qcow2")["virtual-size"]
+        if want != have:
+            raise ImageError(f"{path}: virtual size {have}, source has {want}")
+        # Not strict: an unallocated cluster and a zeroed one are the same to the guest.
+        proc = subprocess.run(
+            ["qemu-img", "compare", "-q", "-f", "qcow2", "-F", "raw", path, nbd],
+            capture_output=True,
+            text=True,
+        )
+    if proc.returncode == 1:
+        raise ImageError(f"{path}: content differs from its source")
+    if proc.returncode:
+        raise ImageError(f"qemu-img compare: {proc.stderr.strip() or 'failed'}")
+
+
+def same_content(path: str, fmt: str, other: str, other_fmt: str) -> bool:
+    """Whether two images (or chains) show the guest the same bytes, both read-only."""
+    with export(other, other_fmt, None) as nbd:
+        proc = subprocess.run(
+            ["qemu-img", "compare", "-q", "-f", fmt, "-F", "raw", path, nbd],
+            capture_output=True,
+        )
+    return proc.returncode == 0
+
+
+def fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_file(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    fsync_dir(str(Path(path).parent))

@@ -1,0 +1,319 @@
+"""Fix mode's pure parts, no hypervisor: file names, the snapshot tree, XML rewriting, the
+planner's decisions, the journal's crash rules and the lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES
+
+from auditor.fix.facts import DomainFacts, Filesystem, ImageFacts, SnapshotFacts
+from auditor.fix.journal import FINISHED, Journal, JournalError
+from auditor.fix.lock import LockBusy, domain_lock
+from auditor.fix.metadata import external_snapshot
+from auditor.fix.names import after_name, image_name, journal_name, slug
+from auditor.fix.plan import (
+    CreateImage,
+    DomainPlan,
+    Options,
+    RedefineSnapshot,
+    plan_domain,
+)
+from auditor.fix.render import Outcome, render_domain
+from auditor.fix.tree import captures, parents_first
+from auditor.parser import parse_domain_disks, parse_snapshot
+
+UUID = "6f1c3c8e-4c1e-4a8e-9d3b-7b1a2f0c9e11"
+IMAGE = "/images/web01.qcow2"
+MiB = 1024 * 1024
+
+
+# File names
+
+
+def test_image_names_are_readable_safe_and_distinct():
+    name = image_name("web01", UUID, "vda", "<img src=x onerror=alert(1)>", IMAGE)
+    assert name == "web01.vda.img_src_x_onerror_alert_1.c48d817e.qcow2"
+    assert image_name("web01", UUID, "vda", None, IMAGE) == "web01.vda.current.6d9ce299.qcow2"
+    # A snapshot named "current" is not the current state.
+    assert image_name("web01", UUID, "vda", "current", IMAGE) == "web01.vda.current.a99d2c1e.qcow2"
+    hostile = ["../../etc/passwd", "a/b", "a b", ".hidden", "", "\x1b[31m", "名前", "x" * 300]
+    names = {image_name("we/b", UUID, "vda", s, IMAGE) for s in hostile}
+    assert len(names) == len(hostile)  # the hash parts tell slug collisions apart
+    for name in names:
+        assert "/" not in name and not name.startswith(".") and ".." not in name
+        assert len(name.encode()) < 120 and name.isascii() and name.isprintable()
+    # Another conversion of the same domain (a new source image) never reuses a name.
+    assert image_name("web01", UUID, "vda", "s", IMAGE) != image_name(
+        "web01", UUID, "vda", "s", "/images/web01.vda.current.0a6b8e63.qcow2"
+    )
+
+
+def test_other_names():
+    assert slug("a/b c.d") == "a_b_c_d"
+    assert slug("///") == "x"
+    assert after_name("/i/web01.vda.s.12345678.qcow2") == "/i/web01.vda.s.12345678.after.qcow2"
+    when = datetime(2026, 11, 25, 19, 9, 4, 123456, tzinfo=UTC)
+    assert journal_name("web 01", UUID, when) == f"web_01.{UUID}.20261125T190904123456Z.journal"
+
+
+# Snapshot tree
+
+
+def snapshot_xml(
+    name: str,
+    parent: str | None,
+    created: int,
+    disks: dict[str, str],
+    *,
+    memory: str = "no",
+    state: str = "shutoff",
+    sources: dict[str, str] | None = None,
+) -> str:
+    sources = sources or {d: f"/images/web01-{d}.qcow2" for d in disks}
+    parent_xml = f"<parent><name>{parent}</name></parent>" if parent else ""
+    disk_xml = "".join(f"<disk name='{d}' snapshot='{m}'/>" for d, m in disks.items())
+    devices = "".join(
+        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        f"<source file='{path}'/><target dev='{d}' bus='virtio'/></disk>"
+        for d, path in sources.items()
+    )
+    return (
+        f"<domainsnapshot><name>{name}</name><state>{state}</state>{parent_xml}"
+        f"<creationTime>{created}</creationTime><memory snapshot='{memory}'/>"
+        f"<disks>{disk_xml}</disks><domain type='kvm'><name>web01</name><uuid>{UUID}</uuid>"
+        f"<devices>{devices}</devices></domain></domainsnapshot>"
+    )
+
+
+def model(xml: str, current: bool = False):
+    return parse_snapshot(xml, host="h", domain="web01", domain_uuid=UUID, current=current)
+
+
+DOMAIN_XML = (
+    f"<domain type='kvm'><name>web01</name><uuid>{UUID}</uuid><devices>"
+    "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+    "<source file='/images/web01-vda.qcow2'/><target dev='vda' bus='virtio'/></disk>"
+    "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+    "<source file='/images/web01-vdb.qcow2'/><target dev='vdb' bus='virtio'/></disk>"
+    "</devices></domain>"
+)
+
+
+def test_parents_first_and_captures_per_disk():
+    # a ─┬─ b ── d        vdb appears with c
+    #    └─ c (current)
+    snaps = [
+        model(snapshot_xml("d", "b", 4, {"vda": "internal"})),
+        model(snapshot_xml("c", "a", 3, {"vda": "internal", "vdb": "internal"}), True),
+        model(snapshot_xml("b", "a", 2, {"vda": "internal"})),
+        model(snapshot_xml("a", None, 1, {"vda": "internal"})),
+    ]
+    assert [s.name for s in parents_first(snaps)] == ["a", "b", "c", "d"]
+    found = [
+        (c.disk, c.snapshot, c.base) for c in captures(snaps, "c", parse_domain_disks(DOMAIN_XML))
+    ]
+    assert found == [
+        ("vda", "a", None),
+        ("vda", "b", "a"),
+        ("vda", "c", "a"),
+        ("vda", "d", "b"),
+        ("vda", None, "c"),
+        ("vdb", "c", None),  # its oldest state: a full image
+        ("vdb", None, "c"),
+    ]
+    # Without a current snapshot, the disk now builds on the newest snapshot holding it.
+    assert captures(snaps, None, parse_domain_disks(DOMAIN_XML))[4].base == "d"
+
+
+# XML rewriting
+
+
+def test_external_snapshot_xml(request):
+    original = (FIXTURES / "fix" / "running-snapshot.xml").read_text()
+    xml = external_snapshot(
+        original,
+        states={"vda": "/new/web01.vda.checkpoint.qcow2"},
+        overlays={"vda": "/new/web01.vda.child.qcow2"},
+        revert_overlays={"vda": "/new/web01.vda.current.qcow2"},
+        drop_memory=True,
+    )
+    golden = FIXTURES / "fix" / "running-snapshot.external.xml"
+    if request.config.getoption("--update-golden"):
+        golden.write_text(xml + "\n")
+    assert xml + "\n" == golden.read_text()
+    root = ET.fromstring(xml)
+    assert root.findtext("state") == "disk-snapshot"
+    assert root.find("memory").attrib == {"snapshot": "no"}
+    assert root.find("domain/devices/graphics").get("passwd") == "s3cret"  # kept exactly
+
+
+# The planner
+
+
+def facts(snapshots: list[str], current: str | None, **overrides) -> DomainFacts:
+    models = [model(x, current=model(x).name == current) for x in snapshots]
+    order = {s.name: i for i, s in enumerate(parents_first(models))}
+    pairs = sorted(zip(snapshots, models, strict=True), key=lambda p: order[p[1].name])
+    base = DomainFacts(
+        host="qemu:///system",
+        name="web01",
+        uuid=UUID,
+        state="shut off",
+        active=False,
+        managed_save=False,
+        xml=DOMAIN_XML,
+        disks=parse_domain_disks(DOMAIN_XML),
+        snapshots=tuple(SnapshotFacts(x, m) for x, m in pairs),
+        current=current,
+    )
+    caps = base.captures
+    tags = {}
+    for cap in caps:
+        if cap.snapshot:
+            tags.setdefault(cap.source.path, []).append(cap.snapshot)
+    defaults = dict(
+        images={
+            path: ImageFacts(path, True, "qcow2", 64 * MiB, 65536, tuple(tags.get(path, ())), 1, 1)
+            for path in {c.source.path for c in caps}
+        },
+        target_dirs={c.disk: "/images" for c in caps},
+        estimates={(c.disk, c.snapshot): 2 * MiB for c in caps},
+        overlay_bytes={c.source.path: 196608 for c in caps},
+        filesystems={"/images": Filesystem(1, 10 * MiB)},
+    )
+    defaults.update(overrides)
+    return DomainFacts(**{**base.__dict__, **defaults})
+
+
+TREE = [
+    snapshot_xml("a", None, 1, {"vda": "internal"}),
+    snapshot_xml("b", "a", 2, {"vda": "internal"}),
+]
+
+
+def test_plan_is_data_and_round_trips_through_json():
+    plan = plan_domain(facts(TREE, "b"), Options())
+    assert plan.status == "ready"
+    assert [s.kind for s in plan.steps] == [
+        "create-image",
+        "verify-image",
+        "create-image",
+        "verify-image",
+        "create-image",
+        "verify-image",
+        "drop-snapshot-metadata",
+        "drop-snapshot-metadata",
+        "redefine-snapshot",
+        "redefine-snapshot",
+        "define-domain",
+    ]
+    first = plan.steps[0]
+    assert isinstance(first, CreateImage) and first.backing is None and first.snapshot == "a"
+    assert DomainPlan.from_json(json.loads(json.dumps(plan.to_json(secrets=True)))) == plan
+    public = json.dumps(plan.to_json())
+    assert "<domain" not in public and "restore" not in public  # XML holds secrets
+    redefine_b = plan.steps[9]
+    assert isinstance(redefine_b, RedefineSnapshot) and redefine_b.current
+    assert redefine_b.overlays == {"vda": plan.images[2].path}  # the domain's top image
+
+
+def test_refusals_from_facts():
+    shortfall = plan_domain(
+        facts(TREE, "b", filesystems={"/images": Filesystem(1, MiB)}), Options()
+    )
+    assert shortfall.refusals == (
+        "not enough free space in /images: 6.0 MiB needed, 1.0 MiB available",
+    )
+    stranded_images = {
+        "/images/web01-vda.qcow2": ImageFacts(
+            "/images/web01-vda.qcow2", True, "qcow2", MiB, 65536, ("a", "b", "b"), 1, 1
+        )
+    }
+    assert plan_domain(facts(TREE, "b", images=stranded_images), Options()).refusals == (
+        "image /images/web01-vda.qcow2 holds two internal snapshots named 'b'",
+    )
+    taken = facts(
+        TREE,
+        "b",
+        existing=frozenset(
+            {"/images/" + image_name("web01", UUID, "vda", "a", "/images/web01-vda.qcow2")}
+        ),
+    )
+    (reason,) = plan_domain(taken, Options()).refusals
+    assert reason.endswith("already exists: move it away, or choose --target-dir")
+    saved = plan_domain(facts(TREE, "b", managed_save=True), Options())
+    assert saved.refusals == (
+        "domain has a managed save image, which expects the current disks: start it and shut "
+        "it down, or discard it (virsh managedsave-remove web01), then rerun",
+    )
+    both = snapshot_xml("a", None, 1, {"vda": "internal", "vdb": "internal"})
+    excluded = snapshot_xml("c", "a", 3, {"vda": "internal", "vdb": "no"})
+    assert plan_domain(facts([both, excluded], "c"), Options()).refusals == (
+        "snapshot 'c' does not capture disk vdb, which other snapshots hold internally: it "
+        "would keep pointing at the original image",
+    )
+    undefined = (
+        "<domainsnapshot><name>d</name><state>shutoff</state><parent><name>a</name></parent>"
+        "<creationTime>4</creationTime><memory snapshot='no'/>"
+        "<disks><disk name='vda' snapshot='internal'/></disks></domainsnapshot>"
+    )
+    assert plan_domain(facts([TREE[0], undefined], "d"), Options()).refusals == (
+        "snapshot 'd' has no domain definition to redefine it with",
+    )
+
+
+def test_refused_plan_renders_each_reason():
+    plan = DomainPlan("h", "we\x1bb", UUID, refusals=("domain is running: shut it down",))
+    assert render_domain(Outcome(plan)) == (
+        "\ndomain 'we\\x1bb': refused\n  - domain is running: shut it down\n"
+    )
+
+
+# Journal and lock
+
+
+def test_journal_survives_a_torn_last_line_and_rejects_garbage(tmp_path):
+    plan = plan_domain(facts(TREE, "b"), Options())
+    path = tmp_path / "web01.journal"
+    journal = Journal.create(path, "qemu:///system", plan)
+    assert os.stat(path).st_mode & 0o777 == 0o600  # it holds the XML's secrets
+    journal.step_done(1)
+    journal.step_done(2)
+    with path.open("a") as out:
+        out.write('{"type": "done", "st')  # killed mid-write
+    assert Journal.load(path).done == {1, 2}  # a reader ignores the torn line
+    assert path.read_text().endswith('"st')
+    loaded = Journal.load(path, repair=True)  # the next writer cuts it off first
+    assert (loaded.done, loaded.plan, loaded.uri) == ({1, 2}, plan, "qemu:///system")
+    loaded.step_done(3)
+    loaded.finish()
+    again = Journal.load(path)
+    assert (again.done, again.state) == ({1, 2, 3}, FINISHED)
+
+    with path.open("a") as out:
+        out.write("not json\n")  # a complete line that is not JSON: corruption, not a crash
+    with pytest.raises(JournalError, match="line 6 is not JSON"):
+        Journal.load(path)
+    other = tmp_path / "other.journal"
+    other.write_text('{"schema": "something/else"}\n')
+    with pytest.raises(JournalError, match="is not a snapaudit fix journal"):
+        Journal.load(other)
+
+
+def test_lock_is_exclusive_and_released(tmp_path):
+    busy = pytest.raises(LockBusy, match="another snapaudit fix is working on this domain")
+    with domain_lock(tmp_path, UUID) as path:
+        assert path == tmp_path / f"{UUID}.lock"
+        with busy, domain_lock(tmp_path, UUID):
+            pass
+        with domain_lock(tmp_path, "another-uuid"):
+            pass
+    with domain_lock(tmp_path, UUID):
+        pass
+    assert Path(tmp_path / f"{UUID}.lock").exists()

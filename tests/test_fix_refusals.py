@@ -1,0 +1,196 @@
+"""What `snapaudit fix` refuses, and the exact plan lines and exit codes that say so, on a real
+libvirtd. Nothing refused is changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import libvirt
+import pytest
+from conftest import run_cli
+
+from auditor.fix.lock import domain_lock
+from auditor.fix.plan import human
+from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
+from testlab.trees import SnapshotTree, removed_afterwards
+from testlab.vms import snapshot_external_offline
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.fixture
+def conn(libvirtd):  # noqa: F811 - the fixture imported above
+    conn = libvirt.open(libvirtd.uri)
+    with removed_afterwards(conn):
+        yield conn
+    conn.close()
+
+
+def one_snapshot(conn: libvirt.virConnect, name: str, directory: Path) -> SnapshotTree:
+    tree = SnapshotTree(conn, name, directory)
+    tree.write("vda", 0, 0x5A)
+    tree.snapshot("one")
+    return tree
+
+
+def block_disk_domain(conn: libvirt.virConnect, directory: Path) -> None:
+    """vda on a qcow2 file, vdb on a block device, and internal snapshot metadata for both
+    (REDEFINE writes metadata only: no block device is needed)."""
+    tree = SnapshotTree(conn, "on-block", directory)
+    xml = tree.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).replace(
+        "</devices>",
+        "<disk type='block' device='disk'><driver name='qemu' type='qcow2'/>"
+        "<source dev='/dev/snapaudit-no-such-device'/><target dev='vdb' bus='virtio'/></disk>"
+        "</devices>",
+    )
+    dom = conn.defineXML(xml)
+    snapshot = (
+        "<domainsnapshot><name>one</name><state>shutoff</state>"
+        "<creationTime>1700000000</creationTime><memory snapshot='no'/><disks>"
+        "<disk name='vda' snapshot='internal'/><disk name='vdb' snapshot='internal'/></disks>"
+        f"{dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)}</domainsnapshot>"
+    )
+    dom.snapshotCreateXML(snapshot, libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+
+
+def test_refusals_each_with_its_reason(conn, libvirtd, tmp_path):  # noqa: F811
+    images = tmp_path / "images"
+    running = one_snapshot(conn, "running", images)
+    running.dom.create()
+    paused = one_snapshot(conn, "paused", images)
+    paused.dom.create()
+    paused.dom.suspend()
+    block_disk_domain(conn, images)
+    memory = SnapshotTree(conn, "with-memory", images)
+    memory.snapshot_live("live")
+    stranded = one_snapshot(conn, "stranded", images)
+    subprocess.run(["qemu-img", "snapshot", "-c", "hidden", stranded.images["vda"]], check=True)
+    mixed = one_snapshot(conn, "mixed", images)
+    snapshot_external_offline(mixed.dom, "outside", images)
+    names = ("running", "paused", "on-block", "with-memory", "stranded", "mixed", "nowhere")
+    before = {name: conn.lookupByName(name).XMLDesc(0) for name in names[:-1]}
+
+    args = [arg for name in names for arg in ("--domain", name)]
+    proc = run_cli("fix", "-c", libvirtd.uri, "--state-dir", str(tmp_path / "state"), *args)
+    assert (proc.returncode, proc.stderr) == (1, "")
+    vda = images / "on-block-0.qcow2"
+    hidden = stranded.images["vda"]
+    assert proc.stdout == (
+        f"snapaudit fix on {libvirtd.uri} (dry run, nothing is changed: add --apply to convert)\n"
+        "\n"
+        "domain 'running': refused\n"
+        "  - domain is running: shut it down (virsh shutdown running) and rerun\n"
+        "\n"
+        "domain 'paused': refused\n"
+        "  - domain is paused: shut it down (virsh shutdown paused) and rerun\n"
+        "\n"
+        "domain 'on-block': refused\n"
+        "  - disk vdb is not on file storage (block /dev/snapaudit-no-such-device): only "
+        "file-based images can be converted\n"
+        f"  - image {vda} has no internal snapshot 'one'\n"
+        "\n"
+        "domain 'with-memory': refused\n"
+        "  - snapshot 'live' holds the guest's memory (internal): add --drop-memory to keep "
+        "only its disks, as a crash-consistent disk-only snapshot\n"
+        "\n"
+        "domain 'stranded': refused\n"
+        f"  - image {hidden} holds internal snapshot 'hidden', which libvirt does not list: "
+        "converting would strand it\n"
+        "\n"
+        "domain 'mixed': refused\n"
+        "  - snapshot 'outside' is not internal: domains that mix internal and external "
+        "snapshots are not converted\n"
+        "\n"
+        "domain 'nowhere': refused\n"
+        "  - Domain not found: no domain with matching name 'nowhere'\n"
+        "\n"
+        "7 domains: 7 refused\n"
+    )
+    # --apply refuses the same way, and changes nothing.
+    applied = run_cli(
+        "fix", "-c", libvirtd.uri, "--state-dir", str(tmp_path / "state"), *args, "--apply"
+    )
+    assert applied.returncode == 1
+    assert applied.stdout.endswith("\n7 domains: 7 refused\n")
+    assert {name: conn.lookupByName(name).XMLDesc(0) for name in names[:-1]} == before
+    assert not (tmp_path / "state").exists() or not list((tmp_path / "state").glob("*.journal"))
+
+
+def test_not_enough_free_space(conn, libvirtd, tmp_path):  # noqa: F811
+    require(shutil.which("unshare"), "unshare (util-linux) is needed for a private tmpfs")
+    tree = SnapshotTree(conn, "crowded", tmp_path / "images")
+    tree.write("vda", 0, 0x61, 4)
+    tree.snapshot("one")
+    plan = run_cli("fix", "-c", libvirtd.uri, "--domain", "crowded", "--format", "json")
+    (needed,) = json.loads(plan.stdout)["domains"][0]["space"]
+
+    # A 1 MiB tmpfs, mounted in a private mount namespace only the fix process sees.
+    small = tmp_path / "small"
+    small.mkdir()
+    fix = [str(Path(sys.executable).parent / "snapaudit"), "fix", "-c", libvirtd.uri]
+    fix += ["--domain", "crowded", "--target-dir", str(small), "--apply"]
+    script = f'mount -t tmpfs -o size=1M tmpfs "{small}" && exec "$@"'
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *fix],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert (
+        "domain 'crowded': refused\n"
+        f"  - not enough free space in {small}: {human(needed['needed'])} needed, "
+        "1.0 MiB available\n"
+    ) in proc.stdout
+    assert list(small.iterdir()) == []
+
+
+def test_read_only_and_remote_connections_are_refused(libvirtd):  # noqa: F811
+    proc = run_cli("fix", "-c", libvirtd.ro_uri)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        f"snapaudit: fix needs a read-write connection: {libvirtd.ro_uri} is read-only "
+        "(connect to the daemon's read-write socket, as root)\n",
+    )
+    # Refused before any connection is attempted.
+    remote = "qemu+ssh://root@hv1.example.invalid/system"
+    proc = run_cli("fix", "-c", remote)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        "snapaudit: fix runs qemu-img on the images itself, so it needs a local QEMU "
+        f"connection; {remote} is not one (run snapaudit fix on the hypervisor host)\n",
+    )
+
+
+def test_a_domain_being_fixed_is_locked(conn, libvirtd, tmp_path):  # noqa: F811
+    tree = one_snapshot(conn, "locked", tmp_path / "images")
+    state = tmp_path / "state"
+    with domain_lock(state, tree.dom.UUIDString()) as lock:
+        proc = run_cli(
+            "fix", "-c", libvirtd.uri, "--state-dir", str(state), "--domain", "locked", "--apply"
+        )
+    assert proc.returncode == 1
+    assert (
+        "domain 'locked': refused\n"
+        f"  - another snapaudit fix is working on this domain (lock {lock})\n"
+    ) in proc.stdout
+    assert not list(state.glob("*.journal"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--resume", "j", "--rollback", "j"],
+        ["--resume", "j", "--apply"],
+        ["--rollback", "j", "--domain", "x"],
+    ],
+)
+def test_journal_options_do_not_mix(args):
+    proc = run_cli("fix", *args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("snapaudit: --")
