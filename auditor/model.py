@@ -70,6 +70,10 @@ class Snapshot:
     # Facts from the embedded <domain>; None when the metadata carries no definition.
     has_domain_definition: bool = True
     has_guest_agent: bool = False
+    # Overlays libvirt (9.9+) created when reverting to this snapshot while it had children
+    # (<revertDisks>): the domain's current disks may sit on them.
+    revert_overlays: tuple[str, ...] = ()
+    has_children: bool = False  # another snapshot of the domain names this one as parent
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,7 @@ def parse_snapshot(
         memory=memory_mode,
         memory_file=memory.get("file") if memory is not None else None,
         disks=_join_disks(top.get("disks"), state, memory_mode, devices),
+        revert_overlays=_revert_overlays(top.get("revertDisks")),
         has_domain_definition=devices is not None,
         has_guest_agent=devices is not None
         and any(
@@ -100,6 +101,16 @@ def parse_domain_disks(text: str | bytes) -> tuple[DomainDisk, ...]:
             )
         )
     return tuple(disks)
+
+
+def _revert_overlays(revert_disks) -> tuple[str, ...]:
+    if revert_disks is None:
+        return ()
+    paths = (
+        _source_path(disk.get("type", "file"), disk.find("source"))
+        for disk in revert_disks.iterfind("disk")
+    )
+    return tuple(p for p in paths if p)
 
 
 def _text(element) -> str | None:

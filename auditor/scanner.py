@@ -9,6 +9,7 @@ scanned concurrently too, and results are yielded as each host finishes.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -151,6 +152,10 @@ def _scan_domain(domain: libvirt.virDomain, uri: str) -> tuple[list[Domain], lis
         except SnapshotXMLError as exc:
             skipped.append(Skipped(uri, name, snap_name, str(exc)))
     snapshots.sort(key=_snapshot_order)
+    parents = {s.parent for s in snapshots}
+    snapshots = [
+        dataclasses.replace(s, has_children=True) if s.name in parents else s for s in snapshots
+    ]
     return [Domain(uri, name, uuid, disks, tuple(snapshots))], skipped
 
 

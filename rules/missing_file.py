@@ -7,8 +7,10 @@ def missing_file(snapshot, context):
 
     What it checks:
         On hosts whose files can be seen (local connections, or `scan --check-files`): the
-        external overlay of every disk with `snapshot='external'` on file storage, and the
-        memory file of `<memory snapshot='external'>`, must exist.
+        external overlay of every disk with `snapshot='external'` on file storage must exist
+        when the snapshot is the current one or has children (libvirt deletes the overlay
+        of a childless snapshot when the VM reverts elsewhere: that is not damage), and the
+        memory file of `<memory snapshot='external'>` must always exist.
 
     Why:
         An external snapshot is only as good as its files. A deleted overlay or memory file
@@ -39,9 +41,13 @@ def missing_file(snapshot, context):
     """
     if context.files is None:
         return
+    # Reverting discards the changes made after the current snapshot, and libvirt deletes
+    # the overlay that held them: a missing overlay matters only where other images still
+    # build on it (the snapshot has children) or it holds the VM's present (current).
+    in_use = snapshot.current or snapshot.has_children
     for disk in snapshot.disks:
         overlay = disk.overlay
-        if overlay and overlay.type == "file" and _missing(context, overlay.path):
+        if in_use and overlay and overlay.type == "file" and _missing(context, overlay.path):
             yield Violation(
                 f"disk {disk.name}: external overlay {overlay.path} does not exist",
                 disk=disk.name,

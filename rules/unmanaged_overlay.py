@@ -8,7 +8,9 @@ def unmanaged_overlay(domain, context):
     What it checks:
         On hosts whose files can be seen: every image in the backing chain of a domain's
         current disk, except the base at the bottom, must be the overlay of one of the
-        domain's external snapshots. Any other overlay is reported with its disk and path.
+        domain's external snapshots (its `<disks>` overlay, or one libvirt recorded in
+        `<revertDisks>` when reverting to it). Any other overlay is reported with its disk
+        and path.
         The finding's snapshot field is the overlay's path.
 
     Why:
@@ -39,6 +41,7 @@ def unmanaged_overlay(domain, context):
     if context.files is None:
         return
     accounted = {d.overlay.path for s in domain.snapshots for d in s.disks if d.overlay is not None}
+    accounted.update(path for s in domain.snapshots for path in s.revert_overlays)
     for disk in domain.disks:
         if disk.source is None or disk.source.type != "file":
             continue

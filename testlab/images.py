@@ -62,5 +62,7 @@ def check_pattern(
 
 def extract_snapshot(path: Path, snapshot: str, out: Path) -> Path:
     """Internal snapshot SNAPSHOT of qcow2 PATH as a standalone qcow2 image OUT."""
-    _run("qemu-img", "convert", "-U", "-O", "qcow2", "-l", f"snapshot.name={snapshot}", path, out)
+    # qemu's option syntax: a comma inside a value is written twice.
+    name = snapshot.replace(",", ",,")
+    _run("qemu-img", "convert", "-U", "-O", "qcow2", "-l", f"snapshot.name={name}", path, out)
     return Path(out)
