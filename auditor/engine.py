@@ -16,9 +16,10 @@ from auditor.model import (
     RuleError,
     RulePolicy,
     ScanResult,
+    Severity,
     Snapshot,
 )
-from auditor.rule import Context, Rule
+from auditor.rule import SCOPES, Context, Rule
 
 
 def default_policy(rules: Sequence[Rule]) -> Policy:
@@ -29,25 +30,19 @@ def check(
     subject: Snapshot | Domain | Host,
     rules: Sequence[Rule],
     contexts: Mapping[str, Context],
-    policy: Mapping[str, RulePolicy],
+    overrides: Mapping[str, Severity],
 ) -> tuple[list[Finding], list[RuleError]]:
-    """Run the rules of the subject's scope (snapshot, domain or host) over it."""
+    """Run RULES (all of the subject's scope: snapshot, domain or host) over the subject.
+    A configured severity (OVERRIDES, by rule code) replaces every severity a rule reports."""
     if isinstance(subject, Snapshot):
-        scope, domain, uuid, snapshot = (
-            "snapshot",
-            subject.domain,
-            subject.domain_uuid,
-            subject.name,
-        )
+        domain, uuid, snapshot = subject.domain, subject.domain_uuid, subject.name
     elif isinstance(subject, Domain):
-        scope, domain, uuid, snapshot = "domain", subject.name, subject.uuid, None
+        domain, uuid, snapshot = subject.name, subject.uuid, None
     else:
-        scope, domain, uuid, snapshot = "host", "", "", None
+        domain, uuid, snapshot = "", "", None
     findings: list[Finding] = []
     errors: list[RuleError] = []
     for rule in rules:
-        if rule.scope != scope:
-            continue
         context = contexts[rule.code]
         try:
             violations = list(rule.check(subject, context))
@@ -56,10 +51,7 @@ def check(
                 RuleError(rule.code, f"raised {one_line(exc)}", context.host, domain, snapshot)
             )
             continue
-        # A configured severity replaces every severity the rule reports.
-        override = (
-            policy[rule.code].severity if policy[rule.code].severity != rule.severity else None
-        )
+        override = overrides.get(rule.code)
         findings.extend(
             Finding(
                 rule=rule.code,
@@ -91,17 +83,22 @@ def audit(
     now = now or datetime.now(UTC)
     policy = policy or default_policy(rules)
     by_code = {p.code: p for p in policy.rules}
+    overrides = {
+        r.code: by_code[r.code].severity for r in rules if by_code[r.code].severity != r.severity
+    }
+    scoped = {scope: [r for r in rules if r.scope == scope] for scope in SCOPES}
     hosts = tuple(scans)
     findings: list[Finding] = []
     errors = list(load_errors)
     for scan in hosts:
         base = Context(host=scan.host.uri, files=scan.files, now=now)
         contexts = {r.code: dataclasses.replace(base, params=by_code[r.code].params) for r in rules}
-        subjects = [] if scan.host.error else [scan.host]
+        subjects = [] if scan.host.error else [(scan.host, scoped["host"])]
         for domain in scan.domains:
-            subjects += [*domain.snapshots, domain]
-        for subject in subjects:
-            found, failed = check(subject, rules, contexts, by_code)
+            subjects += [(s, scoped["snapshot"]) for s in domain.snapshots]
+            subjects.append((domain, scoped["domain"]))
+        for subject, applicable in subjects:
+            found, failed = check(subject, applicable, contexts, overrides)
             findings.extend(found)
             errors.extend(failed)
     return ScanResult(

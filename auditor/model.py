@@ -91,7 +91,7 @@ class Domain:
     host: str
     name: str
     uuid: str
-    disks: tuple[DomainDisk, ...]
+    disks: tuple[DomainDisk, ...]  # read only when the host's files are checked
     snapshots: tuple[Snapshot, ...]  # oldest first
 
 

@@ -6,6 +6,7 @@ and never touches the network.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 from lxml import etree
@@ -14,15 +15,24 @@ from auditor.model import DiskSource, DomainDisk, Snapshot, SnapshotDisk
 
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-)
+_local = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    # One parser per thread: lxml serialises threads that share a parser, and frees the GIL
+    # while parsing only with a parser of the thread's own.
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+        )
+    return parser
 
 
 class SnapshotXMLError(ValueError):
@@ -32,7 +42,7 @@ class SnapshotXMLError(ValueError):
 def parse_xml(text: str | bytes) -> etree._Element:
     data = text.encode() if isinstance(text, str) else text
     try:
-        root = etree.fromstring(data, _PARSER)
+        root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         raise SnapshotXMLError(f"invalid XML: {exc.msg}") from None
     if root is None:

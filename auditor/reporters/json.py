@@ -187,5 +187,5 @@ def render(result: ScanResult, *, color: bool = False) -> str:
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
-def _dumps(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+# One encoder for every record: json.dumps() with options builds a new one per call.
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
