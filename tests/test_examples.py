@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 import jsonschema
-import pytest
 import yaml
 from conftest import CLOCK, REPO, fixture_uri
 from lxml import etree
 
 from auditor.loader import load_report
+from testlab.pytest_fixtures import require
 
 EXAMPLES = REPO / "examples"
 BIN = Path(sys.executable).parent
@@ -31,10 +31,7 @@ SCHEMAS = Path(__file__).parent / "schemas"
 def tool(name: str, where: Path | None = None) -> str:
     """A command the test needs; missing, it skips the test, except in CI where it fails."""
     found = shutil.which(name, path=str(where) if where else None)
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is required in CI")
-        pytest.skip(f"{name} is not installed")
+    require(found, f"{name} is not installed")
     return found
 
 
