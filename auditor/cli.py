@@ -134,7 +134,6 @@ def scan(
     )
     from auditor.engine import audit
     from auditor.registry import load_rules
-    from auditor.reporters import render
     from auditor.scanner import scan_hosts
     from auditor.summary import summarize
     from auditor.waivers import BaselineError, apply_baseline, apply_waivers, read_baseline
@@ -175,13 +174,7 @@ def scan(
         save_baseline(result, write_baseline)
 
     for name, path in outputs:
-        to_terminal = path is None and sys.stdout.isatty()
-        color = to_terminal and name == "text" and "NO_COLOR" not in os.environ
-        report = render(name, result, color=color)
-        if path is None:
-            sys.stdout.write(report)
-        else:
-            write_atomically(path, report)
+        _emit(name, path, result)
     # Problems go to stderr too, unless a text report on stdout already shows them.
     if any(path is not None or name != "text" for name, path in outputs):
         for host_scan in result.hosts:
@@ -194,10 +187,8 @@ def scan(
 
     if not summarize(result).complete:
         raise typer.Exit(EXIT_INCOMPLETE)
-    if config.fail_on.value != "never":
-        threshold = Severity(config.fail_on.value).rank
-        if any(f.severity.rank >= threshold and not f.suppressed for f in result.findings):
-            raise typer.Exit(EXIT_FINDINGS)
+    if _fails(result.findings, config.fail_on.value):
+        raise typer.Exit(EXIT_FINDINGS)
     raise typer.Exit(EXIT_OK)
 
 
@@ -355,12 +346,8 @@ def diff_reports(
     sys.stdout.write(render_json(diff) if output_format is DiffFormat.json else render_text(diff))
     if not summarize(new_result).complete:
         raise typer.Exit(EXIT_INCOMPLETE)
-    if fail_on is not FailOn.never:
-        threshold = Severity(fail_on.value).rank
-        if any(
-            e.finding.severity.rank >= threshold and not e.finding.suppressed for e in diff.added
-        ):
-            raise typer.Exit(EXIT_FINDINGS)
+    if _fails((e.finding for e in diff.added), fail_on.value):
+        raise typer.Exit(EXIT_FINDINGS)
     raise typer.Exit(EXIT_OK)
 
 
@@ -383,7 +370,7 @@ def merge_reports(
     hypervisor's qemu:///system) is told apart by the host name: qemu:///system#hv1.
     """
     from auditor.merging import MergeError, merge_results
-    from auditor.reporters import FORMATS, render
+    from auditor.reporters import FORMATS
 
     if output_format not in FORMATS:
         _err(f"unknown format {output_format!r} (known: {', '.join(FORMATS)})")
@@ -394,17 +381,29 @@ def merge_reports(
     except MergeError as exc:
         _err(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
-    color = (
-        output is None
-        and output_format == "text"
-        and sys.stdout.isatty()
-        and "NO_COLOR" not in os.environ
-    )
-    report = render(output_format, merged, color=color)
-    if output is None:
+    _emit(output_format, output, merged)
+
+
+def _emit(name: str, path: Path | None, result) -> None:
+    """Render RESULT as NAME to PATH (atomically), or to stdout; colour only for text on a
+    terminal."""
+    from auditor.reporters import render
+
+    color = path is None and name == "text" and sys.stdout.isatty()
+    report = render(name, result, color=color and "NO_COLOR" not in os.environ)
+    if path is None:
         sys.stdout.write(report)
     else:
-        write_atomically(output, report)
+        write_atomically(path, report)
+
+
+def _fails(findings, fail_on: str) -> bool:
+    """Whether the gate fails: a finding at or above FAIL_ON that is neither waived nor
+    baselined."""
+    if fail_on == "never":
+        return False
+    threshold = Severity(fail_on).rank
+    return any(f.severity.rank >= threshold and not f.suppressed for f in findings)
 
 
 def _load_reports(paths: list[Path]) -> list:
