@@ -7,14 +7,14 @@ while a running VM holds them.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from auditor import qemu
 from auditor.model import FileFacts
+from auditor.qemu import QemuToolError
 
 QEMU_IMG_TIMEOUT = 60
 WORKERS = 8
@@ -61,11 +61,11 @@ def image_chain(path: str) -> list[FileFacts]:
     if not os.path.lexists(path):
         return [FileFacts(path, exists=False)]
     try:
-        chain = _qemu_img_info(path, "--backing-chain")
-    except _QemuImgError as exc:
+        chain = qemu.img_info(path, force_share=True, chain=True, timeout=QEMU_IMG_TIMEOUT)
+    except QemuToolError as exc:
         try:
-            (top,) = _qemu_img_info(path)
-        except _QemuImgError:
+            top = qemu.img_info(path, force_share=True, timeout=QEMU_IMG_TIMEOUT)
+        except QemuToolError:
             return [FileFacts(path, exists=True, error=str(exc))]
         return [_facts(path, top, (), error=str(exc))]
     names = [path] + [_backing_path(entry) for entry in chain[:-1]]
@@ -91,24 +91,3 @@ def _backing_path(entry: dict) -> str:
     # qemu-img records backing files as written; full-backing-filename resolves relative ones.
     name = entry.get("full-backing-filename") or entry.get("backing-filename") or ""
     return os.path.normpath(name) if name.startswith("/") else name
-
-
-class _QemuImgError(Exception):
-    pass
-
-
-def _qemu_img_info(path: str, *extra: str) -> list[dict]:
-    try:
-        proc = subprocess.run(
-            ["qemu-img", "info", "-U", "--output=json", *extra, path],
-            capture_output=True,
-            text=True,
-            timeout=QEMU_IMG_TIMEOUT,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise _QemuImgError(f"qemu-img failed: {exc}") from None
-    if proc.returncode:
-        lines = proc.stderr.strip().splitlines()
-        raise _QemuImgError(lines[-1].removeprefix("qemu-img: ") if lines else "qemu-img failed")
-    data = json.loads(proc.stdout)
-    return data if isinstance(data, list) else [data]

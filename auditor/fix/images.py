@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from auditor import qemu
+
 NBD_START_TIMEOUT = 30.0
 _PR_SET_PDEATHSIG = 1
 
@@ -30,12 +32,10 @@ class ImageError(RuntimeError):
 
 
 def _run(*args: str) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True)
-    if proc.returncode:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        last = lines[-1].removeprefix(f"{args[0]}: ") if lines else "failed"
-        raise ImageError(f"{args[0]} {args[1]}: {last}")
-    return proc.stdout
+    try:
+        return qemu.run(*args)
+    except qemu.QemuToolError as exc:
+        raise ImageError(f"{args[0]} {args[1]}: {exc}") from None
 
 
 def snapshot_option(tag: str) -> str:
@@ -46,9 +46,10 @@ def snapshot_option(tag: str) -> str:
 
 def info(path: str, fmt: str | None = None, *, force_share: bool = False) -> dict:
     """`qemu-img info` of PATH alone; force_share reads an image a running VM holds."""
-    args = ["qemu-img", "info", "--output=json"]
-    args += ["-U"] * force_share + (["-f", fmt] if fmt else [])
-    return json.loads(_run(*args, path))
+    try:
+        return qemu.img_info(path, fmt=fmt, force_share=force_share)
+    except qemu.QemuToolError as exc:
+        raise ImageError(f"qemu-img info: {exc}") from None
 
 
 def measure(source: str, fmt: str, tag: str | None) -> int:
