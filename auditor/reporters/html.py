@@ -11,7 +11,7 @@ from auditor import __version__
 from auditor.diskfacts import disk_facts, memory_size
 from auditor.model import ScanResult, Severity
 from auditor.reporters.json import iso
-from auditor.summary import snapshot_key, summarize
+from auditor.summary import summarize
 
 
 def _environment() -> jinja2.Environment:
@@ -26,19 +26,20 @@ def _environment() -> jinja2.Environment:
 
 def render(result: ScanResult, *, color: bool = False) -> str:
     summary = summarize(result)
-    findings = defaultdict(list)
+    # Findings by host and domain, then by what they name (a snapshot, or an image).
+    grouped: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for finding in result.findings:
-        findings[(finding.host, finding.domain, finding.snapshot)].append(finding)
+        grouped[(finding.host, finding.domain)][finding.snapshot].append(finding)
     hosts = []
     for scan in result.hosts:
         files = scan.files
         domains = []
         for domain in scan.domains:
-            names = {s.name for s in domain.snapshots}
+            found = grouped.get((scan.host.uri, domain.name), {})
             rows = [
                 {
                     "snapshot": snap,
-                    "findings": findings[snapshot_key(snap)],
+                    "findings": found.get(snap.name, []),
                     "compliant": summary.is_compliant(snap),
                     "disks": [
                         (d, disk_facts(d, files) if files is not None else None) for d in snap.disks
@@ -47,12 +48,8 @@ def render(result: ScanResult, *, color: bool = False) -> str:
                 }
                 for snap in domain.snapshots
             ]
-            about_images = [
-                f
-                for (host, name, subject), found in findings.items()
-                if host == scan.host.uri and name == domain.name and subject not in names
-                for f in found
-            ]
+            names = {s.name for s in domain.snapshots}
+            about_images = [f for subject, fs in found.items() if subject not in names for f in fs]
             if rows or about_images:
                 domains.append({"domain": domain, "rows": rows, "image_findings": about_images})
         hosts.append({"scan": scan, "domains": domains})
