@@ -149,3 +149,20 @@ def test_fingerprints_ignore_what_changes_between_scans():
     assert fingerprint(finding, "hv2") != same
     assert fingerprint(dataclasses.replace(finding, disk="vdb"), "hv1") != same
     assert fingerprint(dataclasses.replace(finding, rule="SNAP003"), "hv1") != same
+
+
+def test_html_shows_findings_about_the_host_itself():
+    old = Host(
+        "qemu+ssh://root@hv-old/system",
+        hostname="hv-old",
+        driver="QEMU",
+        external_snapshot_revert=False,
+    )
+    result = audit([HostScan(old)], load_rules()[0])
+    assert [f.rule for f in result.findings] == ["HOST001"]
+    html = render("html", result)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert (
+        "HOST001 warning libvirt on this host cannot revert to or delete external snapshots" in text
+    )
+    assert "No snapshots or findings on this host." not in text

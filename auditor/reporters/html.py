@@ -52,7 +52,8 @@ def render(result: ScanResult, *, color: bool = False) -> str:
             about_images = [f for subject, fs in found.items() if subject not in names for f in fs]
             if rows or about_images:
                 domains.append({"domain": domain, "rows": rows, "image_findings": about_images})
-        hosts.append({"scan": scan, "domains": domains})
+        about_host = [f for fs in grouped.get((scan.host.uri, ""), {}).values() for f in fs]
+        hosts.append({"scan": scan, "domains": domains, "findings": about_host})
     template = _environment().get_template("report.html.j2")
     return template.render(
         result=result,
