@@ -11,8 +11,6 @@ import pytest
 from conftest import fixture_uri, run_cli
 from sample_results import UUID, WAIVER, sample_result, snapshot
 
-from auditor.fingerprint import fingerprint
-from auditor.loader import load_report
 from auditor.model import (
     BaselineOutcome,
     DiskSource,
@@ -30,7 +28,9 @@ from auditor.model import (
     SnapshotDisk,
     WaiverUse,
 )
-from auditor.reporters import FORMATS, render
+from auditor.policy.fingerprint import fingerprint
+from auditor.reports import FORMATS, render
+from auditor.reports.loader import load_report
 
 T0 = datetime(2025, 11, 23, 2, 30, tzinfo=UTC)
 T1 = datetime(2025, 11, 24, 2, 30, tzinfo=UTC)

@@ -17,7 +17,7 @@ import yaml
 from conftest import CLOCK, REPO, fixture_uri
 from lxml import etree
 
-from auditor.loader import load_report
+from auditor.reports.loader import load_report
 from testlab.pytest_fixtures import require
 
 EXAMPLES = REPO / "examples"

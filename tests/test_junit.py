@@ -10,7 +10,7 @@ from conftest import fixture_uri, run_cli
 from lxml import etree
 from sample_results import HOSTILE, ODD, sample_result
 
-from auditor.reporters import render
+from auditor.reports import render
 
 SCHEMA = etree.XMLSchema(etree.parse(str(Path(__file__).parent / "schemas" / "junit.xsd")))
 

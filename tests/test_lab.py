@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from auditor.engine import audit
-from auditor.registry import load_rules
-from auditor.reporters import render
-from auditor.scanner import scan_host
+from auditor.engine.audit import audit
+from auditor.engine.registry import load_rules
+from auditor.reports import render
+from auditor.sources.scanner import scan_host
 from testlab.daemon import LibvirtDaemon
 from testlab.images import check_pattern
 from testlab.lab import DOMAINS, EXPECTED

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from auditor.model import DiskSource, SnapshotDisk
-from auditor.parser import SnapshotXMLError, parse_snapshot
+from auditor.sources.parser import SnapshotXMLError, parse_snapshot
 
 
 def parse(xml: str):

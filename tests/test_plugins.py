@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from conftest import fixture_uri, run_cli
 
-from auditor.registry import load_rules
+from auditor.engine.registry import load_rules
 
 PLUGIN = '''
 from auditor.rule import Violation, rule

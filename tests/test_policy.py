@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import CLOCK, fixture_uri, run_cli
 
-from auditor import config as config_module
-from auditor.config import ConfigError, find_config
+from auditor.policy import config as config_module
+from auditor.policy.config import ConfigError, find_config
 
 SEED = fixture_uri("seed_examples.xml")
 

@@ -9,7 +9,7 @@ import stat
 from conftest import CLOCK, fixture_uri, run_cli
 from sample_results import HOSTILE, ODD, sample_result
 
-from auditor.reporters import render
+from auditor.reports import render
 
 SEED = fixture_uri("seed_examples.xml")
 

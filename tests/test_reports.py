@@ -12,13 +12,13 @@ import jsonschema
 import pytest
 from conftest import FIXTURES, fixture_uri, run_cli
 
-from auditor.engine import audit
+from auditor.engine.audit import audit
+from auditor.engine.registry import load_rules
 from auditor.model import Domain, Host, HostScan, Skipped, Snapshot
-from auditor.registry import load_rules
-from auditor.reporters import FORMATS, render
-from auditor.scanner import scan_host
+from auditor.reports import FORMATS, render
+from auditor.sources.scanner import scan_host
 
-SCHEMA = json.loads((files("auditor") / "schemas" / "report-v1.json").read_text())
+SCHEMA = json.loads((files("auditor.reports") / "schemas" / "report-v1.json").read_text())
 EPOCH = {"SOURCE_DATE_EPOCH": "1764000000"}
 
 
@@ -55,7 +55,7 @@ def test_demo_json_report_is_exact(golden):
     report = json.loads(proc.stdout)
     validate(report)
     uri = report["hosts"][0]["uri"]
-    assert re.fullmatch(r"test:///.+/auditor/demo/demo-host\.xml", uri)
+    assert re.fullmatch(r"test:///.+/auditor/sources/demo/demo-host\.xml", uri)
     # The demo file's location depends on the installation; everything else is exact.
     normalized = json.loads(proc.stdout.replace(json.dumps(uri)[1:-1], "DEMO"))
     normalized["tool"]["version"] = "VERSION"
@@ -137,7 +137,7 @@ def test_every_format_renders_the_same_result():
 
 
 def test_fingerprints_ignore_what_changes_between_scans():
-    from auditor.fingerprint import fingerprint
+    from auditor.policy.fingerprint import fingerprint
 
     result = audit([scan_host(fixture_uri("rules/SNAP005.xml"))], load_rules()[0])
     (finding,) = [f for f in result.findings if f.rule == "SNAP005"]

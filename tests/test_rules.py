@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import CLOCK, FIXTURES, fixture_uri
 
-from auditor.config import load_config, selected_rules
-from auditor.engine import audit
+from auditor.engine.audit import audit
+from auditor.engine.registry import load_rules
 from auditor.model import Host, HostScan, Severity
-from auditor.registry import load_rules
+from auditor.policy.config import load_config, selected_rules
 from auditor.rule import DOC_SECTIONS
-from auditor.scanner import scan_host
+from auditor.sources.scanner import scan_host
 from testlab.pytest_fixtures import require
 
 RULES, LOAD_ERRORS = load_rules()

@@ -11,8 +11,8 @@ import pytest
 from conftest import fixture_uri, run_cli
 from sample_results import HOSTILE, HV1, HV2, sample_result
 
-from auditor.fingerprint import fingerprint
-from auditor.reporters import render
+from auditor.policy.fingerprint import fingerprint
+from auditor.reports import render
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "sarif-schema-2.1.0.json").read_text())
 
@@ -278,7 +278,7 @@ def test_rules_carry_the_effective_severity_and_their_documentation():
 def test_without_a_policy_every_installed_rule_is_described():
     from dataclasses import replace
 
-    from auditor.registry import load_rules
+    from auditor.engine.registry import load_rules
 
     document = json.loads(render("sarif", replace(sample_result(), policy=None)))
     rules = document["runs"][0]["tool"]["driver"]["rules"]

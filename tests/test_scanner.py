@@ -10,7 +10,7 @@ from __future__ import annotations
 import libvirt
 from conftest import fixture_uri
 
-from auditor.scanner import _scan_connection, scan_host, scan_hosts
+from auditor.sources.scanner import _scan_connection, scan_host, scan_hosts
 
 SEED = fixture_uri("seed_examples.xml")
 

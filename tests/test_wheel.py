@@ -42,9 +42,9 @@ def test_wheel_contents(installed):
     for shipped in (
         "auditor/rules/internal_memory.py",
         "auditor/rules/no_domain_definition.py",
-        "auditor/templates/report.html.j2",
-        "auditor/schemas/report-v1.json",
-        "auditor/demo/demo-host.xml",
+        "auditor/reports/templates/report.html.j2",
+        "auditor/reports/schemas/report-v1.json",
+        "auditor/sources/demo/demo-host.xml",
     ):
         assert shipped in names
 

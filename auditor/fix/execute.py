@@ -30,7 +30,7 @@ from auditor.fix.plan import (
     VerifyImage,
 )
 from auditor.fix.render import describe
-from auditor.parser import parse_domain_disks, parse_snapshot
+from auditor.sources.parser import parse_domain_disks, parse_snapshot
 
 Progress = Callable[[str], None]
 REDEFINE = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE

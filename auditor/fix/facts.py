@@ -10,12 +10,12 @@ from dataclasses import dataclass, field, replace
 
 import libvirt
 
-from auditor.files import files_visible
 from auditor.fix import images
-from auditor.fix.qcow2 import Qcow2Error, Qcow2Tables
 from auditor.fix.tree import Capture, captures, parents_first
 from auditor.model import DomainDisk, Snapshot
-from auditor.parser import parse_domain_disks, parse_snapshot
+from auditor.sources.files import files_visible
+from auditor.sources.parser import parse_domain_disks, parse_snapshot
+from auditor.sources.qcow2 import Qcow2Error, Qcow2Tables
 
 DEFAULT_CLUSTER = 65536
 SECURE_DOMAIN = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from auditor import qemu
+from auditor.sources import qemu
 
 NBD_START_TIMEOUT = 30.0
 _PR_SET_PDEATHSIG = 1

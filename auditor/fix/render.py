@@ -22,7 +22,7 @@ from auditor.fix.plan import (
     VerifyImage,
     human,
 )
-from auditor.reporters.text import clean
+from auditor.reports.text import clean
 
 SCHEMA = "snapaudit/fix-plan/v1"
 

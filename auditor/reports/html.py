@@ -8,15 +8,15 @@ from importlib.resources import files
 import jinja2
 
 from auditor import __version__
-from auditor.diskfacts import disk_facts, memory_size
 from auditor.model import ScanResult, Severity
-from auditor.reporters.json import iso
-from auditor.summary import summarize
+from auditor.reports.diskfacts import disk_facts, memory_size
+from auditor.reports.json import iso
+from auditor.reports.summary import summarize
 
 
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(files("auditor.templates"))),
+        loader=jinja2.FileSystemLoader(str(files("auditor.reports.templates"))),
         autoescape=True,  # every name and description comes from a host
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -1,4 +1,4 @@
-"""The JSON report: a versioned contract for scripts (schema: auditor/schemas/report-v1.json)."""
+"""The JSON report: a versioned contract for scripts (schema: reports/schemas/report-v1.json)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from auditor import __version__
-from auditor.diskfacts import disk_facts, memory_size
-from auditor.fingerprint import fingerprint, hostnames
 from auditor.model import FileFacts, Finding, ScanResult, Snapshot, SnapshotDisk, Waiver
-from auditor.summary import summarize
+from auditor.policy.fingerprint import fingerprint, hostnames
+from auditor.reports.diskfacts import disk_facts, memory_size
+from auditor.reports.summary import summarize
 
 SCHEMA_ID = "snapaudit/report/v1"
 

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from auditor import qemu
 from auditor.model import FileFacts
-from auditor.qemu import QemuToolError
+from auditor.sources import qemu
+from auditor.sources.qemu import QemuToolError
 
 QEMU_IMG_TIMEOUT = 60
 WORKERS = 8

@@ -16,9 +16,9 @@ from typing import Annotated
 import typer
 
 from auditor import __version__
-from auditor.fix.command import fix
+from auditor.cli.fix import fix
 from auditor.model import Severity
-from auditor.output import write_atomically
+from auditor.safefs import write_atomically
 
 app = typer.Typer(
     add_completion=False,
@@ -55,7 +55,7 @@ def _root(
 
 def demo_node_file():
     """The built-in demo host: a test-driver node file shipped with the package."""
-    return as_file(files("auditor") / "demo" / "demo-host.xml")
+    return as_file(files("auditor.sources") / "demo" / "demo-host.xml")
 
 
 @app.command()
@@ -125,19 +125,19 @@ def scan(
     ] = None,
 ) -> None:
     """Audit every snapshot of every domain on one or more hosts (read-only)."""
-    from auditor.config import (
+    from auditor.engine.audit import audit
+    from auditor.engine.registry import load_rules
+    from auditor.policy.config import (
         ConfigError,
         find_config,
         load_config,
         selected_rules,
         with_command_line,
     )
-    from auditor.engine import audit
-    from auditor.registry import load_rules
-    from auditor.scanner import scan_hosts
-    from auditor.summary import summarize
-    from auditor.waivers import BaselineError, apply_baseline, apply_waivers, read_baseline
-    from auditor.waivers import write_baseline as save_baseline
+    from auditor.policy.waivers import BaselineError, apply_baseline, apply_waivers, read_baseline
+    from auditor.policy.waivers import write_baseline as save_baseline
+    from auditor.reports.summary import summarize
+    from auditor.sources.scanner import scan_hosts
 
     outputs = _outputs(formats, output)
     all_rules, load_errors = load_rules()
@@ -195,7 +195,7 @@ def scan(
 def _outputs(formats: list[str] | None, output: Path | None) -> list[tuple[str, Path | None]]:
     """(format, file or None for stdout) for each --format; -o names the file of a single
     format given without one."""
-    from auditor.reporters import FORMATS
+    from auditor.reports import FORMATS
 
     outputs = []
     for spec in formats or ["text"]:
@@ -222,7 +222,7 @@ def _split(values: list[str] | None) -> list[str]:
 @app.command("rules")
 def list_rules() -> None:
     """List the available rules: code, name, severity and summary."""
-    from auditor.registry import load_rules
+    from auditor.engine.registry import load_rules
 
     rules, errors = load_rules()
     rows = [
@@ -249,9 +249,9 @@ def show_config(
     ] = None,
 ) -> None:
     """Check the configuration; with --show, print every effective value and its origin."""
-    from auditor.config import ConfigError, find_config, load_config
-    from auditor.config import show as render_config
-    from auditor.registry import load_rules
+    from auditor.engine.registry import load_rules
+    from auditor.policy.config import ConfigError, find_config, load_config
+    from auditor.policy.config import show as render_config
 
     rules, _ = load_rules()
     try:
@@ -268,7 +268,7 @@ def show_config(
 @app.command()
 def explain(rule: Annotated[str, typer.Argument(help="Rule code or name, e.g. SNAP002.")]) -> None:
     """Explain a rule: what it checks, why, noncompliant and compliant XML, how to fix it."""
-    from auditor.registry import load_rules
+    from auditor.engine.registry import load_rules
     from auditor.rule import DOC_SECTIONS
 
     rules, _ = load_rules()
@@ -291,7 +291,7 @@ def _progress():
     """A progress bar on stderr, only when stderr is a terminal."""
     if not sys.stderr.isatty():
         return nullcontext()
-    from auditor.progress import HostProgress
+    from auditor.cli.progress import HostProgress
 
     return HostProgress()
 
@@ -337,9 +337,9 @@ def diff_reports(
     unverified, not fixed. Exit 1 when a new finding at or above --fail-on is neither waived
     nor baselined; 3 when the new report is incomplete; 2 when a file is not a report.
     """
-    from auditor.diffing import diff_reports as compare
-    from auditor.diffing import render_json, render_text
-    from auditor.summary import summarize
+    from auditor.reports.diff import diff_reports as compare
+    from auditor.reports.diff import render_json, render_text
+    from auditor.reports.summary import summarize
 
     old_result, new_result = _load_reports([old, new])
     diff = compare(old_result, new_result)
@@ -369,8 +369,8 @@ def merge_reports(
     Hosts are concatenated and every count recomputed; a URI found in several reports (each
     hypervisor's qemu:///system) is told apart by the host name: qemu:///system#hv1.
     """
-    from auditor.merging import MergeError, merge_results
-    from auditor.reporters import FORMATS
+    from auditor.reports import FORMATS
+    from auditor.reports.merge import MergeError, merge_results
 
     if output_format not in FORMATS:
         _err(f"unknown format {output_format!r} (known: {', '.join(FORMATS)})")
@@ -387,7 +387,7 @@ def merge_reports(
 def _emit(name: str, path: Path | None, result) -> None:
     """Render RESULT as NAME to PATH (atomically), or to stdout; colour only for text on a
     terminal."""
-    from auditor.reporters import render
+    from auditor.reports import render
 
     color = path is None and name == "text" and sys.stdout.isatty()
     report = render(name, result, color=color and "NO_COLOR" not in os.environ)
@@ -407,7 +407,7 @@ def _fails(findings, fail_on: str) -> bool:
 
 
 def _load_reports(paths: list[Path]) -> list:
-    from auditor.loader import ReportError, load_report
+    from auditor.reports.loader import ReportError, load_report
 
     try:
         return [load_report(path) for path in paths]

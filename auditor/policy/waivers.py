@@ -10,9 +10,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from auditor.errors import one_line
-from auditor.fingerprint import fingerprint, hostnames
 from auditor.model import BaselineOutcome, Finding, ScanResult, Waiver, WaiverUse
-from auditor.output import write_atomically
+from auditor.policy.fingerprint import fingerprint, hostnames
+from auditor.safefs import write_atomically
 
 BASELINE_SCHEMA = "snapaudit/baseline/v1"
 

@@ -13,12 +13,12 @@ import re
 from urllib.parse import quote
 
 from auditor import __version__
-from auditor.fingerprint import fingerprint, hostnames
+from auditor.engine.registry import load_rules
 from auditor.model import Finding, ScanResult, Severity
-from auditor.registry import load_rules
-from auditor.reporters.json import iso
+from auditor.policy.fingerprint import fingerprint, hostnames
+from auditor.reports.json import iso
+from auditor.reports.summary import summarize
 from auditor.rule import DOC_SECTIONS, Rule
-from auditor.summary import summarize
 
 SCHEMA_URI = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"

@@ -34,7 +34,7 @@ from auditor.model import (
     Waiver,
     WaiverUse,
 )
-from auditor.reporters.json import SCHEMA_ID
+from auditor.reports.json import SCHEMA_ID
 
 HOST_FIELDS = tuple(f.name for f in dataclasses.fields(Host))
 

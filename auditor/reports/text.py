@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from auditor.model import ScanResult, Severity
-from auditor.summary import summarize
+from auditor.reports.summary import summarize
 
 _COLORS = {Severity.ERROR: "31", Severity.WARNING: "33", Severity.INFO: "36"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import libvirt
 
-from auditor import files
 from auditor.errors import one_line
-from auditor.files import files_visible
 from auditor.model import Domain, FileFacts, Host, HostScan, Skipped, Snapshot
-from auditor.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot, parse_xml
+from auditor.sources import files
+from auditor.sources.files import files_visible
+from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot, parse_xml
 
 # libvirtd serves at most 5 calls at once per client (max_client_requests); beyond about
 # that, more threads only queue there and fight over the GIL here (measured: 4 beats 8).

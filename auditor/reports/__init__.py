@@ -6,12 +6,12 @@ from __future__ import annotations
 import importlib
 
 FORMATS = {
-    "text": "auditor.reporters.text",
-    "json": "auditor.reporters.json",
-    "html": "auditor.reporters.html",
-    "sarif": "auditor.reporters.sarif",
-    "junit": "auditor.reporters.junit",
-    "prometheus": "auditor.reporters.prometheus",
+    "text": "auditor.reports.text",
+    "json": "auditor.reports.json",
+    "html": "auditor.reports.html",
+    "sarif": "auditor.reports.sarif",
+    "junit": "auditor.reports.junit",
+    "prometheus": "auditor.reports.prometheus",
 }
 
 

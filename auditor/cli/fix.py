@@ -150,9 +150,9 @@ def _plan_command(
 
 def _domains_with_internal_snapshots(host: str) -> list[str]:
     """The domains the audit finds internal snapshots in (SNAP001, SNAP002)."""
-    from auditor.engine import audit
-    from auditor.registry import load_rules
-    from auditor.scanner import scan_host
+    from auditor.engine.audit import audit
+    from auditor.engine.registry import load_rules
+    from auditor.sources.scanner import scan_host
 
     scan = scan_host(host, check_files=False)
     if scan.host.error:

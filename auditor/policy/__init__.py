@@ -1,0 +1,1 @@
+"""Policy: the configuration, rule selection, waivers, baselines and finding fingerprints."""

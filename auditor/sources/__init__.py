@@ -1,0 +1,2 @@
+"""Where a scan's facts come from: libvirt connections, XML parsing, and the files
+snapshots name."""
