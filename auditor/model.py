@@ -39,9 +39,10 @@ class SnapshotDisk:
     """One disk of a snapshot, joined by target name with the snapshot's embedded domain."""
 
     name: str
-    snapshot: str  # no | internal | external | manual
+    mode: str  # how the snapshot captured the disk: no | internal | external | manual
     overlay: DiskSource | None  # external snapshots only: the file created at snapshot time
-    state: DiskSource | None  # the disk's source in the embedded domain: the saved state
+    # The disk's source in the embedded domain: the image that holds the saved state.
+    state_image: DiskSource | None
     device: str | None  # disk | cdrom | floppy | lun; None when the domain is not embedded
     readonly: bool
     # True when the disk was missing from <disks> and libvirt's default mode was applied.
@@ -50,7 +51,7 @@ class SnapshotDisk:
     @property
     def storage(self) -> DiskSource | None:
         """The storage this snapshot captured the disk into."""
-        return self.overlay if self.snapshot == "external" else self.state
+        return self.overlay if self.mode == "external" else self.state_image
 
 
 @dataclass(frozen=True, slots=True)

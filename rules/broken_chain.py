@@ -40,7 +40,7 @@ def broken_chain(snapshot, context):
     if context.files is None:
         return
     for disk in snapshot.disks:
-        overlay, state = disk.overlay, disk.state
+        overlay, state = disk.overlay, disk.state_image
         if not (overlay and overlay.type == "file" and state and state.type == "file"):
             continue
         facts = context.files.get(overlay.path)

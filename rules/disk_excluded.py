@@ -41,7 +41,7 @@ def disk_excluded(snapshot, context):
         libvirt, Snapshot XML format: the snapshot attribute of <disk> (https://libvirt.org/formatsnapshot.html).
     """
     for disk in snapshot.disks:
-        if disk.snapshot == "no" and disk.device == "disk" and not disk.readonly and disk.state:
+        if disk.mode == "no" and disk.device == "disk" and not disk.readonly and disk.state_image:
             yield Violation(
                 f"writable disk {disk.name} is not part of the snapshot: a revert leaves it"
                 " out of step",

@@ -48,7 +48,7 @@ def internal_disk(snapshot, context):
         libvirt, Snapshot XML format: the <disks> element (https://libvirt.org/formatsnapshot.html).
     """
     for disk in snapshot.disks:
-        if disk.snapshot == "internal":
+        if disk.mode == "internal":
             how = "; libvirt's default for a disk the snapshot does not list" * disk.defaulted
             yield Violation(
                 f"disk {disk.name} is captured inside its own image (internal snapshot{how})",

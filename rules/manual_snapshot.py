@@ -29,7 +29,7 @@ def manual_snapshot(snapshot, context):
         libvirt, Snapshot XML format: snapshot='manual' (https://libvirt.org/formatsnapshot.html).
     """
     for disk in snapshot.disks:
-        if disk.snapshot == "manual":
+        if disk.mode == "manual":
             yield Violation(
                 f"disk {disk.name} was left to a manual snapshot that cannot be verified",
                 disk=disk.name,

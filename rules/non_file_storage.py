@@ -49,9 +49,9 @@ def non_file_storage(snapshot, context):
         libvirt, Domain XML format: disk source types (https://libvirt.org/formatdomain.html#hard-drives-floppy-disks-cdroms).
     """
     for disk in snapshot.disks:
-        if disk.snapshot == "no":
+        if disk.mode == "no":
             continue
-        for role, source in (("source", disk.state), ("external overlay", disk.overlay)):
+        for role, source in (("source", disk.state_image), ("external overlay", disk.overlay)):
             if source is not None and source.type != "file":
                 yield Violation(
                     f"disk {disk.name}: {role} is {source.type} storage ({source.path}),"

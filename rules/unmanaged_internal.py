@@ -56,7 +56,7 @@ def domain_images(domain, files):
     paths = set()
     sources = [d.source for d in domain.disks]
     for snap in domain.snapshots:
-        sources += [d.overlay for d in snap.disks] + [d.state for d in snap.disks]
+        sources += [d.overlay for d in snap.disks] + [d.state_image for d in snap.disks]
     for source in sources:
         facts = files.get(source.path) if source and source.type == "file" else None
         if facts is not None and facts.exists:

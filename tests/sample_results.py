@@ -53,9 +53,9 @@ EXPIRED = Waiver(
 def snapshot(name: str, created: datetime | None) -> Snapshot:
     disk = SnapshotDisk(
         name="vda",
-        snapshot="internal",
+        mode="internal",
         overlay=None,
-        state=DiskSource("file", "/images/web.qcow2", "qcow2"),
+        state_image=DiskSource("file", "/images/web.qcow2", "qcow2"),
         device="disk",
         readonly=False,
     )

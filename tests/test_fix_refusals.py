@@ -13,8 +13,8 @@ import libvirt
 import pytest
 from conftest import run_cli
 
+from auditor.display import human_size
 from auditor.fix.lock import domain_lock
-from auditor.fix.plan import human
 from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
 from testlab.trees import SnapshotTree, removed_afterwards
 from testlab.vms import snapshot_external_offline
@@ -142,7 +142,7 @@ def test_not_enough_free_space(conn, libvirtd, tmp_path):  # noqa: F811
     assert proc.returncode == 1, proc.stderr
     assert (
         "domain 'crowded': refused\n"
-        f"  - not enough free space in {small}: {human(needed['needed'])} needed, "
+        f"  - not enough free space in {small}: {human_size(needed['needed'])} needed, "
         "1.0 MiB available\n"
     ) in proc.stdout
     assert list(small.iterdir()) == []

@@ -68,7 +68,7 @@ def test_unlisted_disks_of_an_internal_snapshot_default_to_internal():
     snap = parse(f"""<domainsnapshot><name>s</name><state>shutoff</state>
       <memory snapshot='no'/><disks><disk name='vda' snapshot='internal'/></disks>
       {DOMAIN}</domainsnapshot>""")
-    assert [(d.name, d.snapshot, d.defaulted) for d in snap.disks] == [
+    assert [(d.name, d.mode, d.defaulted) for d in snap.disks] == [
         ("vda", "internal", False),
         ("vdb", "internal", True),
         ("sda", "no", True),

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from auditor import __version__
+from auditor.cli import exits
 from auditor.cli.fix import fix
 from auditor.model import Severity
 from auditor.safefs import write_atomically
@@ -26,9 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Audit libvirt VM snapshots against RHEL 10's support rules.",
 )
-
-# Exit codes are part of the contract with CI gates.
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
 class FailOn(enum.StrEnum):
@@ -149,8 +147,8 @@ def scan(
         rules, policy = selected_rules(config, all_rules)
         known = read_baseline(baseline) if baseline else None
     except (ConfigError, BaselineError) as exc:
-        _err(str(exc))
-        raise typer.Exit(EXIT_USAGE) from None
+        exits.error(str(exc))
+        raise typer.Exit(exits.USAGE) from None
 
     started = time.monotonic()
     with demo_node_file() if demo else nullcontext() as demo_path:
@@ -179,17 +177,17 @@ def scan(
     if any(path is not None or name != "text" for name, path in outputs):
         for host_scan in result.hosts:
             if host_scan.host.error:
-                _err(f"cannot scan {host_scan.host.uri}: {host_scan.host.error}")
+                exits.error(f"cannot scan {host_scan.host.uri}: {host_scan.host.error}")
         for use in result.waivers:
             if use.status != "active":
                 w = use.waiver
-                _err(f"{use.status} waiver for {w.rule} ({w.origin}, expires {w.expires})")
+                exits.error(f"{use.status} waiver for {w.rule} ({w.origin}, expires {w.expires})")
 
     if not summarize(result).complete:
-        raise typer.Exit(EXIT_INCOMPLETE)
+        raise typer.Exit(exits.INCOMPLETE)
     if _fails(result.findings, config.fail_on.value):
-        raise typer.Exit(EXIT_FINDINGS)
-    raise typer.Exit(EXIT_OK)
+        raise typer.Exit(exits.FINDINGS)
+    raise typer.Exit(exits.OK)
 
 
 def _outputs(formats: list[str] | None, output: Path | None) -> list[tuple[str, Path | None]]:
@@ -235,7 +233,7 @@ def list_rules() -> None:
             "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3]
         )
     for error in errors:
-        _err(f"rule {error.rule} not loaded: {error.message}")
+        exits.error(f"rule {error.rule} not loaded: {error.message}")
 
 
 @app.command("config")
@@ -257,8 +255,8 @@ def show_config(
     try:
         config = load_config(find_config(config_file), rules)
     except ConfigError as exc:
-        _err(str(exc))
-        raise typer.Exit(EXIT_USAGE) from None
+        exits.error(str(exc))
+        raise typer.Exit(exits.USAGE) from None
     if show:
         typer.echo(render_config(config, rules), nl=False)
     else:
@@ -275,8 +273,8 @@ def explain(rule: Annotated[str, typer.Argument(help="Rule code or name, e.g. SN
     wanted = rule.strip()
     match = next((r for r in rules if wanted.upper() == r.code or wanted.lower() == r.name), None)
     if match is None:
-        _err(f"unknown rule {wanted!r}; `snapaudit rules` lists them")
-        raise typer.Exit(EXIT_USAGE)
+        exits.error(f"unknown rule {wanted!r}; `snapaudit rules` lists them")
+        raise typer.Exit(exits.USAGE)
     typer.echo(f"{match.code} {match.name} ({match.severity.value})")
     typer.echo(match.summary)
     if match.tags:
@@ -302,10 +300,6 @@ def _report_time() -> datetime:
     if epoch and epoch.isdigit():
         return datetime.fromtimestamp(int(epoch), tz=UTC)
     return datetime.now(UTC)
-
-
-def _err(message: str) -> None:
-    typer.echo(f"snapaudit: {message}", err=True)
 
 
 app.command("fix")(fix)
@@ -345,10 +339,10 @@ def diff_reports(
     diff = compare(old_result, new_result)
     sys.stdout.write(render_json(diff) if output_format is DiffFormat.json else render_text(diff))
     if not summarize(new_result).complete:
-        raise typer.Exit(EXIT_INCOMPLETE)
+        raise typer.Exit(exits.INCOMPLETE)
     if _fails((e.finding for e in diff.added), fail_on.value):
-        raise typer.Exit(EXIT_FINDINGS)
-    raise typer.Exit(EXIT_OK)
+        raise typer.Exit(exits.FINDINGS)
+    raise typer.Exit(exits.OK)
 
 
 @app.command("merge")
@@ -373,14 +367,14 @@ def merge_reports(
     from auditor.reports.merge import MergeError, merge_results
 
     if output_format not in FORMATS:
-        _err(f"unknown format {output_format!r} (known: {', '.join(FORMATS)})")
-        raise typer.Exit(EXIT_USAGE)
+        exits.error(f"unknown format {output_format!r} (known: {', '.join(FORMATS)})")
+        raise typer.Exit(exits.USAGE)
     results = _load_reports(reports)
     try:
         merged = merge_results(list(zip(reports, results, strict=True)))
     except MergeError as exc:
-        _err(str(exc))
-        raise typer.Exit(EXIT_USAGE) from None
+        exits.error(str(exc))
+        raise typer.Exit(exits.USAGE) from None
     _emit(output_format, output, merged)
 
 
@@ -412,8 +406,8 @@ def _load_reports(paths: list[Path]) -> list:
     try:
         return [load_report(path) for path in paths]
     except ReportError as exc:
-        _err(str(exc))
-        raise typer.Exit(EXIT_USAGE) from None
+        exits.error(str(exc))
+        raise typer.Exit(exits.USAGE) from None
 
 
 def main() -> None:

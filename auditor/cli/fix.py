@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from auditor.cli import exits
+
 if TYPE_CHECKING:
     import libvirt
 
     from auditor.fix.plan import Options
     from auditor.fix.render import Outcome
 
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 DEFAULT_STATE_DIR = "/var/lib/snapaudit/fix"
 INTERNAL_RULES = ("SNAP001", "SNAP002")
 
@@ -93,10 +94,12 @@ def fix(
 ) -> None:
     """Recreate internal snapshots as external ones, losing nothing (dry run by default)."""
     if resume and rollback:
-        _fail(EXIT_USAGE, "--resume and --rollback cannot be combined")
+        exits.fail(exits.USAGE, "--resume and --rollback cannot be combined")
     if resume or rollback:
         if domains or apply or drop_memory or target_dir or not keep_originals:
-            _fail(EXIT_USAGE, "--resume and --rollback take only a journal (and -c, --format)")
+            exits.fail(
+                exits.USAGE, "--resume and --rollback take only a journal (and -c, --format)"
+            )
         _journal_command(resume or rollback, connect, output_format, rollback=bool(rollback))
     from auditor.fix.plan import Options
 
@@ -123,9 +126,9 @@ def _plan_command(
     try:
         conn = connect(uri)
     except ConnectionRefused as exc:
-        _fail(EXIT_USAGE, str(exc))
+        exits.fail(exits.USAGE, str(exc))
     except libvirt.libvirtError as exc:
-        _fail(EXIT_FAILED, f"cannot connect to {uri or 'the default URI'}: {one_line(exc)}")
+        exits.fail(exits.FAILED, f"cannot connect to {uri or 'the default URI'}: {one_line(exc)}")
     host = uri or conn.getURI()
     text = output_format is Format.text
     try:
@@ -142,10 +145,10 @@ def _plan_command(
         conn.close()
     _out(render.summary(outcomes) if text else render.render_json(host, outcomes, apply=apply))
     if any(o.result == "failed" for o in outcomes):
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(exits.FAILED)
     if any(o.plan.status == "refused" for o in outcomes):
-        raise typer.Exit(EXIT_REFUSED)
-    raise typer.Exit(EXIT_OK)
+        raise typer.Exit(exits.REFUSED)
+    raise typer.Exit(exits.OK)
 
 
 def _domains_with_internal_snapshots(host: str) -> list[str]:
@@ -156,7 +159,7 @@ def _domains_with_internal_snapshots(host: str) -> list[str]:
 
     scan = scan_host(host, check_files=False)
     if scan.host.error:
-        _fail(EXIT_FAILED, f"cannot scan {host}: {scan.host.error}")
+        exits.fail(exits.FAILED, f"cannot scan {host}: {scan.host.error}")
     rules, _ = load_rules()
     result = audit([scan], [r for r in rules if r.code in INTERNAL_RULES])
     return sorted({f.domain for f in result.findings})
@@ -202,7 +205,7 @@ def _one_domain(
                 return Outcome(plan)
             path = state_dir / journal_name(name, uuid, datetime.now(UTC))
             journal = Journal.create(path, host, plan)
-            _err(f"domain {q(name)}: journal {path}")
+            exits.error(f"domain {q(name)}: journal {path}")
             run(conn, journal, _progress)
             return Outcome(plan, "converted", str(path))
     except LockBusy as exc:
@@ -233,13 +236,13 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
     try:
         journal = Journal.load(path)
     except JournalError as exc:
-        _fail(EXIT_USAGE, str(exc))
+        exits.fail(exits.USAGE, str(exc))
     try:
         conn = connect(uri or journal.uri)
     except ConnectionRefused as exc:
-        _fail(EXIT_USAGE, str(exc))
+        exits.fail(exits.USAGE, str(exc))
     except libvirt.libvirtError as exc:
-        _fail(EXIT_FAILED, f"cannot connect to {uri or journal.uri}: {one_line(exc)}")
+        exits.fail(exits.FAILED, f"cannot connect to {uri or journal.uri}: {one_line(exc)}")
     plan = journal.plan
     what = "rolled back" if rollback else "converted"
     try:
@@ -249,12 +252,12 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
             if rollback:
                 roll_back(conn, journal, _progress)
             elif journal.state == FINISHED:
-                _err(f"{path} had already finished")
+                exits.error(f"{path} had already finished")
             else:
                 run(conn, journal, _progress)
         outcome = render.Outcome(plan, what, str(path))
     except LockBusy as exc:
-        _fail(EXIT_REFUSED, str(exc))
+        exits.fail(exits.REFUSED, str(exc))
     except (FixFailed, JournalError, libvirt.libvirtError, OSError) as exc:
         outcome = render.Outcome(plan, "failed", str(path), _reason(exc))
     finally:
@@ -265,22 +268,13 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
         _out(f"domain {render.q(plan.domain)}: FAILED: {outcome.error}\n")
     else:
         _out(f"domain {render.q(plan.domain)}: {what}; journal {path}\n")
-    raise typer.Exit(EXIT_FAILED if outcome.result == "failed" else EXIT_OK)
+    raise typer.Exit(exits.FAILED if outcome.result == "failed" else exits.OK)
 
 
 def _progress(line: str) -> None:
-    _err(line)
+    exits.error(line)
 
 
 def _out(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
-
-
-def _err(message: str) -> None:
-    typer.echo(f"snapaudit: {message}", err=True)
-
-
-def _fail(code: int, message: str):
-    _err(message)
-    raise typer.Exit(code)

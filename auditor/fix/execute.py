@@ -163,11 +163,11 @@ def _is_redefined(snap: libvirt.virDomainSnapshot, step: RedefineSnapshot) -> bo
     disks = {d.name: d for d in model.disks}
     return all(
         name in disks
-        and disks[name].snapshot == "external"
+        and disks[name].mode == "external"
         and disks[name].overlay is not None
         and disks[name].overlay.path == step.overlays[name]
-        and disks[name].state is not None
-        and disks[name].state.path == state
+        and disks[name].state_image is not None
+        and disks[name].state_image.path == state
         for name, state in step.states.items()
     )
 

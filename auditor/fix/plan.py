@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
+from auditor.display import human_size
 from auditor.fix.facts import DomainFacts
 from auditor.fix.metadata import domain_with_sources, external_snapshot
 from auditor.fix.names import after_name, image_name
@@ -254,8 +255,8 @@ def plan_domain(facts: DomainFacts, options: Options) -> DomainPlan:
     new_images = layout.images
     space = _space(facts, new_images)
     refusals = _target_problems(facts, new_images) + [
-        f"not enough free space in {s.directory}: {human(s.needed)} needed, "
-        f"{human(s.available)} available"
+        f"not enough free space in {s.directory}: {human_size(s.needed)} needed, "
+        f"{human_size(s.available)} available"
         for s in space
         if s.needed > s.available
     ]
@@ -297,9 +298,7 @@ def _refusals(
         )
     for snap in (s.model for s in facts.snapshots):
         name = quoted(snap.name)
-        if snap.memory == "external" or any(
-            d.snapshot in ("external", "manual") for d in snap.disks
-        ):
+        if snap.memory == "external" or any(d.mode in ("external", "manual") for d in snap.disks):
             out.append(
                 f"snapshot {name} is not internal: domains that mix internal and external "
                 "snapshots are not converted"
@@ -321,7 +320,7 @@ def _refusals(
         for snap in (s.model for s in facts.snapshots):
             held = next((d for d in snap.disks if d.name == disk), None)
             # (external and manual disks are refused as mixing, above)
-            if held is None or held.snapshot != "no" or held.readonly or held.device != "disk":
+            if held is None or held.mode != "no" or held.readonly or held.device != "disk":
                 continue
             out.append(
                 f"snapshot {quoted(snap.name)} does not capture disk {disk}, which other "
@@ -513,12 +512,3 @@ def _steps(
     if options.remove_originals:
         steps += [RemoveOriginal(o.path) for o in originals]
     return steps
-
-
-def human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")

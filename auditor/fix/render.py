@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from auditor.display import clean, human_size
 from auditor.fix.plan import (
     CreateImage,
     CreateOverlay,
@@ -20,9 +21,7 @@ from auditor.fix.plan import (
     RemoveOriginal,
     Step,
     VerifyImage,
-    human,
 )
-from auditor.reports.text import clean
 
 SCHEMA = "snapaudit/fix-plan/v1"
 
@@ -100,7 +99,7 @@ def render_domain(outcome: Outcome) -> str:
         shown = [q(s) + (" (current)" if s == plan.current else "") for s in plan.snapshots]
         lines.append(f"  snapshots, parents first: {', '.join(shown)}")
         lines.append("  new images (estimated size, at most):")
-        width = max((len(human(i.estimated_bytes)) for i in plan.images), default=0)
+        width = max((len(human_size(i.estimated_bytes)) for i in plan.images), default=0)
         for image in plan.images:
             if image.after:
                 what = f"after {_at(image.snapshot)}: empty, nothing after it was kept"
@@ -109,13 +108,13 @@ def render_domain(outcome: Outcome) -> str:
             else:
                 what = f"at {_at(image.snapshot)}: what differs from its parent"
             lines.append(
-                f"    {human(image.estimated_bytes):>{width}}  {clean(image.path)}  "
+                f"    {human_size(image.estimated_bytes):>{width}}  {clean(image.path)}  "
                 f"(disk {clean(image.disk)} {what})"
             )
         for space in plan.space:
             lines.append(
-                f"  free space in {clean(space.directory)}: {human(space.needed)} needed, "
-                f"{human(space.available)} available"
+                f"  free space in {clean(space.directory)}: {human_size(space.needed)} needed, "
+                f"{human_size(space.available)} available"
             )
         originals = ", ".join(clean(o.path) for o in plan.originals)
         if plan.remove_originals:

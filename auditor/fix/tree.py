@@ -38,12 +38,12 @@ def parents_first(snapshots: Sequence[Snapshot]) -> list[Snapshot]:
 
 
 def captured(snapshot: Snapshot, disk: str) -> bool:
-    return any(d.name == disk and d.snapshot == "internal" for d in snapshot.disks)
+    return any(d.name == disk and d.mode == "internal" for d in snapshot.disks)
 
 
 def internal_disks(snapshots: Sequence[Snapshot], domain_disks: Sequence[DomainDisk]) -> list[str]:
     """Disks that some snapshot holds internally: the domain's order, then any it lost."""
-    wanted = {d.name for s in snapshots for d in s.disks if d.snapshot == "internal"}
+    wanted = {d.name for s in snapshots for d in s.disks if d.mode == "internal"}
     order = [d.name for d in domain_disks if d.name in wanted]
     return order + sorted(wanted - set(order))
 
@@ -70,7 +70,7 @@ def captures(
     for disk in internal_disks(ordered, domain_disks):
         holders = [s for s in ordered if captured(s, disk)]
         for snap in holders:
-            state = next(d.state for d in snap.disks if d.name == disk)
+            state = next(d.state_image for d in snap.disks if d.name == disk)
             if state is not None:
                 result.append(
                     Capture(disk, snap.name, state, _holding_ancestor(snap, disk, by_name))

@@ -11,10 +11,10 @@ import json
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
+from auditor.display import clean
 from auditor.model import Finding, ScanResult
 from auditor.policy.fingerprint import fingerprint, hostnames
 from auditor.reports.json import iso
-from auditor.reports.text import clean
 
 SCHEMA_ID = "snapaudit/diff/v1"
 

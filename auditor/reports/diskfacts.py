@@ -20,7 +20,7 @@ def disk_facts(disk: SnapshotDisk, files: Mapping[str, FileFacts]) -> dict[str, 
     readable = facts is not None and facts.exists and not facts.error
     return {
         "overlay_size": _size(files, disk.overlay.path if disk.overlay else None),
-        "state_size": _size(files, disk.state.path if disk.state else None),
+        "state_size": _size(files, disk.state_image.path if disk.state_image else None),
         "chain_depth": 1 + len(facts.backing_chain) if readable else None,
     }
 

@@ -8,6 +8,7 @@ from importlib.resources import files
 import jinja2
 
 from auditor import __version__
+from auditor.display import human_size
 from auditor.model import ScanResult, Severity
 from auditor.reports.diskfacts import disk_facts, memory_size
 from auditor.reports.json import iso
@@ -64,13 +65,3 @@ def render(result: ScanResult, *, color: bool = False) -> str:
         size=human_size,
         version=__version__,
     )
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")

@@ -159,7 +159,7 @@ def _disk(d: SnapshotDisk, files: Mapping[str, FileFacts] | None) -> dict:
     storage = d.storage
     record = {
         "name": d.name,
-        "snapshot": d.snapshot,
+        "snapshot": d.mode,
         "type": storage.type if storage else None,
         "format": storage.format if storage else None,
         "source": storage.path if storage else None,
@@ -167,7 +167,7 @@ def _disk(d: SnapshotDisk, files: Mapping[str, FileFacts] | None) -> dict:
         "readonly": d.readonly,
     }
     if d.overlay is not None:  # the state image under an external overlay
-        record["state_source"] = d.state.path if d.state else None
+        record["state_source"] = d.state_image.path if d.state_image else None
     if files is not None:
         record |= disk_facts(d, files)
     return record

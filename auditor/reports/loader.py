@@ -147,9 +147,9 @@ def _disk(r: dict) -> SnapshotDisk:
         state = storage
     return SnapshotDisk(
         name=r["name"],
-        snapshot=r["snapshot"],
+        mode=r["snapshot"],
         overlay=storage if external else None,
-        state=state,
+        state_image=state,
         device=r["device"],
         readonly=r["readonly"],
     )
@@ -166,7 +166,7 @@ def _collect_facts(facts: dict[str, _Facts], snapshot: Snapshot, record: dict) -
     for disk, r in zip(snapshot.disks, record["disks"], strict=True):
         for source, size in (
             (disk.overlay, r.get("overlay_size")),
-            (disk.state, r.get("state_size")),
+            (disk.state_image, r.get("state_size")),
         ):
             if source and source.path and size is not None:
                 facts.setdefault(source.path, _Facts()).size = size

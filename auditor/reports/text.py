@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
+from auditor.display import clean
 from auditor.model import ScanResult, Severity
 from auditor.reports.summary import summarize
 
 _COLORS = {Severity.ERROR: "31", Severity.WARNING: "33", Severity.INFO: "36"}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MAX_COLUMN = 48
-
-
-def clean(text: str) -> str:
-    """Names come from hosts: escape control characters so none can drive the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def render(result: ScanResult, *, color: bool = False) -> str:

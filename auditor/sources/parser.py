@@ -166,9 +166,9 @@ def _join_disks(disks, state: str, memory: str, devices) -> tuple[SnapshotDisk, 
         disks.append(
             SnapshotDisk(
                 name=target,
-                snapshot=mode,
+                mode=mode,
                 overlay=_overlay(snapdisk, mode),
-                state=state_source,
+                state_image=state_source,
                 device=domdisk.get("device", "disk"),
                 readonly=domdisk.find("readonly") is not None or domdisk.get("device") == "cdrom",
                 defaulted=defaulted,
@@ -180,9 +180,9 @@ def _join_disks(disks, state: str, memory: str, devices) -> tuple[SnapshotDisk, 
         disks.append(
             SnapshotDisk(
                 name=name,
-                snapshot=mode,
+                mode=mode,
                 overlay=_overlay(snapdisk, mode),
-                state=None,
+                state_image=None,
                 device=None,
                 readonly=False,
             )

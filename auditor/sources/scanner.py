@@ -121,7 +121,7 @@ def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
     for domain in domains:
         sources = [d.source for d in domain.disks]
         for snap in domain.snapshots:
-            sources += [d.overlay for d in snap.disks] + [d.state for d in snap.disks]
+            sources += [d.overlay for d in snap.disks] + [d.state_image for d in snap.disks]
             if snap.memory_file:
                 plain.add(snap.memory_file)
         images.update(s.path for s in sources if s and s.type == "file" and s.path)
