@@ -15,11 +15,10 @@ from typing import Annotated
 
 import typer
 
-from auditor import __version__
+from auditor import __version__, safefs
 from auditor.cli import exits
 from auditor.cli.fix import fix
 from auditor.model import Severity
-from auditor.safefs import write_atomically
 
 app = typer.Typer(
     add_completion=False,
@@ -82,7 +81,7 @@ def scan(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the report to FILE.", dir_okay=False),
+        typer.Option("--output", "-o", help="Write the report to FILE."),
     ] = None,
     fail_on: Annotated[
         FailOn | None,
@@ -138,6 +137,8 @@ def scan(
     from auditor.sources.scanner import scan_hosts
 
     outputs = _outputs(formats, output)
+    if problem := safefs.output_problem(*(path for _, path in outputs), write_baseline):
+        exits.fail(exits.USAGE, problem)
     all_rules, load_errors = load_rules()
     try:
         config = load_config(find_config(config_file), all_rules)
@@ -168,11 +169,9 @@ def scan(
         result = apply_baseline(result, known, baseline)
     if "SOURCE_DATE_EPOCH" not in os.environ:  # a pinned report leaves out what varies
         result = dataclasses.replace(result, duration=round(time.monotonic() - started, 3))
-    if write_baseline:
-        save_baseline(result, write_baseline)
-
-    for name, path in outputs:
-        _emit(name, path, result)
+    unwritten = [safefs.attempt(_emit, name, path, result) for name, path in outputs]
+    if write_baseline:  # after the reports, which a bad baseline path must not cost
+        unwritten.append(safefs.attempt(save_baseline, result, write_baseline))
     # Problems go to stderr too, unless a text report on stdout already shows them.
     if any(path is not None or name != "text" for name, path in outputs):
         for host_scan in result.hosts:
@@ -182,6 +181,10 @@ def scan(
             if use.status != "active":
                 w = use.waiver
                 exits.error(f"{use.status} waiver for {w.rule} ({w.origin}, expires {w.expires})")
+    for problem in filter(None, unwritten):
+        exits.error(problem)
+    if any(unwritten):
+        raise typer.Exit(exits.USAGE)
 
     if not summarize(result).complete:
         raise typer.Exit(exits.INCOMPLETE)
@@ -355,7 +358,7 @@ def merge_reports(
     ] = "json",
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the report to FILE.", dir_okay=False),
+        typer.Option("--output", "-o", help="Write the report to FILE."),
     ] = None,
 ) -> None:
     """Combine JSON reports (say, one per hypervisor) into one report or one HTML page.
@@ -369,13 +372,16 @@ def merge_reports(
     if output_format not in FORMATS:
         exits.error(f"unknown format {output_format!r} (known: {', '.join(FORMATS)})")
         raise typer.Exit(exits.USAGE)
+    if problem := safefs.output_problem(output):
+        exits.fail(exits.USAGE, problem)
     results = _load_reports(reports)
     try:
         merged = merge_results(list(zip(reports, results, strict=True)))
     except MergeError as exc:
         exits.error(str(exc))
         raise typer.Exit(exits.USAGE) from None
-    _emit(output_format, output, merged)
+    if problem := safefs.attempt(_emit, output_format, output, merged):
+        exits.fail(exits.USAGE, problem)
 
 
 def _emit(name: str, path: Path | None, result) -> None:
@@ -388,7 +394,7 @@ def _emit(name: str, path: Path | None, result) -> None:
     if path is None:
         sys.stdout.write(report)
     else:
-        write_atomically(path, report)
+        safefs.write_file(path, report)
 
 
 def _fails(findings, fail_on: str) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import libvirt
 
+from auditor import safefs
 from auditor.fix import images
 from auditor.fix.tree import Capture, captures, parents_first
 from auditor.model import DomainDisk, Snapshot
@@ -93,6 +94,8 @@ class ImageFacts:
 class Filesystem:
     device: int
     available: int  # bytes free for writing (f_bavail)
+    owner: int = 0  # of the directory: who else could swap files in it under us
+    mode: int = 0o40755
 
 
 @dataclass(frozen=True)
@@ -115,10 +118,16 @@ class DomainFacts:
     overlay_bytes: Mapping[str, int] = field(default_factory=dict)
     filesystems: Mapping[str, Filesystem] = field(default_factory=dict)  # directory → fs
     existing: frozenset[str] = frozenset()  # paths already present in the target dirs
+    trusted_uids: frozenset[int] = frozenset({0})  # root and the invoking user
 
     @property
     def captures(self) -> list[Capture]:
         return captures([s.model for s in self.snapshots], self.current, self.disks)
+
+    def untrusted_target(self, directory: str) -> str | None:
+        """Why another user could swap our new images in DIRECTORY under us, or None."""
+        fs = self.filesystems[directory]
+        return safefs.untrusted_directory(directory, fs.owner, fs.mode, self.trusted_uids)
 
 
 def read_domain(
@@ -166,9 +175,9 @@ def _with_files(facts: DomainFacts, target_dir: str | None) -> DomainFacts:
     filesystems, existing = {}, set()
     for directory in set(dirs.values()):
         try:
-            stat = os.statvfs(directory)
+            stat, st = os.statvfs(directory), os.stat(directory)
             filesystems[directory] = Filesystem(
-                os.stat(directory).st_dev, stat.f_bavail * stat.f_frsize
+                st.st_dev, stat.f_bavail * stat.f_frsize, st.st_uid, st.st_mode
             )
             existing.update(os.path.join(directory, entry) for entry in os.listdir(directory))
         except OSError:
@@ -188,6 +197,7 @@ def _with_files(facts: DomainFacts, target_dir: str | None) -> DomainFacts:
         overlay_bytes=overlay_bytes,
         filesystems=filesystems,
         existing=frozenset(existing),
+        trusted_uids=safefs.trusted_uids(),
     )
 
 
