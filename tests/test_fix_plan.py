@@ -12,20 +12,16 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
+from auditor.fix.codec import plan_from_json, plan_to_json
 from auditor.fix.facts import DomainFacts, Filesystem, ImageFacts, SnapshotFacts
 from auditor.fix.journal import FINISHED, Journal, JournalError
 from auditor.fix.lock import LockBusy, domain_lock
 from auditor.fix.metadata import external_snapshot
 from auditor.fix.names import after_name, image_name, journal_name, slug
-from auditor.fix.plan import (
-    CreateImage,
-    DomainPlan,
-    Options,
-    RedefineSnapshot,
-    plan_domain,
-)
-from auditor.fix.render import Outcome, render_domain
+from auditor.fix.planner import plan_domain
+from auditor.fix.steps import CreateImage, DomainPlan, Options, RedefineSnapshot
 from auditor.fix.tree import captures, parents_first
+from auditor.reports.fixplan import Outcome, render_domain
 from auditor.sources.parser import parse_domain_disks, parse_snapshot
 
 UUID = "6f1c3c8e-4c1e-4a8e-9d3b-7b1a2f0c9e11"
@@ -215,8 +211,8 @@ def test_plan_is_data_and_round_trips_through_json():
     ]
     first = plan.steps[0]
     assert isinstance(first, CreateImage) and first.backing is None and first.snapshot == "a"
-    assert DomainPlan.from_json(json.loads(json.dumps(plan.to_json(secrets=True)))) == plan
-    public = json.dumps(plan.to_json())
+    assert plan_from_json(json.loads(json.dumps(plan_to_json(plan, secrets=True)))) == plan
+    public = json.dumps(plan_to_json(plan))
     assert "<domain" not in public and "restore" not in public  # XML holds secrets
     redefine_b = plan.steps[9]
     assert isinstance(redefine_b, RedefineSnapshot) and redefine_b.current
