@@ -121,7 +121,16 @@ def test_sizes_and_chain_depths_survive_a_round_trip(tmp_path):
     original = render("json", ScanResult(T0, (scan,), ()))
     assert json.loads(original)["snapshots"][0]["disks"][0]["chain_depth"] == 2
     (tmp_path / "r.json").write_text(original)
-    assert render("json", load_report(tmp_path / "r.json")) == original
+    loaded = load_report(tmp_path / "r.json")
+    assert render("json", loaded) == original
+    # The report gives depths, not the chains' images: none is made up.
+    facts = loaded.hosts[0].files
+    assert {p: (f.backing_chain, f.chain_depth) for p, f in facts.items()} == {
+        "/img/a.s1": ((), 2),
+        "/img/b.qcow2": ((), 1),
+        "/img/d.s1": ((), None),  # its chain could not be read
+        "/img/a.mem": ((), None),  # not an image
+    }
 
 
 @pytest.mark.parametrize(

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import CLOCK, FIXTURES, fixture_uri
+from conftest import CLOCK, FIXTURES, REPO, fixture_uri
 
 from auditor.engine.audit import audit
 from auditor.engine.registry import load_rules
 from auditor.model import Host, HostScan, Severity
 from auditor.policy.config import load_config, selected_rules
-from auditor.rule import DOC_SECTIONS
+from auditor.rule import DOC_SECTIONS, Rule
 from auditor.sources.scanner import scan_host
 from testlab.pytest_fixtures import require
 
@@ -198,3 +200,21 @@ def test_seed_document_examples():
             "image": None,
         },
     ]
+
+
+def test_every_rule_module_is_an_entry_point_and_every_entry_point_a_rule():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    points = project["project"]["entry-points"]["snapaudit.rules"]
+    modules = {p.stem for p in (REPO / "rules").glob("*.py") if p.stem != "__init__"}
+    assert {v.split(":")[0] for v in points.values()} == {f"auditor.rules.{m}" for m in modules}
+    for name, value in points.items():
+        module, function = value.split(":")
+        loaded = getattr(importlib.import_module(module), function)
+        assert isinstance(loaded, Rule), value
+        assert loaded.name == name  # entry points are named after their rule
+
+
+def test_readme_rules_table_matches_the_registry():
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| ([A-Z]+[0-9]{3}) \| ([a-z0-9-]+) \| ([a-z]+) \|", readme, re.M)
+    assert sorted(rows) == sorted((r.code, r.name, r.severity.value) for r in RULES)
