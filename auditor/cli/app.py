@@ -375,6 +375,11 @@ def merge_reports(
     except MergeError as exc:
         exits.error(str(exc))
         raise typer.Exit(exits.USAGE) from None
+    if output_format == "sarif":  # SARIF describes each rule; a JSON report holds no docs
+        from auditor.engine.audit import with_rule_docs
+        from auditor.engine.registry import load_rules
+
+        merged = with_rule_docs(merged, load_rules()[0])
     _emit(output_format, output, merged)
 
 

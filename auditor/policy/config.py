@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
-from auditor.model import Policy, RulePolicy, Severity, Waiver
+from auditor.engine.audit import policy_for
+from auditor.model import Policy, Severity, Waiver
 from auditor.rule import Rule
 
 SEARCH_PATH = (Path("snapaudit.toml"), Path("/etc/snapaudit/config.toml"))
@@ -129,9 +130,8 @@ def selected_rules(config: Config, rules: Sequence[Rule]) -> tuple[tuple[Rule, .
     ]
     policy = Policy(
         rules=tuple(
-            RulePolicy(
-                r.code,
-                r.name,
+            policy_for(
+                r,
                 Severity(config.rules.get(r.code, {}).get("severity", Setting(r.severity)).value),
                 {
                     k: config.rules.get(r.code, {}).get(k, Setting(v)).value

@@ -27,7 +27,7 @@ def _matches(waiver: Waiver, finding: Finding, hostname: str | None) -> bool:
         waiver.rule == finding.rule
         and any(fnmatchcase(h, waiver.host) for h in hosts)
         and fnmatchcase(finding.domain, waiver.domain)
-        and fnmatchcase(finding.snapshot, waiver.snapshot)
+        and fnmatchcase(finding.snapshot_label, waiver.snapshot)
     )
 
 
@@ -62,7 +62,7 @@ def write_baseline(result: ScanResult, path: Path) -> None:
                 "rule": f.rule,
                 "host": names.get(f.host) or f.host,
                 "domain": f.domain,
-                "snapshot": f.snapshot,
+                "snapshot": f.snapshot_label,
                 "disk": f.disk,
             }
             for f in result.findings

@@ -184,8 +184,8 @@ def _file_facts(facts: dict[str, _Facts]) -> dict[str, FileFacts]:
             path=path,
             exists=True,
             size=f.size,
-            backing_chain=("(not in the report)",) * (f.depth - 1) if f.depth else (),
             error=None if f.depth else "chain not in the report",
+            known_depth=f.depth,
         )
         for path, f in facts.items()
     }
@@ -209,20 +209,28 @@ def _domains(
 
 
 def _finding(r: dict, uuids: dict[tuple[str, str], str]) -> Finding:
+    snapshot, image, tag = r["snapshot"], r.get("image"), None
+    # A finding about an image and no libvirt snapshot reports it as IMAGE or IMAGE@TAG
+    # (libvirt snapshot names cannot hold the image path's "/").
+    if image and snapshot == image:
+        snapshot = ""
+    elif image and snapshot.startswith(f"{image}@"):
+        snapshot, tag = "", snapshot[len(image) + 1 :]
     return Finding(
         rule=r["rule"],
         name=r["name"],
         severity=Severity(r["severity"]),
         host=r["host"],
         domain=r["domain"],
-        snapshot=r["snapshot"],
+        snapshot=snapshot,
         disk=r["disk"],
         message=r["message"],
         remediation=r["remediation"],
-        image=r.get("image"),
+        image=image,
         domain_uuid=r.get("domain_uuid") or uuids.get((r["host"], r["domain"]), ""),
         waiver=None if r.get("waived") is None else _waiver(r["waived"]),
         baselined=r.get("baselined", False),
+        tag=tag,
     )
 
 

@@ -17,7 +17,7 @@ def render(result: ScanResult, *, color: bool = False) -> str:
     rows = [
         (
             clean(f.host),
-            clean(f"{f.domain}/{f.snapshot}"),
+            clean(f"{f.domain}/{f.snapshot_label}"),
             f.rule,
             f.severity,
             clean(f.message) + _accepted(f),

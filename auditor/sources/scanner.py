@@ -119,12 +119,8 @@ def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
     """Inspect every local file the domains and their snapshots name."""
     images, plain = set(), set()
     for domain in domains:
-        sources = [d.source for d in domain.disks]
-        for snap in domain.snapshots:
-            sources += [d.overlay for d in snap.disks] + [d.state_image for d in snap.disks]
-            if snap.memory_file:
-                plain.add(snap.memory_file)
-        images.update(s.path for s in sources if s and s.type == "file" and s.path)
+        images.update(s.path for s in domain.disk_sources() if s.type == "file" and s.path)
+        plain.update(s.memory_file for s in domain.snapshots if s.memory_file)
     return files.gather(
         (p for p in images if p.startswith("/")), (p for p in plain if p.startswith("/"))
     )
