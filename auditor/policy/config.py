@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from auditor.engine.audit import policy_for
+from auditor.inputs import InputError, parse_toml, read_toml_text
 from auditor.model import Policy, Severity, Waiver
 from auditor.rule import Rule
 
@@ -292,12 +293,11 @@ def _waivers(items: object, known: _RuleIndex, where: _Where, path: tuple):
 
 
 def _read_toml(path: Path) -> tuple[dict, dict[tuple, int]]:
+    text = read_toml_text(path, ConfigError)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = tomllib.loads(text)
+        data = parse_toml(text)
+    except InputError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
