@@ -15,10 +15,13 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib.resources import as_file, files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from auditor.model import Policy, RuleError, ScanResult
-from auditor.policy.config import Config
 from auditor.rule import Rule
+
+if TYPE_CHECKING:
+    from auditor.policy.config import Config
 
 # Called with (host uri, domains done, domains total) as the scan goes.
 Progress = Callable[[str, int, int], None]
