@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from auditor import __version__
+from auditor.cli import exits
 from auditor.cli.fix import fix
 from auditor.cli.reportcmds import diff_reports, merge_reports
 from auditor.cli.rulecmds import explain, list_rules, show_config
@@ -25,7 +26,7 @@ app = typer.Typer(
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"snapaudit {__version__}")
-        raise typer.Exit()
+        raise typer.Exit(exits.OK)
 
 
 @app.callback()
