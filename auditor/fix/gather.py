@@ -28,9 +28,6 @@ SECURE_DOMAIN = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
 # stores them is private to root.
 SECURE_SNAPSHOT = libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE
 
-# Errors reach us as exceptions; libvirt's default handler would also print them to stderr.
-libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
 STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "in no state",
     libvirt.VIR_DOMAIN_RUNNING: "running",

@@ -32,10 +32,6 @@ _VANISHED = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT}
 # Progress: called with (host uri, domains done, domains total) from worker threads.
 Progress = Callable[[str, int, int], None]
 
-# libvirt prints every error to stderr unless a handler is registered; errors are reported
-# through exceptions and the report instead.
-libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
 
 def scan_hosts(
     uris: Iterable[str | None],
