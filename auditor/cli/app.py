@@ -121,8 +121,16 @@ def scan(
         Path | None,
         typer.Option("--write-baseline", help="Record the current findings as a baseline."),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Give up on a host that takes longer, connect included. Default: 300.",
+        ),
+    ] = None,
 ) -> None:
     """Audit every snapshot of every domain on one or more hosts (read-only)."""
+    from auditor.cli.problems import problem_lines
     from auditor.engine.audit import audit
     from auditor.engine.registry import load_rules
     from auditor.policy.config import (
@@ -142,7 +150,7 @@ def scan(
     try:
         config = load_config(find_config(config_file), all_rules)
         config = with_command_line(
-            config, all_rules, _split(select), _split(ignore), fail_on and fail_on.value
+            config, all_rules, _split(select), _split(ignore), fail_on and fail_on.value, timeout
         )
         rules, policy = selected_rules(config, all_rules)
         known = read_baseline(baseline) if baseline else None
@@ -159,7 +167,7 @@ def scan(
             uris = [None]
         scans = [None] * len(uris)
         with _progress() as progress:
-            for index, host_scan in scan_hosts(uris, progress, check_files):
+            for index, host_scan in scan_hosts(uris, progress, check_files, config.timeout.value):
                 scans[index] = host_scan
     now = _report_time()
     result = audit(scans, rules, load_errors, now=now, policy=policy)
@@ -175,13 +183,8 @@ def scan(
         _emit(name, path, result)
     # Problems go to stderr too, unless a text report on stdout already shows them.
     if any(path is not None or name != "text" for name, path in outputs):
-        for host_scan in result.hosts:
-            if host_scan.host.error:
-                exits.error(f"cannot scan {host_scan.host.uri}: {host_scan.host.error}")
-        for use in result.waivers:
-            if use.status != "active":
-                w = use.waiver
-                exits.error(f"{use.status} waiver for {w.rule} ({w.origin}, expires {w.expires})")
+        for line in problem_lines(result, [path for _, path in outputs]):
+            exits.error(line)
 
     if not summarize(result).complete:
         raise typer.Exit(exits.INCOMPLETE)
@@ -419,4 +422,6 @@ def main() -> None:
     # libvirt's client library logs its warnings and errors straight to stderr; snapaudit
     # reports every error itself, as one line. Read when libvirt is first imported.
     os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", "4:file:/dev/null")
-    app()
+    from auditor.stopping import run_main
+
+    run_main(app)

@@ -7,6 +7,7 @@ value remembers where it came from (FILE:LINE, the command line, or the default)
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -20,7 +21,7 @@ from auditor.rule import Rule
 
 SEARCH_PATH = (Path("snapaudit.toml"), Path("/etc/snapaudit/config.toml"))
 FAIL_ON = ("error", "warning", "info", "never")
-TOP_LEVEL = ("select", "ignore", "fail_on", "rules", "waivers", "waivers_file")
+TOP_LEVEL = ("select", "ignore", "fail_on", "timeout", "rules", "waivers", "waivers_file")
 WAIVER_KEYS = ("rule", "reason", "owner", "expires", "host", "domain", "snapshot")
 WAIVER_REQUIRED = ("rule", "reason", "owner", "expires")
 DEFAULT = "default"
@@ -42,6 +43,7 @@ class Config:
     select: Setting = Setting(("ALL-ENABLED",))
     ignore: Setting = Setting(())
     fail_on: Setting = Setting("error")
+    timeout: Setting = Setting(300)  # seconds per host, connect included
     rules: dict[str, dict[str, Setting]] = field(default_factory=dict)  # code → key → value
     waivers: tuple[Waiver, ...] = ()
     sources: tuple[str, ...] = ()
@@ -79,6 +81,10 @@ def load_config(path: Path | None, rules: Sequence[Rule]) -> Config:
         if data["fail_on"] not in FAIL_ON:
             raise where.error(("fail_on",), f"fail_on must be one of {', '.join(FAIL_ON)}")
         config = replace(config, fail_on=Setting(data["fail_on"], where.origin(("fail_on",))))
+    if "timeout" in data:
+        if not _positive_seconds(data["timeout"]):
+            raise where.error(("timeout",), "timeout must be a positive number of seconds")
+        config = replace(config, timeout=Setting(data["timeout"], where.origin(("timeout",))))
     rule_settings = _rule_settings(data.get("rules", {}), known, where)
     waivers = list(_waivers(data.get("waivers", []), known, where, ("waivers",)))
     if "waivers_file" in data:
@@ -105,6 +111,7 @@ def with_command_line(
     select: Iterable[str] | None,
     ignore: Iterable[str] | None,
     fail_on: str | None,
+    timeout: float | None = None,
 ) -> Config:
     """Command-line options replace the file's values."""
     known = _RuleIndex(rules)
@@ -117,7 +124,22 @@ def with_command_line(
         config = replace(config, ignore=Setting(tuple(ignore), COMMAND_LINE))
     if fail_on:
         config = replace(config, fail_on=Setting(fail_on, COMMAND_LINE))
+    if timeout is not None:
+        if not _positive_seconds(timeout):
+            raise ConfigError("--timeout must be a positive number of seconds")
+        config = replace(config, timeout=Setting(timeout, COMMAND_LINE))
     return config
+
+
+def _positive_seconds(value: object) -> bool:
+    # bool is an int in Python; inf and nan are TOML floats but no time limit.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
 
 
 def selected_rules(config: Config, rules: Sequence[Rule]) -> tuple[tuple[Rule, ...], Policy]:
@@ -158,6 +180,7 @@ def show(config: Config, rules: Sequence[Rule]) -> str:
         ),
         ("ignore", _toml(list(config.ignore.value)), config.ignore.origin),
         ("fail_on", _toml(config.fail_on.value), config.fail_on.origin),
+        ("timeout", _toml(config.timeout.value), config.timeout.origin),
     ]
     chosen, _ = selected_rules(config, rules)
     running = {r.code for r in chosen}
