@@ -11,6 +11,7 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import libvirt
 import pytest
 from conftest import FIXTURES, fixture_uri, run_cli
 from test_plugins import plugin_path  # noqa: F401
@@ -19,6 +20,7 @@ from auditor.cli.problems import problem_lines
 from auditor.model import Host, HostScan, RuleError, ScanResult, Skipped, Waiver, WaiverUse
 from auditor.sources.deadline import Raised, TimedOut, run_all, run_each
 from auditor.sources.scanner import scan_hosts
+from testlab.pytest_fixtures import libvirtd  # noqa: F401
 
 SEED = fixture_uri("seed_examples.xml")
 CLEAN = fixture_uri("clean_host.xml")
@@ -255,3 +257,66 @@ def test_problem_lines_count_many_items_and_name_the_report():
     assert problem_lines(_result(skipped + skipped[:1]), [None])[1:] == [
         "not audited: 11 items skipped; listed in the report"
     ]
+
+
+# --- keepalive -----------------------------------------------------------------------------------
+
+
+class FreezingProxy:
+    """127.0.0.1:PORT forwarded to a unix socket, until freeze(): then every byte is held
+    back in both directions while the connections stay open, as with a peer that died."""
+
+    def __init__(self, target: str) -> None:
+        self.target, self.frozen = target, threading.Event()
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(4)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        while data := source.recv(65536):
+            if self.frozen.is_set():
+                return  # drop it, and everything after it
+            sink.sendall(data)
+
+
+@pytest.mark.qemu
+def test_keepalive_notices_a_remote_host_that_died_mid_scan(libvirtd, monkeypatch):  # noqa: F811
+    from auditor.sources import scanner
+
+    monkeypatch.setattr(scanner, "KEEPALIVE_INTERVAL", 1)
+    monkeypatch.setattr(scanner, "KEEPALIVE_COUNT", 1)
+    conn = libvirt.open(libvirtd.uri)
+    xml = "<domain type='qemu'><name>keepalive-probe</name><memory>131072</memory>"
+    xml += "<os><type arch='x86_64'>hvm</type></os></domain>"
+    dom = conn.defineXML(xml)
+    try:
+        proxy = FreezingProxy(f"{libvirtd.socket}-ro")
+        uri = f"qemu+tcp://127.0.0.1:{proxy.port}/system"
+
+        def freeze_once_listed(_uri, done, _total):
+            if done == 0:
+                proxy.frozen.set()  # the domains are listed; every later call goes unanswered
+
+        started = time.monotonic()
+        ((_, scan),) = list(scan_hosts([uri], freeze_once_listed, False, timeout=60))
+        took = time.monotonic() - started
+    finally:
+        dom.undefine()
+        conn.close()
+    assert took < 15  # a keepalive timeout, not the 60 s deadline
+    assert scan.host.error is None
+    reasons = {s.reason for s in scan.skipped}
+    assert reasons and all("keepalive" in r for r in reasons), reasons
