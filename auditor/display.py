@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls drive the terminal; the bidi embedding, override and isolate controls
+# reorder what it shows (a name can then read as something it is not).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean(text: str) -> str:
-    """Names come from hosts: escape control characters so none can drive the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Names come from hosts and files: escape control characters (`\\x1b`, `\\u202e`) so
+    none can drive or reorder the terminal."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def human_size(size: int | None) -> str:

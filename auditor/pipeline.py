@@ -36,6 +36,7 @@ def run(
     select: Sequence[str] = (),
     ignore: Sequence[str] = (),
     fail_on: str | None = None,
+    timeout: float | None = None,
     baseline: Path | None = None,
     progress: Progress | None = None,
 ) -> tuple[ScanResult, Config]:
@@ -49,7 +50,7 @@ def run(
 
     all_rules, load_errors = load_rules()
     config = load_config(find_config(config_file), all_rules)
-    config = with_command_line(config, all_rules, select, ignore, fail_on)
+    config = with_command_line(config, all_rules, select, ignore, fail_on, timeout)
     rules, policy = selected_rules(config, all_rules)
     known = read_baseline(baseline) if baseline else None
 
@@ -65,6 +66,7 @@ def run(
             progress=progress,
             load_errors=load_errors,
             policy=policy,
+            timeout=config.timeout.value,
         )
     result = apply_waivers(result, config.waivers, result.generated_at.date())
     if known is not None:
@@ -82,6 +84,7 @@ def audit_hosts(
     progress: Progress | None = None,
     load_errors: Sequence[RuleError] = (),
     policy: Policy | None = None,
+    timeout: float | None = None,
 ) -> ScanResult:
     """The source and audit steps: scan every host at once (each result in the order of
     URIS), then run RULES over them with POLICY's severities and parameters (default: the
@@ -90,7 +93,7 @@ def audit_hosts(
     from auditor.sources.scanner import scan_hosts
 
     scans = [None] * len(uris)
-    for index, host_scan in scan_hosts(uris, progress, check_files):
+    for index, host_scan in scan_hosts(uris, progress, check_files, timeout):
         scans[index] = host_scan
     # The clock is read once the hosts are read: ages are as of the report's time.
     return audit(scans, rules, load_errors, now=report_time(), policy=policy)

@@ -106,7 +106,7 @@ def subprocess_in(cwd: Path, *args: str):
     [
         (
             "colour = 1\n",
-            ":1: unknown key 'colour' (known: select, ignore, fail_on, rules, "
+            ":1: unknown key 'colour' (known: select, ignore, fail_on, timeout, rules, "
             "waivers, waivers_file)",
         ),
         ('select = ["SNAP001"]\nignore = ["SNAP999"]\n', ":2: unknown rule, name or tag 'SNAP999'"),

@@ -52,4 +52,6 @@ def main() -> None:
     # libvirt's client library logs its warnings and errors straight to stderr; snapaudit
     # reports every error itself, as one line. Read when libvirt is first imported.
     os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", "4:file:/dev/null")
-    app()
+    from auditor.stopping import run_main
+
+    run_main(app)

@@ -13,6 +13,7 @@ import typer
 from auditor.cli import exits
 from auditor.cli.gate import FailOn, exit_code
 from auditor.cli.output import emit
+from auditor.cli.problems import problem_lines
 
 
 def scan(
@@ -79,6 +80,13 @@ def scan(
         Path | None,
         typer.Option("--write-baseline", help="Record the current findings as a baseline."),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Give up on a host that takes longer, connect included. Default: 300.",
+        ),
+    ] = None,
 ) -> None:
     """Audit every snapshot of every domain on one or more hosts (read-only)."""
     from auditor.pipeline import run
@@ -97,6 +105,7 @@ def scan(
                 select=_split(select),
                 ignore=_split(ignore),
                 fail_on=fail_on and fail_on.value,
+                timeout=timeout,
                 baseline=baseline,
                 progress=progress,
             )
@@ -109,13 +118,8 @@ def scan(
         emit(name, path, result)
     # Problems go to stderr too, unless a text report on stdout already shows them.
     if any(path is not None or name != "text" for name, path in outputs):
-        for host_scan in result.hosts:
-            if host_scan.host.error:
-                exits.error(f"cannot scan {host_scan.host.uri}: {host_scan.host.error}")
-        for use in result.waivers:
-            if use.status != "active":
-                w = use.waiver
-                exits.error(f"{use.status} waiver for {w.rule} ({w.origin}, expires {w.expires})")
+        for line in problem_lines(result, [path for _, path in outputs]):
+            exits.error(line)
     raise typer.Exit(exit_code(result, result.findings, config.fail_on.value))
 
 
