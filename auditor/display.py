@@ -1,5 +1,5 @@
-"""How values read in text for people: terminal-safe strings and sizes. Shared by every
-stage that writes for a terminal (reports, fix plans, error lines)."""
+"""How values read in text for people: exceptions as one line, terminal-safe strings and
+sizes. Shared by every stage that writes for people (reports, fix plans, error lines)."""
 
 from __future__ import annotations
 
@@ -31,3 +31,12 @@ def human_size(size: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's first line of text, prefixed with its type unless it is libvirt's."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if type(exc).__name__ == "libvirtError":
+        return text or "libvirt error"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -13,7 +13,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from auditor.errors import one_line
+from auditor.display import one_line
 
 MAX_JSON_BYTES = 256 * 1024 * 1024  # far above a report of a large fleet
 MAX_TOML_BYTES = 4 * 1024 * 1024  # a configuration file with thousands of waivers

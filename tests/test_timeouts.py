@@ -294,10 +294,10 @@ class FreezingProxy:
 
 @pytest.mark.qemu
 def test_keepalive_notices_a_remote_host_that_died_mid_scan(libvirtd, monkeypatch):  # noqa: F811
-    from auditor.sources import scanner
+    from auditor.sources import connection
 
-    monkeypatch.setattr(scanner, "KEEPALIVE_INTERVAL", 1)
-    monkeypatch.setattr(scanner, "KEEPALIVE_COUNT", 1)
+    monkeypatch.setattr(connection, "KEEPALIVE_INTERVAL", 1)
+    monkeypatch.setattr(connection, "KEEPALIVE_COUNT", 1)
     conn = libvirt.open(libvirtd.uri)
     xml = "<domain type='qemu'><name>keepalive-probe</name><memory>131072</memory>"
     xml += "<os><type arch='x86_64'>hvm</type></os></domain>"

@@ -119,7 +119,7 @@ def _plan_command(
 ) -> None:
     import libvirt
 
-    from auditor.errors import one_line
+    from auditor.display import one_line
     from auditor.fix.gather import ConnectionRefused, connect
     from auditor.reports import fixplan
 
@@ -217,7 +217,7 @@ def _one_domain(
 
 
 def _reason(exc: BaseException) -> str:
-    from auditor.errors import one_line
+    from auditor.display import one_line
     from auditor.fix.execute import FixFailed
 
     return str(exc) if isinstance(exc, FixFailed) else one_line(exc)
@@ -226,8 +226,7 @@ def _reason(exc: BaseException) -> str:
 def _journal_command(path: Path, uri: str | None, output_format: Format, *, rollback: bool):
     import libvirt
 
-    from auditor.display import clean
-    from auditor.errors import one_line
+    from auditor.display import clean, one_line
     from auditor.fix.execute import FixFailed, run
     from auditor.fix.execute import rollback as roll_back
     from auditor.fix.gather import ConnectionRefused, connect

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import libvirt
 
 from auditor import stopping
-from auditor.errors import one_line
+from auditor.display import one_line
 from auditor.fix import images
 from auditor.fix.gather import SECURE_DOMAIN, SECURE_SNAPSHOT
 from auditor.fix.journal import FINISHED, ROLLED_BACK, Journal

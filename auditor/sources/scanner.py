@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from urllib.parse import urlsplit
 
 import libvirt
 
-from auditor.errors import one_line
+from auditor.display import one_line
 from auditor.model import Domain, FileFacts, Host, HostScan, Skipped, Snapshot
 from auditor.sources import files
+from auditor.sources.connection import open_read_only
 from auditor.sources.deadline import Raised, TimedOut, run_all, run_each
 from auditor.sources.files import files_visible
 from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot, parse_xml
@@ -31,9 +31,6 @@ from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_s
 DOMAIN_WORKERS = 4
 HOST_WORKERS = 16
 DEFAULT_TIMEOUT = 300.0  # seconds per host, connect included
-# Remote connections ping their daemon every KEEPALIVE_INTERVAL seconds and give up after
-# KEEPALIVE_COUNT unanswered pings, so that a dead peer fails the calls instead of hanging them.
-KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 5
 _VANISHED = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT}
 
 # Progress: called with (host uri, domains done, domains total) from worker threads.
@@ -69,17 +66,12 @@ def scan_host(
     unreachable host, or one whose scan failed in any way, comes back with `host.error` set.
     Files named in the metadata are inspected when `check_files` is true, or when it is None
     and the host is local."""
-    remote = _remote(uri)
-    if remote:
-        _start_event_loop()  # before connecting: keepalive runs on it
     try:
-        conn = libvirt.openReadOnly(uri)
+        conn = open_read_only(uri)
     except Exception as exc:  # libvirt-python raises SystemError too
         return HostScan(Host(uri=uri or "(default)", error=host_error(exc)))
     actual = uri or "(default)"
     try:
-        if remote:
-            _safe(lambda: conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT))
         actual = uri or _safe(conn.getURI) or "(default)"
         if check_files is None:
             check_files = files_visible(uri or _safe(conn.getURI))
@@ -215,35 +207,6 @@ def host_error(exc: BaseException) -> str:
         text = bytes(cause.object).decode("utf-8", "backslashreplace").strip()
         return (text.splitlines() or ["libvirt error"])[0]
     return one_line(exc)
-
-
-def _remote(uri: str | None) -> bool:
-    """Whether URI names another machine (a host part), where a peer can die silently."""
-    try:
-        return bool(uri and urlsplit(uri).hostname)
-    except ValueError:
-        return False
-
-
-_event_loop_lock = threading.Lock()
-_event_loop_started = False
-
-
-def _start_event_loop() -> None:
-    """libvirt's default event loop, which keepalive needs, run on a daemon thread. One per
-    process; registering it again is harmless (libvirt 6.3+ runs it on GLib's main context)."""
-    global _event_loop_started
-    with _event_loop_lock:
-        if _event_loop_started:
-            return
-        libvirt.virEventRegisterDefaultImpl()
-        threading.Thread(target=_run_event_loop, name="libvirt-events", daemon=True).start()
-        _event_loop_started = True
-
-
-def _run_event_loop() -> None:
-    while True:
-        libvirt.virEventRunDefaultImpl()
 
 
 def _safe(call: Callable):
