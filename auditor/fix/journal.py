@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from auditor import safefs
-from auditor.fix.plan import DomainPlan
+from auditor.fix.codec import plan_from_json, plan_to_json
+from auditor.fix.steps import DomainPlan
 
 SCHEMA = "snapaudit/fix-journal/v1"
 OPEN, FINISHED, ROLLED_BACK = "open", "finished", "rolled back"
@@ -47,7 +48,7 @@ class Journal:
             "schema": SCHEMA,
             "created": _now(),
             "uri": uri,
-            "plan": plan.to_json(secrets=True),
+            "plan": plan_to_json(plan, secrets=True),
         }
         # 0600: the journal holds the XML's secrets. Created, never replacing anything.
         safefs.create_file(str(path), (json.dumps(header, ensure_ascii=False) + "\n").encode())
@@ -76,7 +77,7 @@ class Journal:
         if not records or records[0].get("schema") != SCHEMA:
             raise JournalError(f"{path} is not a snapaudit fix journal ({SCHEMA})")
         header = records[0]
-        journal = cls(path, header["uri"], DomainPlan.from_json(header["plan"]))
+        journal = cls(path, header["uri"], plan_from_json(header["plan"]))
         for record in records[1:]:
             journal._apply(record)
         return journal
