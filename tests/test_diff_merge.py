@@ -144,7 +144,11 @@ def test_sizes_and_chain_depths_survive_a_round_trip(tmp_path):
             "unsupported report schema 'snapaudit/baseline/v1' (this snapaudit reads"
             " snapaudit/report/v1)",
         ),
-        ('{"schema": "snapaudit/report/v1"}', "malformed snapaudit report: missing 'snapshots'"),
+        (
+            '{"schema": "snapaudit/report/v1"}',
+            "malformed snapaudit report: missing 'generated_at', 'tool', 'hosts', 'summary',"
+            " 'snapshots', 'findings'",
+        ),
     ],
 )
 def test_what_is_not_a_report_is_one_line_and_exit_2(tmp_path, content, message):
@@ -168,8 +172,8 @@ def test_a_report_with_a_bad_value_is_malformed(tmp_path):
     proc = run_cli("merge", str(path))
     assert (proc.returncode, proc.stderr) == (
         2,
-        f"snapaudit: {path}: malformed snapaudit report: ValueError: 'fatal' is not a valid"
-        " Severity\n",
+        f"snapaudit: {path}: malformed snapaudit report: findings[0].severity: 'fatal' is not"
+        " one of error, warning, info\n",
     )
 
 

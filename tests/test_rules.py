@@ -19,7 +19,8 @@ from conftest import CLOCK, FIXTURES, REPO, fixture_uri
 from auditor.engine.audit import audit
 from auditor.engine.registry import load_rules
 from auditor.model import Host, HostScan, Severity
-from auditor.policy.config import load_config, selected_rules
+from auditor.policy.config import load_config
+from auditor.policy.selection import selected_rules
 from auditor.rule import DOC_SECTIONS, Rule
 from auditor.sources.scanner import scan_host
 from testlab.pytest_fixtures import require

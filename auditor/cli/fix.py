@@ -119,7 +119,7 @@ def _plan_command(
 ) -> None:
     import libvirt
 
-    from auditor.errors import one_line
+    from auditor.display import one_line
     from auditor.fix.gather import ConnectionRefused, connect
     from auditor.reports import fixplan
 
@@ -153,15 +153,15 @@ def _plan_command(
 
 def _domains_with_internal_snapshots(host: str) -> list[str]:
     """The domains the audit finds internal snapshots in (SNAP001, SNAP002)."""
-    from auditor.engine.audit import audit
     from auditor.engine.registry import load_rules
-    from auditor.sources.scanner import scan_host
+    from auditor.pipeline import audit_hosts
 
-    scan = scan_host(host, check_files=False)
+    rules, _ = load_rules()
+    internal = [r for r in rules if r.code in INTERNAL_RULES]
+    result = audit_hosts([host], internal, check_files=False)
+    (scan,) = result.hosts
     if scan.host.error:
         exits.fail(exits.FAILED, f"cannot scan {host}: {scan.host.error}")
-    rules, _ = load_rules()
-    result = audit([scan], [r for r in rules if r.code in INTERNAL_RULES])
     return sorted({f.domain for f in result.findings})
 
 
@@ -217,7 +217,7 @@ def _one_domain(
 
 
 def _reason(exc: BaseException) -> str:
-    from auditor.errors import one_line
+    from auditor.display import one_line
     from auditor.fix.execute import FixFailed
 
     return str(exc) if isinstance(exc, FixFailed) else one_line(exc)
@@ -226,8 +226,7 @@ def _reason(exc: BaseException) -> str:
 def _journal_command(path: Path, uri: str | None, output_format: Format, *, rollback: bool):
     import libvirt
 
-    from auditor.display import clean
-    from auditor.errors import one_line
+    from auditor.display import clean, one_line
     from auditor.fix.execute import FixFailed, run
     from auditor.fix.execute import rollback as roll_back
     from auditor.fix.gather import ConnectionRefused, connect

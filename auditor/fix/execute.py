@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import libvirt
 
-from auditor.errors import one_line
+from auditor import stopping
+from auditor.display import one_line
 from auditor.fix import images
 from auditor.fix.gather import SECURE_DOMAIN, SECURE_SNAPSHOT
 from auditor.fix.journal import FINISHED, ROLLED_BACK, Journal
@@ -43,6 +44,7 @@ class FixFailed(Exception):
     """A step failed or the host is not as the journal expects; the message is one line."""
 
 
+@stopping.at_step_boundaries  # SIGINT/SIGTERM stop between steps, never inside one
 def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe: Describe) -> None:
     """Run every step the journal has not recorded, then check the result on the host."""
     plan = journal.plan
@@ -53,6 +55,7 @@ def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe
     for number, step in enumerate(plan.steps, 1):
         if number in journal.done:
             continue
+        stopping.step_boundary()
         _guard(dom, plan, step, defined=define_step in journal.done)
         progress(f"[{number}/{len(plan.steps)}] {describe(step)}")
         try:

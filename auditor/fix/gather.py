@@ -19,6 +19,7 @@ from auditor.fix.facts import (
     SnapshotFacts,
 )
 from auditor.fix.tree import Capture, parents_first
+from auditor.sources.connection import open_read_write
 from auditor.sources.files import files_visible
 from auditor.sources.parser import parse_domain_disks, parse_snapshot
 from auditor.sources.qcow2 import Qcow2Error, Qcow2Tables
@@ -27,9 +28,6 @@ SECURE_DOMAIN = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
 # Secrets stay in the XML so that redefinition and rollback are exact; the journal that
 # stores them is private to root.
 SECURE_SNAPSHOT = libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE
-
-# Errors reach us as exceptions; libvirt's default handler would also print them to stderr.
-libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "in no state",
@@ -51,7 +49,7 @@ def connect(uri: str | None) -> libvirt.virConnect:
     """A read-write connection to a local QEMU driver, or ConnectionRefused."""
     if uri is not None and not files_visible(uri):
         raise ConnectionRefused(_not_local(uri))
-    conn = libvirt.open(uri)
+    conn = open_read_write(uri)
     actual = conn.getURI()
     if not files_visible(actual):
         conn.close()

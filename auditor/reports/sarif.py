@@ -178,7 +178,8 @@ def _location(finding: Finding, snapshots: set[tuple[str, str, str]]) -> dict:
     name = "/".join(p for p in parts if p)
     location: dict = {
         "logicalLocations": [
-            {"name": next(p for p in reversed(parts) if p), "fullyQualifiedName": name}
+            # A finding about the host may have an empty host name too (a report's URI).
+            {"name": next((p for p in reversed(parts) if p), ""), "fullyQualifiedName": name}
         ]
     }
     if finding.image:
