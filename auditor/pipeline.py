@@ -39,6 +39,7 @@ def run(
     timeout: float | None = None,
     baseline: Path | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> tuple[ScanResult, Config]:
     """Audit URIS (and the demo host; libvirt's default URI when there is neither) under the
     configuration and command-line choices, then apply waivers and the baseline. Raises
@@ -67,6 +68,7 @@ def run(
             load_errors=load_errors,
             policy=policy,
             timeout=config.timeout.value,
+            workers=workers,
         )
     result = apply_waivers(result, config.waivers, result.generated_at.date())
     if known is not None:
@@ -85,6 +87,7 @@ def audit_hosts(
     load_errors: Sequence[RuleError] = (),
     policy: Policy | None = None,
     timeout: float | None = None,
+    workers: int | None = None,
 ) -> ScanResult:
     """The source and audit steps: scan every host at once (each result in the order of
     URIS), then run RULES over them with POLICY's severities and parameters (default: the
@@ -93,7 +96,7 @@ def audit_hosts(
     from auditor.sources.scanner import scan_hosts
 
     scans = [None] * len(uris)
-    for index, host_scan in scan_hosts(uris, progress, check_files, timeout):
+    for index, host_scan in scan_hosts(uris, progress, check_files, timeout, workers):
         scans[index] = host_scan
     # The clock is read once the hosts are read: ages are as of the report's time.
     return audit(scans, rules, load_errors, now=report_time(), policy=policy)

@@ -88,6 +88,15 @@ def scan(
             help="Give up on a host that takes longer, connect included. Default: 300.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            metavar="N",
+            help="libvirt calls in flight per host. Default: 64 for remote hosts, 4 for local.",
+        ),
+    ] = None,
 ) -> None:
     """Audit every snapshot of every domain on one or more hosts (read-only)."""
     from auditor.pipeline import run
@@ -111,6 +120,7 @@ def scan(
                 timeout=timeout,
                 baseline=baseline,
                 progress=progress,
+                workers=workers,
             )
     except (ConfigError, BaselineError) as exc:
         exits.fail(exits.USAGE, str(exc))
