@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from auditor import __version__
+from auditor.inputs import MAX_FILE_BYTES, InputError, check_xml_text, parse_json
 from auditor.model import FileFacts, Host, HostScan, Skipped
 from auditor.sources.assemble import (
     RawDomain,
@@ -38,7 +39,6 @@ from auditor.sources.assemble import (
     build_domain,
     external_snapshot_revert,
 )
-from auditor.sources.untrusted import MAX_FILE_BYTES, UntrustedFileError, check_xml_text
 
 FORMAT = "snapaudit/bundle/v1"
 MAX_MEMBERS = 1_000_000
@@ -204,7 +204,7 @@ def _domain(
             raise BundleError(f"{where}: snapshot {item['name']!r} has no XML in the bundle")
         try:
             check_xml_text(xml)
-        except UntrustedFileError as exc:
+        except InputError as exc:
             refused.append((item["name"], f"{where}: snapshot XML {exc}"))
             continue
         snapshots.append(RawSnapshot(item["name"], xml, item["current"]))
@@ -212,7 +212,7 @@ def _domain(
     if definition is not None:
         try:
             check_xml_text(definition)
-        except UntrustedFileError as exc:
+        except InputError as exc:
             raise BundleError(f"{where}: domain definition {exc}") from None
     raw = RawDomain(index["name"], index["uuid"], definition, tuple(snapshots))
     return raw, refused
@@ -258,9 +258,9 @@ def _skipped(data: bytes, path: str, uri: str) -> list[Skipped]:
 
 def json_load(data: bytes, path: str, name: str):
     try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BundleError(f"{path}: {name}: not valid JSON: {exc}") from None
+        return parse_json(data)
+    except InputError as exc:
+        raise BundleError(f"{path}: {name}: {exc}") from None
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -14,9 +14,9 @@ import os
 import re
 from pathlib import Path
 
+from auditor.inputs import InputError, check_xml_text, read_regular_file
 from auditor.model import Domain, Host, HostScan, Skipped
 from auditor.sources.assemble import RawDomain, RawSnapshot, build_domain
-from auditor.sources.untrusted import UntrustedFileError, check_xml_text, read_regular_file
 
 _UUID = re.compile(rb"<uuid>\s*([0-9a-fA-F-]{32,36})\s*</uuid>")
 
@@ -78,7 +78,7 @@ def _raw_domain(entry: os.DirEntry, definition: bytes | None, uri: str, skipped)
         try:
             data = read_regular_file(item.path)
             check_xml_text(data)
-        except UntrustedFileError as exc:
+        except InputError as exc:
             skipped.append(Skipped(uri, entry.name, name, f"{item.path}: {exc}"))
             continue
         uuid = uuid or _uuid(data)
@@ -95,7 +95,7 @@ def _definitions(directory: Path, uri: str, skipped: list[Skipped]) -> dict[str,
         try:
             data = read_regular_file(item.path)
             check_xml_text(data)
-        except UntrustedFileError as exc:
+        except InputError as exc:
             skipped.append(Skipped(uri, name, None, f"{item.path}: {exc}"))
             continue
         found[name] = data
