@@ -182,6 +182,7 @@ def test_config_show_prints_every_value_and_its_origin(tmp_path):
         select                            = (every rule that is on by default)  # default
         ignore                            = ["SNAP008"]  # {path}:1
         fail_on                           = "error"  # default
+        timeout                           = 300  # default
         rules.HOST001                     = on (no-external-revert)  # select/ignore
         rules.HOST001.severity            = "warning"  # default
         rules.SNAP001                     = on (internal-memory)  # select/ignore
