@@ -42,6 +42,7 @@ def run(
     offline: Sequence[Path] = (),
     domain_xml: Path | None = None,
     host_name: str | None = None,
+    workers: int | None = None,
 ) -> tuple[ScanResult, Config]:
     """Audit URIS, the OFFLINE bundles and metadata directories, and the demo host (libvirt's
     default URI when there is none of them) under the configuration and command-line
@@ -75,6 +76,7 @@ def run(
             policy=policy,
             timeout=config.timeout.value,
             offline=[(p, domain_xml, host_name) for p in offline],
+            workers=workers,
         )
     result = apply_waivers(result, config.waivers, result.generated_at.date())
     if known is not None:
@@ -94,6 +96,7 @@ def audit_hosts(
     policy: Policy | None = None,
     timeout: float | None = None,
     offline: Sequence[tuple[Path, Path | None, str | None]] = (),
+    workers: int | None = None,
 ) -> ScanResult:
     """The source and audit steps: scan every host at once (each result in the order of
     URIS), then run RULES over them with POLICY's severities and parameters (default: the
@@ -103,7 +106,7 @@ def audit_hosts(
     from auditor.sources.scanner import scan_hosts
 
     scans = [None] * len(uris)
-    for index, host_scan in scan_hosts(uris, progress, check_files, timeout):
+    for index, host_scan in scan_hosts(uris, progress, check_files, timeout, workers):
         scans[index] = host_scan
     for path, domain_xml, host_name in offline:  # (path, --domain-xml, --host-name)
         scans.append(

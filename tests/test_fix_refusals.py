@@ -125,7 +125,7 @@ def test_not_enough_free_space(conn, libvirtd, tmp_path):  # noqa: F811
     small.mkdir()
     fix = [str(Path(sys.executable).parent / "snapaudit"), "fix", "-c", libvirtd.uri]
     fix += ["--domain", "crowded", "--target-dir", str(small), "--apply"]
-    script = f'mount -t tmpfs -o size=1M tmpfs "{small}" && exec "$@"'
+    script = f'mount -t tmpfs -o size=1M,mode=0755 tmpfs "{small}" && exec "$@"'
     proc = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *fix],
         capture_output=True,

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from auditor import safefs
 from auditor.cli import exits
 from auditor.cli.gate import FailOn, exit_code
 from auditor.cli.output import emit
@@ -41,7 +42,7 @@ def scan(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the report to FILE.", dir_okay=False),
+        typer.Option("--output", "-o", help="Write the report to FILE."),
     ] = None,
     fail_on: Annotated[
         FailOn | None,
@@ -113,6 +114,15 @@ def scan(
             help="Give up on a host that takes longer, connect included. Default: 300.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            metavar="N",
+            help="libvirt calls in flight per host. Default: 64 for remote hosts, 4 for local.",
+        ),
+    ] = None,
 ) -> None:
     """Audit every snapshot of every domain on one or more hosts (read-only)."""
     from auditor.pipeline import run
@@ -126,6 +136,8 @@ def scan(
         exits.fail(exits.USAGE, "--domain-xml and --host-name go with --from")
     if host_name and len(sources) > 1:
         exits.fail(exits.USAGE, "--host-name names one --from directory; several were given")
+    if problem := safefs.output_problem(*(path for _, path in outputs), write_baseline):
+        exits.fail(exits.USAGE, problem)
     try:
         with _progress() as progress:
             result, config = run(
@@ -142,18 +154,21 @@ def scan(
                 offline=sources or [],
                 domain_xml=domain_xml,
                 host_name=host_name,
+                workers=workers,
             )
     except (ConfigError, BaselineError, NotASource) as exc:
         exits.fail(exits.USAGE, str(exc))
-    if write_baseline:
-        save_baseline(result, write_baseline)
-
-    for name, path in outputs:
-        emit(name, path, result)
+    unwritten = [safefs.attempt(emit, name, path, result) for name, path in outputs]
+    if write_baseline:  # after the reports, which a bad baseline path must not cost
+        unwritten.append(safefs.attempt(save_baseline, result, write_baseline))
     # Problems go to stderr too, unless a text report on stdout already shows them.
     if any(path is not None or name != "text" for name, path in outputs):
         for line in problem_lines(result, [path for _, path in outputs]):
             exits.error(line)
+    for problem in filter(None, unwritten):
+        exits.error(problem)
+    if any(unwritten):
+        raise typer.Exit(exits.USAGE)
     raise typer.Exit(exit_code(result, result.findings, config.fail_on.value))
 
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import libvirt
 
+from auditor import safefs
 from auditor.fix import images
 from auditor.fix.facts import (
     DEFAULT_CLUSTER,
@@ -118,9 +119,9 @@ def _with_files(facts: DomainFacts, target_dir: str | None) -> DomainFacts:
     filesystems, existing = {}, set()
     for directory in set(dirs.values()):
         try:
-            stat = os.statvfs(directory)
+            stat, st = os.statvfs(directory), os.stat(directory)
             filesystems[directory] = Filesystem(
-                os.stat(directory).st_dev, stat.f_bavail * stat.f_frsize
+                st.st_dev, stat.f_bavail * stat.f_frsize, st.st_uid, st.st_mode
             )
             existing.update(os.path.join(directory, entry) for entry in os.listdir(directory))
         except OSError:
@@ -140,6 +141,7 @@ def _with_files(facts: DomainFacts, target_dir: str | None) -> DomainFacts:
         overlay_bytes=overlay_bytes,
         filesystems=filesystems,
         existing=frozenset(existing),
+        trusted_uids=safefs.trusted_uids(),
     )
 
 

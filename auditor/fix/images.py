@@ -2,8 +2,10 @@
 
 A source image (the domain's original qcow2) is only ever opened read-only: `qemu-nbd -r`,
 `qemu-img convert/measure/compare/info` reading it (`info -U` when a running VM holds it,
-for a plan that will refuse the domain anyway). New images are written to
-`PATH.part`, flushed, then renamed, so a complete-looking file is always a complete one.
+for a plan that will refuse the domain anyway). New images are written inside
+`PATH.part`, a directory only we can enter, flushed, then renamed to PATH without replacing
+anything, so a complete-looking file is always a complete one, and another user who can write
+to the directory cannot redirect the write or the chown/chmod that follows it.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ import json
 import os
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from auditor import safefs
 from auditor.sources import qemu
 
 NBD_START_TIMEOUT = 30.0
+PART = "image.qcow2"  # the new image, inside PATH.part: a directory only we can enter
 _PR_SET_PDEATHSIG = 1
 
 
@@ -120,9 +123,9 @@ def part_path(path: str) -> str:
 
 def discard(path: str) -> None:
     """Remove PATH and its unfinished .part, if there."""
-    for name in (part_path(path), path):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
+    safefs.remove_private_dir(part_path(path))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def create_image(
@@ -132,43 +135,34 @@ def create_image(
     tag: str | None,
     backing: str | None,
     cluster_size: int,
-) -> None:
+) -> safefs.FileStamp:
     """PATH holds SOURCE's content at internal snapshot TAG (None: the active layer): a full
     image when BACKING is None, otherwise an overlay on BACKING holding only what differs."""
     discard(path)  # what an interrupted attempt left behind
-    part = part_path(path)
     options = f"cluster_size={cluster_size}"
-    if backing is None:
-        args = ["qemu-img", "convert", "-q", "-f", fmt, "-O", "qcow2", "-o", options]
-        _run(*args, *(["-l", snapshot_option(tag)] if tag is not None else []), source, part)
-    else:
-        # The overlay starts on the source state itself; safe-mode rebase onto the parent's
-        # image then writes exactly the clusters whose content differs (LAB.md).
-        with export(source, fmt, tag) as nbd:
-            create = ["qemu-img", "create", "-q", "-f", "qcow2", "-o", options]
-            _run(*create, "-b", nbd, "-F", "raw", part)
-            _run("qemu-img", "rebase", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", part)
-    _finish(part, path, like=source)
+    with safefs.PrivateDir(part_path(path)) as work:
+        part = work.tool_path(PART)
+        if backing is None:
+            args = ["qemu-img", "convert", "-q", "-f", fmt, "-O", "qcow2", "-o", options]
+            _run(*args, *(["-l", snapshot_option(tag)] if tag is not None else []), source, part)
+        else:
+            # The overlay starts on the source state itself; safe-mode rebase onto the parent's
+            # image then writes exactly the clusters whose content differs (LAB.md).
+            with export(source, fmt, tag) as nbd:
+                create = ["qemu-img", "create", "-q", "-f", "qcow2", "-o", options]
+                _run(*create, "-b", nbd, "-F", "raw", part)
+                rebase = ["qemu-img", "rebase", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2"]
+                _run(*rebase, part)
+        return work.finish(PART, os.path.basename(path), like=os.stat(source))
 
 
-def create_overlay(path: str, backing: str) -> None:
+def create_overlay(path: str, backing: str) -> safefs.FileStamp:
     """An empty qcow2 overlay on BACKING (one of our new images, never an original)."""
     discard(path)
-    part = part_path(path)
-    _run("qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", part)
-    _finish(part, path, like=backing)
-
-
-def _finish(part: str, path: str, *, like: str) -> None:
-    """Give PART the owner and mode of the image it copies, make it durable, then put it in
-    place: a file at PATH is always complete."""
-    reference = os.stat(like)
-    with contextlib.suppress(PermissionError):
-        os.chown(part, reference.st_uid, reference.st_gid)
-    os.chmod(part, stat.S_IMODE(reference.st_mode))
-    fsync_file(part)
-    os.replace(part, path)
-    fsync_dir(os.path.dirname(path))
+    with safefs.PrivateDir(part_path(path)) as work:
+        create = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2"]
+        _run(*create, work.tool_path(PART))
+        return work.finish(PART, os.path.basename(path), like=os.stat(backing))
 
 
 def verify_image(path: str, source: str, fmt: str, tag: str | None) -> None:
@@ -198,14 +192,6 @@ def same_content(path: str, fmt: str, other: str, other_fmt: str) -> bool:
             capture_output=True,
         )
     return proc.returncode == 0
-
-
-def fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_dir(path: str) -> None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from auditor import safefs
 from auditor.fix.codec import plan_from_json, plan_to_json
-from auditor.fix.images import fsync_dir
 from auditor.fix.steps import DomainPlan
 
 SCHEMA = "snapaudit/fix-journal/v1"
@@ -51,18 +50,8 @@ class Journal:
             "uri": uri,
             "plan": plan_to_json(plan, secrets=True),
         }
-        # mkstemp creates the file 0600: the journal holds the XML's secrets.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(json.dumps(header, ensure_ascii=False) + "\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.rename(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        fsync_dir(str(path.parent))
+        # 0600: the journal holds the XML's secrets. Created, never replacing anything.
+        safefs.create_file(str(path), (json.dumps(header, ensure_ascii=False) + "\n").encode())
         return cls(path, uri, plan)
 
     @classmethod
@@ -104,10 +93,7 @@ class Journal:
 
     def _append(self, record: dict[str, Any]) -> None:
         record["at"] = _now()
-        with self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
+        safefs.append_file(str(self.path), (json.dumps(record) + "\n").encode())
         self._apply(record)
 
     def step_done(self, number: int) -> None:
