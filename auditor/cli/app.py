@@ -10,6 +10,7 @@ import typer
 
 from auditor import __version__
 from auditor.cli import exits
+from auditor.cli.collect import collect
 from auditor.cli.fix import fix
 from auditor.cli.reportcmds import diff_reports, merge_reports
 from auditor.cli.rulecmds import explain, list_rules, show_config
@@ -46,6 +47,7 @@ app.command("explain")(explain)
 app.command("fix")(fix)
 app.command("diff")(diff_reports)
 app.command("merge")(merge_reports)
+app.command("collect")(collect)
 
 
 def main() -> None:

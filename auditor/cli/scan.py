@@ -81,6 +81,32 @@ def scan(
         Path | None,
         typer.Option("--write-baseline", help="Record the current findings as a baseline."),
     ] = None,
+    sources: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from",
+            metavar="PATH",
+            help="Audit a bundle written by `snapaudit collect`, or a directory laid out like "
+            "libvirt's snapshot metadata (DOMAIN/SNAPSHOT.xml), without a daemon (repeatable).",
+        ),
+    ] = None,
+    domain_xml: Annotated[
+        Path | None,
+        typer.Option(
+            "--domain-xml",
+            metavar="DIR",
+            file_okay=False,
+            help="With --from DIR: the domain definitions, as DOMAIN.xml (/etc/libvirt/qemu).",
+        ),
+    ] = None,
+    host_name: Annotated[
+        str | None,
+        typer.Option(
+            "--host-name",
+            metavar="NAME",
+            help="With one --from DIR: the host's name in reports (default: the path).",
+        ),
+    ] = None,
     timeout: Annotated[
         float | None,
         typer.Option(
@@ -103,8 +129,13 @@ def scan(
     from auditor.policy.config import ConfigError
     from auditor.policy.waivers import BaselineError
     from auditor.policy.waivers import write_baseline as save_baseline
+    from auditor.sources.offline import NotASource
 
     outputs = _outputs(formats, output)
+    if (domain_xml or host_name) and not sources:
+        exits.fail(exits.USAGE, "--domain-xml and --host-name go with --from")
+    if host_name and len(sources) > 1:
+        exits.fail(exits.USAGE, "--host-name names one --from directory; several were given")
     if problem := safefs.output_problem(*(path for _, path in outputs), write_baseline):
         exits.fail(exits.USAGE, problem)
     try:
@@ -120,9 +151,12 @@ def scan(
                 timeout=timeout,
                 baseline=baseline,
                 progress=progress,
+                offline=sources or [],
+                domain_xml=domain_xml,
+                host_name=host_name,
                 workers=workers,
             )
-    except (ConfigError, BaselineError) as exc:
+    except (ConfigError, BaselineError, NotASource) as exc:
         exits.fail(exits.USAGE, str(exc))
     unwritten = [safefs.attempt(emit, name, path, result) for name, path in outputs]
     if write_baseline:  # after the reports, which a bad baseline path must not cost

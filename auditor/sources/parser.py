@@ -51,8 +51,10 @@ def parse_xml(text: str | bytes) -> etree._Element:
 
 
 def parse_snapshot(
-    text: str | bytes, *, host: str, domain: str, domain_uuid: str, current: bool
+    text: str | bytes, *, host: str, domain: str, domain_uuid: str, current: bool | None
 ) -> Snapshot:
+    """CURRENT None: read it from the file, as libvirt's own metadata files mark the current
+    snapshot (`<active>1</active>`)."""
     root = parse_xml(text)
     if root.tag != "domainsnapshot":
         raise SnapshotXMLError(f"root element is <{root.tag}>, expected <domainsnapshot>")
@@ -69,6 +71,8 @@ def parse_snapshot(
     definition = top.get("domain")
     devices = definition.find("devices") if definition is not None else None
     parent = top.get("parent")
+    if current is None:
+        current = _text(top.get("active")) == "1"
     return Snapshot(
         host=host,
         domain=domain,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import libvirt
@@ -25,10 +26,16 @@ import libvirt
 from auditor.display import one_line
 from auditor.model import Domain, FileFacts, Host, HostScan, Skipped, Snapshot
 from auditor.sources import files
+from auditor.sources.assemble import (
+    RawDomain,
+    RawHost,
+    RawSnapshot,
+    external_snapshot_revert,
+)
 from auditor.sources.connection import open_read_only
 from auditor.sources.deadline import Raised, TimedOut, run_all, run_each
 from auditor.sources.files import files_visible
-from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot, parse_xml
+from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
 
 # Calls in flight per host. Local: the daemon answers in microseconds and the parsing here
 # is the work, so about the cores (measured on 2 cores: 4 beats 8). Remote: a round trip
@@ -56,15 +63,41 @@ def scan_hosts(
     """Scan several hosts at once; yields (position in `uris`, scan) as each host finishes,
     or as its TIMEOUT seconds run out (None: no limit). WORKERS: calls in flight per host
     (None: sized for each host's link), within FLEET_THREADS across the hosts."""
+
+    def job(uri: str | None, calls: int) -> HostScan:
+        return scan_host(uri, progress, check_files, calls)
+
+    for index, outcome in _each_host(uris, job, timeout, workers):
+        yield index, outcome if isinstance(outcome, HostScan) else outcome[0]
+
+
+def collect_hosts(
+    uris: Iterable[str | None],
+    check_files: bool | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    workers: int | None = None,
+) -> Iterator[tuple[int, HostScan, RawHost | None]]:
+    """`collect_host` for several hosts at once, bounded like `scan_hosts`."""
+
+    def job(uri: str | None, calls: int) -> tuple[HostScan, RawHost | None]:
+        return collect_host(uri, check_files, calls)
+
+    for index, outcome in _each_host(uris, job, timeout, workers):
+        yield (index, outcome, None) if isinstance(outcome, HostScan) else (index, *outcome)
+
+
+def _each_host(uris, job, timeout, workers) -> Iterator[tuple[int, Any]]:
+    """(index, JOB(uri, calls)) for every host as it finishes, or (index, HostScan with the
+    error) for a host that timed out or raised."""
     uris = list(uris)
     at_once = max(1, min(HOST_WORKERS, len(uris)))
     cap = max(1, FLEET_THREADS // at_once)
 
-    def job(uri: str | None) -> Callable[[], HostScan]:
+    def bound(uri: str | None) -> Callable[[], Any]:
         calls = min(cap, workers or workers_for(uri))
-        return lambda: scan_host(uri, progress, check_files, calls)
+        return lambda: job(uri, calls)
 
-    for index, outcome in run_each([job(uri) for uri in uris], timeout, at_once):
+    for index, outcome in run_each([bound(uri) for uri in uris], timeout, at_once):
         uri = uris[index] or "(default)"
         if isinstance(outcome, TimedOut):
             outcome = HostScan(Host(uri=uri, error=f"timed out after {outcome.seconds:g} s"))
@@ -102,9 +135,31 @@ def scan_host(
         if check_files is None:
             check_files = files_visible(uri or _safe(conn.getURI))
         calls = workers or workers_for(uri)
-        return _scan_connection(conn, actual, progress, check_files, calls)
+        return _scan_connection(conn, actual, progress, check_files, calls)[0]
     except Exception as exc:  # one host's failure must not end the others
         return HostScan(Host(uri=actual, error=host_error(exc)))
+    finally:
+        _safe(conn.close)
+
+
+def collect_host(
+    uri: str | None, check_files: bool | None = None, workers: int | None = None
+) -> tuple[HostScan, RawHost | None]:
+    """What `scan_host` reads, and the XML it was read from (for a bundle): domain
+    definitions are always read. The RawHost is None when the host could not be read."""
+    try:
+        conn = open_read_only(uri)
+    except Exception as exc:  # libvirt-python raises SystemError too
+        return HostScan(Host(uri=uri or "(default)", error=host_error(exc))), None
+    actual = uri or "(default)"
+    try:
+        actual = uri or _safe(conn.getURI) or "(default)"
+        if check_files is None:
+            check_files = files_visible(uri or _safe(conn.getURI))
+        calls = workers or workers_for(uri)
+        return _scan_connection(conn, actual, None, check_files, calls, keep_raw=True)
+    except Exception as exc:  # one host's failure must not end the others
+        return HostScan(Host(uri=actual, error=host_error(exc))), None
     finally:
         _safe(conn.close)
 
@@ -115,19 +170,21 @@ def _scan_connection(
     progress: Progress | None,
     check_files: bool = False,
     workers: int = LOCAL_WORKERS,
-) -> HostScan:
+    keep_raw: bool = False,
+) -> tuple[HostScan, RawHost | None]:
     try:
+        capabilities = _safe(conn.getCapabilities)
         host = Host(
             uri=uri,
             hostname=_safe(conn.getHostname),
             libvirt_version=_version(_safe(conn.getLibVersion)),
             hypervisor_version=_version(_safe(conn.getVersion)),
             driver=_safe(conn.getType),
-            external_snapshot_revert=_external_snapshot_revert(_safe(conn.getCapabilities)),
+            external_snapshot_revert=external_snapshot_revert(capabilities),
         )
         listed = conn.listAllDomains(0)
     except libvirt.libvirtError as exc:
-        return HostScan(Host(uri=uri, error=one_line(exc)))
+        return HostScan(Host(uri=uri, error=one_line(exc))), None
 
     # Two rounds over the same workers: each domain's calls, then every snapshot's XML, so
     # that a host with one big domain keeps as many calls in flight as one with many.
@@ -143,7 +200,7 @@ def _scan_connection(
                 progress(uri, done, len(listed))
 
     def head(index: int) -> None:
-        heads[index] = found = _domain_head(listed[index], uri, check_files)
+        heads[index] = found = _domain_head(listed[index], uri, check_files or keep_raw, keep_raw)
         if isinstance(found, Skipped) or not found.listed:
             finished()
 
@@ -173,7 +230,11 @@ def _scan_connection(
     domains.sort(key=lambda d: (d.name, d.uuid))
     skipped.sort(key=lambda s: (s.domain or "", s.snapshot or "", s.reason))
     files = gather_files(domains) if check_files else None
-    return HostScan(host, tuple(domains), tuple(skipped), files)
+    raw = None
+    if keep_raw:
+        raws = tuple(h.raw() for h in heads if isinstance(h, _Head))
+        raw = RawHost(host, capabilities, raws, tuple(skipped))
+    return HostScan(host, tuple(domains), tuple(skipped), files), raw
 
 
 def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
@@ -190,18 +251,24 @@ def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
 class _Head:
     """A domain whose own calls are answered; its snapshots' XML is read one by one."""
 
-    def __init__(self, name, uuid, disks, listed, current) -> None:
+    def __init__(self, name, uuid, disks, listed, current, definition=None) -> None:
         self.name, self.uuid, self.disks, self.listed = name, uuid, disks, listed
         self.current = current
         self.results: list[Snapshot | Skipped | None] = [None] * len(listed)
         self.remaining = len(listed)
+        # Kept for a bundle only (definition not None): the XML as libvirt returned it.
+        self.definition = definition
+        self.xml: list[RawSnapshot | None] = [None] * len(listed)
 
     def read(self, index: int, uri: str) -> None:
         snap = self.listed[index]
         snap_name = snap.getName()
         try:
+            xml = snap.getXMLDesc(0)
+            if self.definition is not None:
+                self.xml[index] = RawSnapshot(snap_name, xml, snap_name == self.current)
             self.results[index] = parse_snapshot(
-                snap.getXMLDesc(0),
+                xml,
                 host=uri,
                 domain=self.name,
                 domain_uuid=self.uuid,
@@ -211,6 +278,10 @@ class _Head:
             self.results[index] = _skip(uri, self.name, snap_name, exc)
         except SnapshotXMLError as exc:
             self.results[index] = Skipped(uri, self.name, snap_name, str(exc))
+
+    def raw(self) -> RawDomain:
+        snapshots = tuple(x for x in self.xml if x is not None)
+        return RawDomain(self.name, self.uuid, self.definition, snapshots)
 
     def domain(self, uri: str) -> Domain:
         snapshots = sorted(
@@ -223,19 +294,24 @@ class _Head:
         return Domain(uri, self.name, self.uuid, self.disks, tuple(snapshots))
 
 
-def _domain_head(domain: libvirt.virDomain, uri: str, with_disks: bool = True) -> _Head | Skipped:
+def _domain_head(
+    domain: libvirt.virDomain, uri: str, with_disks: bool = True, keep_raw: bool = False
+) -> _Head | Skipped:
     """The domain's own calls. Its current disks (one more call) are read only when
-    WITH_DISKS: only the file checks need them, and remote fleets pay per round trip."""
+    WITH_DISKS: only the file checks and bundles need them, and remote fleets pay per round
+    trip. The definition is fetched without secrets (no VIR_DOMAIN_XML_SECURE)."""
     name, uuid = domain.name(), domain.UUIDString()
+    definition = None
     try:
-        disks = parse_domain_disks(domain.XMLDesc(0)) if with_disks else ()
+        definition = domain.XMLDesc(0) if with_disks else None
+        disks = parse_domain_disks(definition) if definition is not None else ()
         listed = domain.listAllSnapshots(0)
         current = _current_snapshot(domain) if listed else None
     except libvirt.libvirtError as exc:
         return _skip(uri, name, None, exc)
     except SnapshotXMLError as exc:
         return Skipped(uri, name, None, f"domain definition: {exc}")
-    return _Head(name, uuid, disks, listed, current)
+    return _Head(name, uuid, disks, listed, current, definition if keep_raw else None)
 
 
 def _current_snapshot(domain: libvirt.virDomain) -> str | None:
@@ -256,16 +332,6 @@ def _skip(uri: str, domain: str, snapshot: str | None, exc: libvirt.libvirtError
 
 def _snapshot_order(s: Snapshot):
     return (s.created is None, s.created.timestamp() if s.created else 0, s.name)
-
-
-def _external_snapshot_revert(capabilities: str | None) -> bool | None:
-    if capabilities is None:
-        return None
-    try:
-        caps = parse_xml(capabilities)
-    except SnapshotXMLError:
-        return None
-    return caps.find("guest/features/externalSnapshot") is not None
 
 
 def host_error(exc: BaseException) -> str:

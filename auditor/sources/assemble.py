@@ -1,0 +1,85 @@
+"""From a host's raw metadata (the XML libvirt returns, whichever way it was read) to the
+model: the one place where a domain and its snapshots are put together, for live hosts,
+bundles and metadata directories alike."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from auditor.model import Domain, Host, Skipped, Snapshot
+from auditor.sources.parser import (
+    SnapshotXMLError,
+    parse_domain_disks,
+    parse_snapshot,
+    parse_xml,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RawSnapshot:
+    name: str  # as listed (a file name for metadata directories)
+    xml: str | bytes
+    current: bool | None  # None: the XML itself says (<active>1</active>)
+
+
+@dataclass(frozen=True, slots=True)
+class RawDomain:
+    name: str
+    uuid: str
+    definition: str | bytes | None  # the domain's own XML; None when not read
+    snapshots: tuple[RawSnapshot, ...]
+
+
+def build_domain(host: str, raw: RawDomain) -> tuple[Domain | None, list[Skipped]]:
+    """The domain with its snapshots, oldest first; what cannot be parsed is skipped."""
+    try:
+        disks = parse_domain_disks(raw.definition) if raw.definition is not None else ()
+    except SnapshotXMLError as exc:
+        return None, [Skipped(host, raw.name, None, f"domain definition: {exc}")]
+    snapshots, skipped = [], []
+    for snap in raw.snapshots:
+        try:
+            snapshots.append(
+                parse_snapshot(
+                    snap.xml,
+                    host=host,
+                    domain=raw.name,
+                    domain_uuid=raw.uuid,
+                    current=snap.current,
+                )
+            )
+        except SnapshotXMLError as exc:
+            skipped.append(Skipped(host, raw.name, snap.name, str(exc)))
+    snapshots.sort(key=_snapshot_order)
+    parents = {s.parent for s in snapshots}
+    snapshots = [
+        dataclasses.replace(s, has_children=True) if s.name in parents else s for s in snapshots
+    ]
+    return Domain(host, raw.name, raw.uuid, disks, tuple(snapshots)), skipped
+
+
+def _snapshot_order(s: Snapshot):
+    return (s.created is None, s.created.timestamp() if s.created else 0, s.name)
+
+
+@dataclass(frozen=True, slots=True)
+class RawHost:
+    """Everything read off one host before parsing: what `collect` stores in a bundle."""
+
+    host: Host
+    capabilities: str | None
+    domains: tuple[RawDomain, ...]
+    skipped: tuple[Skipped, ...] = ()
+
+
+def external_snapshot_revert(capabilities: str | bytes | None) -> bool | None:
+    """Whether libvirt can revert to and delete external snapshots (`<externalSnapshot/>`
+    among the guest features of its capabilities); None when unknown."""
+    if capabilities is None:
+        return None
+    try:
+        caps = parse_xml(capabilities)
+    except SnapshotXMLError:
+        return None
+    return caps.find("guest/features/externalSnapshot") is not None
