@@ -58,9 +58,10 @@ def test_fields_and_disk_join():
             "disk",
             False,
             defaulted=True,
+            listed=False,
         ),
         # Unlisted empty CD-ROM: never captured.
-        SnapshotDisk("sda", "no", None, None, "cdrom", True, defaulted=True),
+        SnapshotDisk("sda", "no", None, None, "cdrom", True, defaulted=True, listed=False),
     )
 
 
