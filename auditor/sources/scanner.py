@@ -21,7 +21,14 @@ from auditor.errors import one_line
 from auditor.model import Domain, FileFacts, Host, HostScan, Skipped, Snapshot
 from auditor.sources import files
 from auditor.sources.files import files_visible
-from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot, parse_xml
+from auditor.sources.parser import (
+    SnapshotXMLError,
+    Volume,
+    VolumeResolver,
+    parse_domain_disks,
+    parse_snapshot,
+    parse_xml,
+)
 
 # libvirtd serves at most 5 calls at once per client (max_client_requests); beyond about
 # that, more threads only queue there and fight over the GIL here (measured: 4 beats 8).
@@ -94,9 +101,11 @@ def _scan_connection(
     done = 0
     lock = threading.Lock()
 
+    volumes = volume_resolver(conn)
+
     def collect(domain: libvirt.virDomain) -> None:
         nonlocal done
-        found, missed = _scan_domain(domain, uri, check_files)
+        found, missed = _scan_domain(domain, uri, check_files, volumes)
         with lock:
             domains.extend(found)
             skipped.extend(missed)
@@ -130,14 +139,65 @@ def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
     )
 
 
+def volume_resolver(conn: libvirt.virConnect) -> VolumeResolver:
+    """Looks storage volumes up over CONN (read-only calls), each pool and each volume once
+    per host: many disks and snapshots name the same few."""
+    pools: dict[str, libvirt.virStoragePool | str] = {}
+    found: dict[tuple[str, str], Volume] = {}
+    lock = threading.Lock()
+
+    def pool_named(name: str) -> libvirt.virStoragePool | str:
+        if name not in pools:
+            try:
+                pools[name] = conn.storagePoolLookupByName(name)
+            except libvirt.libvirtError as exc:
+                pools[name] = f"pool {name}: {one_line(exc)}"
+        return pools[name]
+
+    def resolve(pool_name: str, name: str) -> Volume:
+        with lock:  # domains are scanned by several threads; one lookup per volume
+            if (pool_name, name) not in found:
+                pool = pool_named(pool_name)
+                found[pool_name, name] = (
+                    Volume(None, None, pool) if isinstance(pool, str) else _volume(pool, name)
+                )
+            return found[pool_name, name]
+
+    return resolve
+
+
+# virStorageVolType, by value: what the volume's data sits on.
+_VOLUME_TYPES = {
+    libvirt.VIR_STORAGE_VOL_FILE: "file",
+    libvirt.VIR_STORAGE_VOL_BLOCK: "block",
+    libvirt.VIR_STORAGE_VOL_DIR: "dir",
+    libvirt.VIR_STORAGE_VOL_NETWORK: "network",
+    libvirt.VIR_STORAGE_VOL_NETDIR: "netdir",
+    libvirt.VIR_STORAGE_VOL_PLOOP: "ploop",
+}
+
+
+def _volume(pool: libvirt.virStoragePool, name: str) -> Volume:
+    try:
+        volume = pool.storageVolLookupByName(name)
+        kind = volume.info()[0]
+        path = volume.path()
+    except libvirt.libvirtError as exc:
+        return Volume(None, None, f"volume {name}: {one_line(exc)}")
+    return Volume(_VOLUME_TYPES.get(kind, f"type {kind}"), path)
+
+
 def _scan_domain(
-    domain: libvirt.virDomain, uri: str, with_disks: bool = True
+    domain: libvirt.virDomain,
+    uri: str,
+    with_disks: bool = True,
+    volumes: VolumeResolver | None = None,
 ) -> tuple[list[Domain], list[Skipped]]:
     """The domain and its snapshots. Its current disks (one more call) are read only when
     WITH_DISKS: only the file checks need them, and remote fleets pay per round trip."""
     name, uuid = domain.name(), domain.UUIDString()
     try:
-        disks = parse_domain_disks(domain.XMLDesc(0)) if with_disks else ()
+        disks = parse_domain_disks(domain.XMLDesc(0), volumes) if with_disks else ()
         listed = domain.listAllSnapshots(0)
         current = _current_snapshot(domain) if listed else None
     except libvirt.libvirtError as exc:
@@ -151,7 +211,12 @@ def _scan_domain(
             xml = snap.getXMLDesc(0)
             snapshots.append(
                 parse_snapshot(
-                    xml, host=uri, domain=name, domain_uuid=uuid, current=snap_name == current
+                    xml,
+                    host=uri,
+                    domain=name,
+                    domain_uuid=uuid,
+                    current=snap_name == current,
+                    volumes=volumes,
                 )
             )
         except libvirt.libvirtError as exc:
