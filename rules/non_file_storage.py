@@ -104,7 +104,11 @@ def _not_a_file(source, files):
         volume = f", volume {source.volume}" if source.volume else ""
         return f"is {source.type} storage ({source.path}{volume}), not a file"
     kind = _wrong_kind(files.get(source.path)) if files is not None and source.path else None
-    return f"{source.path} is declared as a file but is {kind}" if kind else None
+    if not kind:
+        return None
+    if source.volume:
+        return f"{source.path} (volume {source.volume}) is a file volume but is {kind}"
+    return f"{source.path} is declared as a file but is {kind}"
 
 
 _KINDS = {
