@@ -8,10 +8,7 @@ def internal_memory(snapshot, context):
     What it checks:
         The snapshot's `<memory>` element has `snapshot='internal'`: the guest's RAM and
         device state were saved into the disk image itself, as `virsh snapshot-create-as`
-        does by default for a running VM on qcow2. As in libvirt, a `<memory>` that gives a
-        `file=` without `snapshot=` is external, and one that gives neither (or no
-        `<memory>` at all) is internal for a snapshot of an online guest (running, paused...)
-        and `no` for a shut-off, disk-only or stateless (`nostate`) one.
+        does by default for a running VM on qcow2.
 
     Why:
         Internal snapshots are deprecated on RHEL 10 and not supported for production use.
