@@ -2,7 +2,8 @@
 
 One read-only connection per host; getCapabilities() and listAllDomains(), then per domain
 one listAllSnapshots(), one snapshotCurrent() and one getXMLDesc() per snapshot (plus the
-domain's own XMLDesc() when files are checked). Domains are
+domain's own XMLDesc() when files are checked), and for disks of type='volume' one lookup
+per storage pool and per volume, cached for the host. Domains are
 fetched by a small thread pool because each call is a round trip to the daemon (libvirt
 connections are thread-safe and libvirt-python releases the GIL while it waits). Hosts are
 scanned concurrently too, and results are yielded as each host finishes.
