@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 
@@ -106,6 +106,14 @@ class Domain:
     disks: tuple[DomainDisk, ...]  # read only when the host's files are checked
     snapshots: tuple[Snapshot, ...]  # oldest first
 
+    def disk_sources(self) -> tuple[DiskSource, ...]:
+        """Every disk source the domain names: its current disks', then each snapshot's
+        overlays and state images (oldest snapshot first)."""
+        sources = [d.source for d in self.disks]
+        for snap in self.snapshots:
+            sources += [d.overlay for d in snap.disks] + [d.state_image for d in snap.disks]
+        return tuple(s for s in sources if s is not None)
+
 
 @dataclass(frozen=True, slots=True)
 class FileFacts:
@@ -121,6 +129,16 @@ class FileFacts:
     # What the path is (stat, following links): file (a regular file), block, char,
     # directory, fifo or socket; None when it is missing or could not be stat'ed.
     file_type: str | None = None
+    # The chain's depth where it is known without its images' names (a report read back);
+    # otherwise chain_depth counts backing_chain.
+    known_depth: int | None = None
+
+    @property
+    def chain_depth(self) -> int | None:
+        """Images in the chain, this one included; None when the chain could not be read."""
+        if not self.exists or self.error:
+            return None
+        return self.known_depth if self.known_depth is not None else 1 + len(self.backing_chain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +186,7 @@ class Finding:
     severity: Severity
     host: str
     domain: str
-    # The libvirt snapshot's name; for findings about images that libvirt has no snapshot
-    # for, a stable identifier made of the image path and what was found in it.
-    snapshot: str
+    snapshot: str  # the libvirt snapshot's name; "" for findings about no snapshot of libvirt's
     disk: str | None
     message: str
     remediation: str
@@ -178,6 +194,16 @@ class Finding:
     domain_uuid: str = ""
     waiver: Waiver | None = None  # the active waiver that covers this finding, if any
     baselined: bool = False  # present in the baseline the scan was compared with
+    tag: str | None = None  # an internal snapshot in `image` that libvirt has no metadata for
+
+    @property
+    def snapshot_label(self) -> str:
+        """The snapshot as reports, fingerprints and waivers name it: the libvirt snapshot's
+        name; for a finding about an image and no libvirt snapshot, the image's path, followed
+        by @TAG when it is about an internal snapshot held in the image."""
+        if self.snapshot or self.image is None:
+            return self.snapshot
+        return self.image if self.tag is None else f"{self.image}@{self.tag}"
 
     @property
     def suppressed(self) -> bool:
@@ -217,12 +243,16 @@ class BaselineOutcome:
 
 @dataclass(frozen=True, slots=True)
 class RulePolicy:
-    """How one rule ran: its effective severity and parameters."""
+    """How one rule ran: its effective severity and parameters, and the rule's documentation
+    (for reporters that describe rules) where it is known."""
 
     code: str
     name: str
     severity: Severity
     params: Mapping[str, object]
+    summary: str | None = None  # None: documentation not known (a report read back from JSON)
+    sections: Mapping[str, str] = field(default_factory=dict)  # documentation, by heading
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

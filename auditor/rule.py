@@ -43,10 +43,11 @@ class Violation:
     message: str
     disk: str | None = None
     severity: Severity | None = None  # None: the rule's default severity
-    image: str | None = None  # the image file the violation is about
-    # For domain rules: a stable identifier of what was found, reported in place of a
-    # snapshot name (e.g. an image path and a qcow2 snapshot tag libvirt does not know).
-    subject: str | None = None
+    # The image file the violation is about. A domain rule's violation that names no snapshot
+    # is identified by its image (and tag) instead.
+    image: str | None = None
+    snapshot: str | None = None  # domain rules: the domain's snapshot the violation is about
+    tag: str | None = None  # an internal snapshot in `image` that libvirt has no metadata for
 
 
 Check = Callable[[Snapshot | Domain | Host, Context], Iterable[Violation]]

@@ -11,7 +11,7 @@ writes) and changes CHANGE MiB more. Then, REPEAT times each, in this same run:
                source again and `qemu-img compare` every new image with it.
 The medians and their ratio are printed (target: snapaudit <= 1.3x bare).
 
-    .venv/bin/python bench/fix_speed.py [--size 1024] [--data 1024] [--change 64] [--repeat 3]
+    .venv/bin/python -m bench.fix_speed [--size 1024] [--data 1024] [--change 64] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from pathlib import Path
 
 import libvirt
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from auditor.fix.images import export, snapshot_option
 from testlab.daemon import LibvirtDaemon
 from testlab.trees import SnapshotTree

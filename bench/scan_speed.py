@@ -10,7 +10,7 @@ times over one read-only connection, in this same run:
   - virsh loop: `virsh snapshot-dumpxml` once per snapshot, as operators do today.
 Each is run REPEAT times and the median is kept; ratios are what to compare across machines.
 
-    .venv/bin/python bench/scan_speed.py [--domains 1000] [--snapshots 10] [--repeat 3]
+    .venv/bin/python -m bench.scan_speed [--domains 1000] [--snapshots 10] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from pathlib import Path
 
 import libvirt
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from testlab.daemon import LibvirtDaemon
 
 MINIMAL_LOOP = """

@@ -47,5 +47,5 @@ def chain_depth(domain, context):
     if deepest is not None and depths[deepest] > limit:
         yield Violation(
             f"snapshot tree is {depths[deepest]} levels deep (limit: {limit})",
-            subject=deepest,
+            snapshot=deepest,
         )

@@ -39,5 +39,5 @@ def snapshot_count(domain, context):
     count = len(domain.snapshots)
     if limit and count > limit:
         yield Violation(
-            f"domain has {count} snapshots (limit: {limit})", subject=domain.snapshots[-1].name
+            f"domain has {count} snapshots (limit: {limit})", snapshot=domain.snapshots[-1].name
         )

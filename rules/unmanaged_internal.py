@@ -38,7 +38,7 @@ def unmanaged_internal(domain, context):
     if context.files is None:
         return
     known = {s.name for s in domain.snapshots}
-    for image in domain_images(domain, context.files):
+    for image in _images(domain, context.files):
         for tag in context.files[image].internal_snapshots:
             if tag not in known:
                 yield Violation(
@@ -46,19 +46,16 @@ def unmanaged_internal(domain, context):
                     " metadata for",
                     disk=_disk_using(domain, image, context.files),
                     image=image,
-                    subject=f"{image}@{tag}",
+                    tag=tag,
                 )
 
 
-def domain_images(domain, files):
+def _images(domain, files):
     """Every image of the domain that was inspected: current disks with their backing chains,
     and each snapshot's overlay and state images; sorted, each once."""
     paths = set()
-    sources = [d.source for d in domain.disks]
-    for snap in domain.snapshots:
-        sources += [d.overlay for d in snap.disks] + [d.state_image for d in snap.disks]
-    for source in sources:
-        facts = files.get(source.path) if source and source.type == "file" else None
+    for source in domain.disk_sources():
+        facts = files.get(source.path) if source.type == "file" else None
         if facts is not None and facts.exists:
             paths.add(facts.path)
             paths.update(p for p in facts.backing_chain if p in files)

@@ -55,5 +55,4 @@ def unmanaged_overlay(domain, context):
                     f"disk {disk.name}: overlay {image} is not the overlay of any snapshot",
                     disk=disk.name,
                     image=image,
-                    subject=image,
                 )

@@ -7,7 +7,6 @@ Every disk gets a known pattern first, so tests can also prove what each image h
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -18,6 +17,7 @@ import libvirt
 from testlab.images import create_qcow2, create_raw, write_pattern
 from testlab.vms import (
     define_vm,
+    domain_type,
     snapshot_disk_only,
     snapshot_external_live_memspec,
     snapshot_external_offline,
@@ -120,7 +120,7 @@ def _disk(images: Path, name: str, pattern: int) -> Path:
 
 
 def _define_network_vm(conn: libvirt.virConnect, nbd: NbdServer) -> libvirt.virDomain:
-    kind = "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "qemu"
+    kind = domain_type(conn)
     return conn.defineXML(f"""<domain type='{kind}'><name>network-disk</name>
       <memory unit='MiB'>128</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices>
       <disk type='network' device='disk'><driver name='qemu' type='raw'/>

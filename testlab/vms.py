@@ -16,7 +16,7 @@ from testlab.images import image_info
 MEMORY_MIB = 128
 
 
-def _domain_type(conn: libvirt.virConnect) -> str:
+def domain_type(conn: libvirt.virConnect) -> str:
     # libvirt offers kvm only where /dev/kvm is usable; otherwise fall back to TCG.
     caps = ET.fromstring(conn.getCapabilities())
     arch = caps.findtext("host/cpu/arch")
@@ -51,7 +51,7 @@ def define_vm(
     A disk is an image path, or a dict with "path" and optionally "format" (probed if absent),
     "type" ("file" or "block") and "snapshot" (the disk's default mode: "no" excludes it).
     """
-    domain = ET.Element("domain", type=_domain_type(conn))
+    domain = ET.Element("domain", type=domain_type(conn))
     ET.SubElement(domain, "name").text = name
     ET.SubElement(domain, "memory", unit="MiB").text = str(MEMORY_MIB)
     ET.SubElement(domain, "vcpu").text = "1"

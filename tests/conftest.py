@@ -1,4 +1,4 @@
-"""Shared test helpers: fixture URIs, CLI runs and golden files."""
+"""Shared test helpers: fixture URIs, CLI runs, golden files, and a libvirtd connection."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import libvirt
 import pytest
+
+from testlab.trees import removed_afterwards
 
 # The real-hypervisor fixtures (libvirtd, embedded_qemu, audit_lab), registered once so that
 # every module shares the same session-scoped instances.
@@ -36,6 +39,16 @@ def golden(request):
         assert actual == json.loads(path.read_text())
 
     return check
+
+
+@pytest.fixture
+def conn(libvirtd):
+    """A connection to the private libvirtd; the domains a test defines on it are removed
+    afterwards."""
+    conn = libvirt.open(libvirtd.uri)
+    with removed_afterwards(conn):
+        yield conn
+    conn.close()
 
 
 def fixture_uri(path: Path | str) -> str:

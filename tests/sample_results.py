@@ -105,9 +105,9 @@ FINDINGS = (
         "writable disk vdb is not part of the snapshot", baselined=True,
     ),
     finding(
-        "SNAP011", "unmanaged-internal", Severity.ERROR, "web", "/images/web.qcow2@old", "vda",
+        "SNAP011", "unmanaged-internal", Severity.ERROR, "web", "", "vda",
         "image /images/web.qcow2 holds internal snapshot 'old' that libvirt has no metadata for",
-        image="/images/web.qcow2",
+        image="/images/web.qcow2", tag="old",
     ),
     finding(
         "ACME001", "acme-domain", Severity.WARNING, "web", "", None,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import fixture_uri, run_cli
+from conftest import FIXTURES, fixture_uri, run_cli
 
 CLEAN = fixture_uri("clean_host.xml")
 SEED = fixture_uri("seed_examples.xml")
@@ -55,7 +57,6 @@ def test_text_report_is_exact():
     proc = run_cli("scan", "-c", SEED, "-c", CLEAN)
     assert proc.returncode == 1
     assert proc.stderr == ""
-    width = len(SEED)
     assert proc.stdout == (
         f"{SEED}  vm-name/sample-snapshot-name-2  SNAP001 error    memory state is stored"
         " inside the disk image (internal snapshot)\n"
@@ -66,7 +67,47 @@ def test_text_report_is_exact():
         "2 hosts, 3 domains, 3 snapshots: 2 compliant, 1 noncompliant; findings: 2 error,"
         " 1 warning, 0 info\n"
     )
-    assert width  # the host column is as wide as the longest host URI
+
+
+def test_host_column_is_as_wide_as_the_longest_host_uri_up_to_48():
+    # Copies of the fixtures under a short directory (/tmp/saXXXXXXXX: 15 characters), so
+    # that the URIs' lengths are known: 28, 36 and 52.
+    short = Path(tempfile.mkdtemp(prefix="sa", dir="/tmp"))
+    names = ("a.xml", "host-b001.xml", "c" * 25 + ".xml")
+    try:
+        shutil.copy(FIXTURES / "rules/SNAP006.xml", short / names[0])
+        shutil.copy(FIXTURES / "seed_examples.xml", short / names[1])
+        shutil.copy(FIXTURES / "rules/SNAP006.xml", short / names[2])
+        a, b, c = (f"test://{short}/{name}" for name in names)
+        assert [len(a), len(b), len(c)] == [28, 36, 52]
+        excluded = (
+            "files01/fail-data-disk-excluded  SNAP006 warning  writable disk vdb is not part"
+            " of the snapshot: a revert leaves it out of step"
+        )
+        seed = "vm-name/sample-snapshot-name-2   SNAP"  # padded by 1 to the excluded's 31
+        proc = run_cli("scan", "-c", a, "-c", b, "--fail-on", "never")
+        assert (proc.returncode, proc.stderr) == (0, "")
+        assert proc.stdout.splitlines() == [
+            f"{a}{' ' * 8}  {excluded}",  # padded by 8 to b's 36
+            f"{b}  {seed}001 error    memory state is stored inside the disk image"
+            " (internal snapshot)",
+            f"{b}  {seed}002 error    disk vda is captured inside its own image"
+            " (internal snapshot)",
+            f"{b}  {seed}013 warning  snapshot is 540 days old (limit: 30 days)",
+            "2 hosts, 2 domains, 4 snapshots: 3 compliant, 1 noncompliant; findings: 2 error,"
+            " 2 warning, 0 info",
+        ]
+        # A URI longer than 48 widens the column to 48, and runs past it.
+        proc = run_cli("scan", "-c", a, "-c", c, "--fail-on", "never")
+        assert (proc.returncode, proc.stderr) == (0, "")
+        assert proc.stdout.splitlines() == [
+            f"{a}{' ' * 20}  {excluded}",
+            f"{c}  {excluded}",
+            "2 hosts, 2 domains, 4 snapshots: 4 compliant, 0 noncompliant; findings: 0 error,"
+            " 2 warning, 0 info",
+        ]
+    finally:
+        shutil.rmtree(short)
 
 
 def test_unreachable_host_is_one_line_and_the_others_are_still_scanned(tmp_path):

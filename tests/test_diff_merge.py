@@ -11,6 +11,8 @@ import pytest
 from conftest import fixture_uri, run_cli
 from sample_results import UUID, WAIVER, sample_result, snapshot
 
+from auditor.engine.audit import with_rule_docs
+from auditor.engine.registry import load_rules
 from auditor.model import (
     BaselineOutcome,
     DiskSource,
@@ -65,6 +67,7 @@ def test_every_reporter_renders_a_loaded_report_as_it_rendered_the_result(tmp_pa
     # hosts[].domains keeps a domain without snapshots or findings (db).
     assert [d.name for d in result.hosts[0].domains] == ["web", "db"]
     assert [d.name for d in loaded.hosts[0].domains] == ["web", "db"]
+    assert loaded.findings == result.findings  # IMAGE@TAG is read back as image and tag
     for name in FORMATS:
         assert render(name, loaded) == render(name, result), name
 
@@ -118,7 +121,16 @@ def test_sizes_and_chain_depths_survive_a_round_trip(tmp_path):
     original = render("json", ScanResult(T0, (scan,), ()))
     assert json.loads(original)["snapshots"][0]["disks"][0]["chain_depth"] == 2
     (tmp_path / "r.json").write_text(original)
-    assert render("json", load_report(tmp_path / "r.json")) == original
+    loaded = load_report(tmp_path / "r.json")
+    assert render("json", loaded) == original
+    # The report gives depths, not the chains' images: none is made up.
+    facts = loaded.hosts[0].files
+    assert {p: (f.backing_chain, f.chain_depth) for p, f in facts.items()} == {
+        "/img/a.s1": ((), 2),
+        "/img/b.qcow2": ((), 1),
+        "/img/d.s1": ((), None),  # its chain could not be read
+        "/img/a.mem": ((), None),  # not an image
+    }
 
 
 @pytest.mark.parametrize(
@@ -132,7 +144,11 @@ def test_sizes_and_chain_depths_survive_a_round_trip(tmp_path):
             "unsupported report schema 'snapaudit/baseline/v1' (this snapaudit reads"
             " snapaudit/report/v1)",
         ),
-        ('{"schema": "snapaudit/report/v1"}', "malformed snapaudit report: missing 'snapshots'"),
+        (
+            '{"schema": "snapaudit/report/v1"}',
+            "malformed snapaudit report: missing 'generated_at', 'tool', 'hosts', 'summary',"
+            " 'snapshots', 'findings'",
+        ),
     ],
 )
 def test_what_is_not_a_report_is_one_line_and_exit_2(tmp_path, content, message):
@@ -156,8 +172,8 @@ def test_a_report_with_a_bad_value_is_malformed(tmp_path):
     proc = run_cli("merge", str(path))
     assert (proc.returncode, proc.stderr) == (
         2,
-        f"snapaudit: {path}: malformed snapaudit report: ValueError: 'fatal' is not a valid"
-        " Severity\n",
+        f"snapaudit: {path}: malformed snapaudit report: findings[0].severity: 'fatal' is not"
+        " one of error, warning, info\n",
     )
 
 
@@ -419,4 +435,6 @@ def test_merge_refuses_an_unknown_format(tmp_path):
 def test_merge_of_one_report_renders_it_again(tmp_path):
     result = sample_result()
     path = write(tmp_path, "r.json", result)
-    assert run_cli("merge", str(path), "-f", "sarif").stdout == render("sarif", result)
+    # The report holds no rule documentation: merge describes the rules as installed here.
+    expected = render("sarif", with_rule_docs(result, load_rules()[0]))
+    assert run_cli("merge", str(path), "-f", "sarif").stdout == expected

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,20 +17,12 @@ from conftest import run_cli
 
 from auditor.fix.names import image_name
 from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
-from testlab.trees import MiB, SnapshotTree, disk_sources, read_back, removed_afterwards
+from testlab.trees import MiB, SnapshotTree, disk_sources, read_back
 
 pytestmark = pytest.mark.qemu
 
 IMG = "<img src=x onerror=alert(1)>"
 ODD = 'with, comma "quotes" & ünïcode'
-
-
-@pytest.fixture
-def conn(libvirtd):  # noqa: F811 - the fixture imported above
-    conn = libvirt.open(libvirtd.uri)
-    with removed_afterwards(conn):
-        yield conn
-    conn.close()
 
 
 def web_tree(conn: libvirt.virConnect, name: str, directory: Path) -> SnapshotTree:
@@ -52,6 +46,11 @@ def web_tree(conn: libvirt.virConnect, name: str, directory: Path) -> SnapshotTr
 
 def fix(uri: str, state: Path, *args: str):
     return run_cli("fix", "-c", uri, "--state-dir", str(state), *args)
+
+
+def available(directory: Path) -> int:
+    stat = os.statvfs(directory)
+    return stat.f_bavail * stat.f_frsize
 
 
 def sha256(path: Path) -> str:
@@ -326,7 +325,8 @@ def test_two_domains_one_with_two_qcow2_disks(conn, libvirtd, tmp_path):  # noqa
 
 
 def test_dry_run_plan_text(conn, libvirtd, tmp_path):  # noqa: F811
-    tree = SnapshotTree(conn, "plan-text", tmp_path / "images")
+    images = tmp_path / "images"
+    tree = SnapshotTree(conn, "plan-text", images)
     tree.write("vda", 0, 0x11)
     tree.snapshot("one")
     tree.write("vda", 1, 0x22)
@@ -334,11 +334,28 @@ def test_dry_run_plan_text(conn, libvirtd, tmp_path):  # noqa: F811
     tree.write("vda", 2, 0x33)
     before = tree.metadata()
 
+    free_before = available(images)
     proc = fix(libvirtd.uri, tmp_path / "state", "--domain", "plan-text")
+    free_after = available(images)
     assert (proc.returncode, proc.stderr) == (0, "")
+    # The free space the plan shows is statvfs's f_bavail when it ran. The file system is
+    # shared with other processes, so the figure is checked against statvfs taken just before
+    # and just after the run, give or take the rounding of its one decimal and 64 MiB that
+    # others may have written or freed meanwhile.
+    free = re.search(
+        r"^  free space in .*: 3\.9 MiB needed, (\d+\.\d) (KiB|MiB|GiB|TiB) available$",
+        proc.stdout,
+        re.MULTILINE,
+    )
+    assert free is not None, proc.stdout
+    unit = 1024 ** (("KiB", "MiB", "GiB", "TiB").index(free[2]) + 1)
+    tolerance = unit // 20 + 64 * MiB
+    shown = float(free[1]) * unit
+    assert min(free_before, free_after) - tolerance <= shown
+    assert shown <= max(free_before, free_after) + tolerance
     uuid, source = tree.dom.UUIDString(), str(tree.images["vda"])
     one, two, now = (
-        str(tmp_path / "images" / image_name("plan-text", uuid, "vda", snap, source))
+        str(images / image_name("plan-text", uuid, "vda", snap, source))
         for snap in ("one", "two", None)
     )
     assert proc.stdout == (
@@ -350,8 +367,7 @@ def test_dry_run_plan_text(conn, libvirtd, tmp_path):  # noqa: F811
         f"    1.3 MiB  {one}  (disk vda at snapshot 'one': full image)\n"
         f"    1.3 MiB  {two}  (disk vda at snapshot 'two': what differs from its parent)\n"
         f"    1.3 MiB  {now}  (disk vda at its current state: what differs from its parent)\n"
-        f"  free space in {tmp_path / 'images'}: 3.9 MiB needed, "
-        f"{proc.stdout.split(' needed, ')[1].split(' available')[0]} available\n"
+        f"  free space in {images}: 3.9 MiB needed, {free[1]} {free[2]} available\n"
         f"  originals kept, never written: {source}\n"
         "  steps:\n"
         f"     1. qemu-img convert: disk vda at snapshot 'one' as a full image {one}\n"
@@ -371,4 +387,4 @@ def test_dry_run_plan_text(conn, libvirtd, tmp_path):  # noqa: F811
         "1 domain: 1 to convert\n"
     )
     assert tree.metadata() == before
-    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["plan-text-0.qcow2"]
+    assert sorted(p.name for p in images.iterdir()) == ["plan-text-0.qcow2"]

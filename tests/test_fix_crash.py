@@ -18,7 +18,7 @@ import pytest
 from conftest import run_cli
 
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
-from testlab.trees import SnapshotTree, disk_sources, read_back, removed_afterwards
+from testlab.trees import SnapshotTree, disk_sources, read_back
 
 pytestmark = pytest.mark.qemu
 WORKERS = 4
@@ -99,12 +99,9 @@ def scenario(uri: str, root: Path, k: int, mode: str) -> list[str]:
         conn.close()
 
 
-def test_plan_has_the_steps_the_crash_test_covers(libvirtd, tmp_path):  # noqa: F811
-    conn = libvirt.open(libvirtd.uri)
-    with removed_afterwards(conn):
-        crash_tree(conn, "crash-plan", tmp_path / "images")
-        proc = run_cli("fix", "-c", libvirtd.uri, "--domain", "crash-plan", "--format", "json")
-    conn.close()
+def test_plan_has_the_steps_the_crash_test_covers(conn, libvirtd, tmp_path):  # noqa: F811
+    crash_tree(conn, "crash-plan", tmp_path / "images")
+    proc = run_cli("fix", "-c", libvirtd.uri, "--domain", "crash-plan", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     (plan,) = json.loads(proc.stdout)["domains"]
     assert [s["kind"] for s in plan["steps"]] == [
@@ -119,15 +116,13 @@ def test_plan_has_the_steps_the_crash_test_covers(libvirtd, tmp_path):  # noqa: 
     assert len(plan["steps"]) == STEPS
 
 
-def test_kill_at_every_step_then_resume_or_roll_back(libvirtd, tmp_path):  # noqa: F811
+def test_kill_at_every_step_then_resume_or_roll_back(conn, libvirtd, tmp_path):  # noqa: F811
     modes = ("journaled-resume", "unjournaled-resume", "unjournaled-rollback")
     cases = [(k, mode) for k in range(1, STEPS + 1) for mode in modes]
-    conn = libvirt.open(libvirtd.uri)
-    with removed_afterwards(conn), ThreadPoolExecutor(WORKERS) as pool:
+    with ThreadPoolExecutor(WORKERS) as pool:
         results = pool.map(
             lambda case: scenario(libvirtd.uri, tmp_path / f"crash-{case[1]}-{case[0]}", *case),
             cases,
         )
         problems = {f"step {k} {mode}": p for (k, mode), p in zip(cases, results, strict=True) if p}
-    conn.close()
     assert problems == {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,25 +14,22 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
+from auditor.fix.codec import plan_from_json, plan_to_json
 from auditor.fix.facts import DomainFacts, Filesystem, ImageFacts, SnapshotFacts
 from auditor.fix.journal import FINISHED, Journal, JournalError
 from auditor.fix.lock import LockBusy, domain_lock
 from auditor.fix.metadata import external_snapshot
 from auditor.fix.names import after_name, image_name, journal_name, slug
-from auditor.fix.plan import (
-    CreateImage,
-    DomainPlan,
-    Options,
-    RedefineSnapshot,
-    plan_domain,
-)
-from auditor.fix.render import Outcome, render_domain
+from auditor.fix.planner import plan_domain
+from auditor.fix.steps import CreateImage, DomainPlan, Options, RedefineSnapshot
 from auditor.fix.tree import captures, parents_first
+from auditor.reports.fixplan import Outcome, render_domain, render_json
 from auditor.sources.parser import parse_domain_disks, parse_snapshot
 
 UUID = "6f1c3c8e-4c1e-4a8e-9d3b-7b1a2f0c9e11"
 IMAGE = "/images/web01.qcow2"
 MiB = 1024 * 1024
+FIX_MODULES = sorted(Path(__file__).parent.parent.joinpath("auditor", "fix").glob("[!_]*.py"))
 
 
 # File names
@@ -215,8 +214,8 @@ def test_plan_is_data_and_round_trips_through_json():
     ]
     first = plan.steps[0]
     assert isinstance(first, CreateImage) and first.backing is None and first.snapshot == "a"
-    assert DomainPlan.from_json(json.loads(json.dumps(plan.to_json(secrets=True)))) == plan
-    public = json.dumps(plan.to_json())
+    assert plan_from_json(json.loads(json.dumps(plan_to_json(plan, secrets=True)))) == plan
+    public = json.dumps(plan_to_json(plan))
     assert "<domain" not in public and "restore" not in public  # XML holds secrets
     redefine_b = plan.steps[9]
     assert isinstance(redefine_b, RedefineSnapshot) and redefine_b.current
@@ -269,10 +268,38 @@ def test_refusals_from_facts():
 
 
 def test_refused_plan_renders_each_reason():
-    plan = DomainPlan("h", "we\x1bb", UUID, refusals=("domain is running: shut it down",))
+    reasons = ("domain is running: shut it down", "snapshot 'a\x1b[2J' is not internal")
+    plan = DomainPlan("h", "we\x1bb", UUID, refusals=reasons)
     assert render_domain(Outcome(plan)) == (
         "\ndomain 'we\\x1bb': refused\n  - domain is running: shut it down\n"
+        "  - snapshot 'a\\x1b[2J' is not internal\n"
     )
+    # Stored as they are (journals, JSON plans); escaped only when printed as text.
+    (shown,) = json.loads(render_json("h", [Outcome(plan)], apply=False))["domains"]
+    assert shown["refusals"] == list(reasons)
+
+
+# Import rules: the planner is pure, and fix mode never depends on the reporters.
+
+
+def imported_by(code: str) -> set[str]:
+    script = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
+
+
+def test_the_planner_imports_no_libvirt():
+    assert "libvirt" in imported_by("import auditor.fix.gather")  # the check can fail
+    assert "libvirt" not in imported_by("import auditor.fix.planner")
+    assert "libvirt" not in imported_by("import auditor.reports.fixplan")
+
+
+def test_fix_mode_does_not_import_the_reporters():
+    every = "\n".join(f"import auditor.fix.{m.stem}" for m in FIX_MODULES)
+    modules = imported_by(every)
+    assert {f"auditor.fix.{m.stem}" for m in FIX_MODULES} <= modules
+    assert sorted(m for m in modules if m.startswith("auditor.reports")) == []
 
 
 # Journal and lock

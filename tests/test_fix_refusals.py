@@ -16,18 +16,10 @@ from conftest import run_cli
 from auditor.display import human_size
 from auditor.fix.lock import domain_lock
 from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
-from testlab.trees import SnapshotTree, removed_afterwards
+from testlab.trees import SnapshotTree
 from testlab.vms import snapshot_external_offline
 
 pytestmark = pytest.mark.qemu
-
-
-@pytest.fixture
-def conn(libvirtd):  # noqa: F811 - the fixture imported above
-    conn = libvirt.open(libvirtd.uri)
-    with removed_afterwards(conn):
-        yield conn
-    conn.close()
 
 
 def one_snapshot(conn: libvirt.virConnect, name: str, directory: Path) -> SnapshotTree:

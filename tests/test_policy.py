@@ -13,10 +13,38 @@ from pathlib import Path
 import pytest
 from conftest import CLOCK, fixture_uri, run_cli
 
+from auditor.engine.registry import load_rules
 from auditor.policy import config as config_module
 from auditor.policy.config import ConfigError, find_config
+from auditor.policy.selection import RuleIndex
 
 SEED = fixture_uri("seed_examples.xml")
+WHERE = ("vm-name", "sample-snapshot-name-2")
+# The seed host's findings with the default configuration: (rule, severity, domain,
+# snapshot, disk, message).
+F001 = (
+    "SNAP001",
+    "error",
+    *WHERE,
+    None,
+    "memory state is stored inside the disk image (internal snapshot)",
+)
+F002 = (
+    "SNAP002",
+    "error",
+    *WHERE,
+    "vda",
+    "disk vda is captured inside its own image (internal snapshot)",
+)
+F013 = ("SNAP013", "warning", *WHERE, None, "snapshot is 540 days old (limit: 30 days)")
+SEED_TEXT = [
+    f"{SEED}  vm-name/sample-snapshot-name-2  SNAP001 error    memory state is stored inside"
+    " the disk image (internal snapshot)",
+    f"{SEED}  vm-name/sample-snapshot-name-2  SNAP002 error    disk vda is captured inside its"
+    " own image (internal snapshot)",
+    f"{SEED}  vm-name/sample-snapshot-name-2  SNAP013 warning  snapshot is 540 days old"
+    " (limit: 30 days)",
+]
 
 
 def write(path: Path, text: str) -> Path:
@@ -29,11 +57,13 @@ def scan_json(*args: str, env=None) -> tuple[int, dict, str]:
     return proc.returncode, json.loads(proc.stdout) if proc.stdout else {}, proc.stderr
 
 
-def rule_counts(report: dict) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for finding in report["findings"]:
-        counts[finding["rule"]] = counts.get(finding["rule"], 0) + 1
-    return counts
+def as_warning(finding: tuple) -> tuple:
+    return (finding[0], "warning", *finding[2:])
+
+
+def findings(report: dict) -> list[tuple]:
+    keys = ("rule", "severity", "domain", "snapshot", "disk", "message")
+    return [tuple(f[key] for key in keys) for f in report["findings"]]
 
 
 def test_config_lookup_order(tmp_path, monkeypatch):
@@ -54,7 +84,10 @@ def test_config_lookup_order(tmp_path, monkeypatch):
 def test_snapaudit_toml_in_the_working_directory_is_used(tmp_path):
     write(tmp_path / "snapaudit.toml", 'ignore = ["SNAP002"]\n')
     proc = subprocess_in(tmp_path, "scan", "-c", SEED, "--format", "json")
-    assert sorted(rule_counts(json.loads(proc.stdout))) == ["SNAP001", "SNAP013"]
+    assert (proc.returncode, proc.stderr) == (1, "")
+    report = json.loads(proc.stdout)
+    assert findings(report) == [F001, F013]
+    assert report["policy"]["sources"] == ["snapaudit.toml"]
 
 
 def subprocess_in(cwd: Path, *args: str):
@@ -73,7 +106,7 @@ def subprocess_in(cwd: Path, *args: str):
     [
         (
             "colour = 1\n",
-            ":1: unknown key 'colour' (known: select, ignore, fail_on, rules, "
+            ":1: unknown key 'colour' (known: select, ignore, fail_on, timeout, rules, "
             "waivers, waivers_file)",
         ),
         ('select = ["SNAP001"]\nignore = ["SNAP999"]\n', ":2: unknown rule, name or tag 'SNAP999'"),
@@ -118,7 +151,8 @@ def test_bad_configuration_is_one_line_naming_file_and_line_exit_2(tmp_path, tex
     proc = run_cli("scan", "-c", SEED, "--config", str(path))
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr == f"snapaudit: {path}{error}\n"
-    assert run_cli("config", "--config", str(path)).returncode == 2
+    checked = run_cli("config", "--config", str(path))
+    assert (checked.returncode, checked.stdout, checked.stderr) == (2, "", proc.stderr)
 
 
 def test_config_show_prints_every_value_and_its_origin(tmp_path):
@@ -140,38 +174,79 @@ def test_config_show_prints_every_value_and_its_origin(tmp_path):
         """,
     )
     proc = run_cli("config", "--show", "--config", str(path))
-    assert proc.returncode == 0
-    lines = [" ".join(line.split()) for line in proc.stdout.splitlines()]
-    assert lines[0] == f"# configuration files: {path}"
-    assert lines[1] == "select = (every rule that is on by default) # default"
-    assert f'ignore = ["SNAP008"] # {path}:1' in lines
-    assert "rules.SNAP008 = off (no-domain-definition) # select/ignore" in lines
-    assert "rules.SNAP016 = off (naming) # select/ignore" in lines
-    assert f"rules.SNAP013.max_age_days = 14 # {path}:4" in lines
-    assert f'rules.SNAP013.severity = "error" # {path}:5' in lines
-    assert 'rules.SNAP001.severity = "error" # default' in lines
-    assert lines[-1] == (
-        "waiver = SNAP002 host=* domain=qa-* snapshot=* expires=2030-06-30"
-        f" owner=qa@example.com # {path}:7"
+    assert (proc.returncode, proc.stderr) == (0, "")
+    # Keys padded to the longest, rules.SNAP016.require_description (33 characters).
+    assert proc.stdout == textwrap.dedent(
+        f"""\
+        # configuration files: {path}
+        select                            = (every rule that is on by default)  # default
+        ignore                            = ["SNAP008"]  # {path}:1
+        fail_on                           = "error"  # default
+        rules.HOST001                     = on (no-external-revert)  # select/ignore
+        rules.HOST001.severity            = "warning"  # default
+        rules.SNAP001                     = on (internal-memory)  # select/ignore
+        rules.SNAP001.severity            = "error"  # default
+        rules.SNAP002                     = on (internal-disk)  # select/ignore
+        rules.SNAP002.severity            = "error"  # default
+        rules.SNAP003                     = on (non-file-storage)  # select/ignore
+        rules.SNAP003.severity            = "error"  # default
+        rules.SNAP004                     = on (unquiesced-disk-only)  # select/ignore
+        rules.SNAP004.severity            = "error"  # default
+        rules.SNAP005                     = on (overlay-not-qcow2)  # select/ignore
+        rules.SNAP005.severity            = "error"  # default
+        rules.SNAP006                     = on (disk-excluded)  # select/ignore
+        rules.SNAP006.severity            = "warning"  # default
+        rules.SNAP007                     = on (manual-snapshot)  # select/ignore
+        rules.SNAP007.severity            = "warning"  # default
+        rules.SNAP008                     = off (no-domain-definition)  # select/ignore
+        rules.SNAP008.severity            = "warning"  # default
+        rules.SNAP009                     = on (missing-file)  # select/ignore
+        rules.SNAP009.severity            = "error"  # default
+        rules.SNAP010                     = on (broken-chain)  # select/ignore
+        rules.SNAP010.severity            = "error"  # default
+        rules.SNAP011                     = on (unmanaged-internal)  # select/ignore
+        rules.SNAP011.severity            = "error"  # default
+        rules.SNAP012                     = on (unmanaged-overlay)  # select/ignore
+        rules.SNAP012.severity            = "warning"  # default
+        rules.SNAP013                     = on (snapshot-age)  # select/ignore
+        rules.SNAP013.severity            = "error"  # {path}:5
+        rules.SNAP013.max_age_days        = 14  # {path}:4
+        rules.SNAP014                     = on (chain-depth)  # select/ignore
+        rules.SNAP014.severity            = "warning"  # default
+        rules.SNAP014.max_depth           = 8  # default
+        rules.SNAP015                     = on (snapshot-count)  # select/ignore
+        rules.SNAP015.severity            = "warning"  # default
+        rules.SNAP015.max_snapshots       = 16  # default
+        rules.SNAP016                     = off (naming)  # select/ignore
+        rules.SNAP016.severity            = "warning"  # default
+        rules.SNAP016.pattern             = ""  # default
+        rules.SNAP016.require_description = false  # default
+        """
+    ) + (
+        "waiver                            = SNAP002 host=* domain=qa-* snapshot=*"
+        f" expires=2030-06-30 owner=qa@example.com  # {path}:7\n"
     )
     checked = run_cli("config", "--config", str(path))
     assert (checked.returncode, checked.stdout) == (0, f"configuration OK: {path}\n")
 
 
 @pytest.mark.parametrize(
-    ("args", "rules"),
+    ("args", "found"),
     [
-        ([], {"SNAP001": 1, "SNAP002": 1, "SNAP013": 1}),
-        (["--select", "internal"], {"SNAP001": 1, "SNAP002": 1}),  # a tag
-        (["--select", "internal-memory,SNAP013"], {"SNAP001": 1, "SNAP013": 1}),  # name, code
-        (["--ignore", "policy"], {"SNAP001": 1, "SNAP002": 1}),
-        (["--select", "ALL", "--ignore", "SNAP001", "--ignore", "snapshot-age"], {"SNAP002": 1}),
+        ([], [F001, F002, F013]),
+        (["--select", "internal"], [F001, F002]),  # a tag
+        (["--select", "internal-memory,SNAP013"], [F001, F013]),  # name, code
+        (["--ignore", "policy"], [F001, F002]),
+        (["--select", "ALL", "--ignore", "SNAP001", "--ignore", "snapshot-age"], [F002]),
+        # Codes and names in any case.
+        (["--select", "Internal-Memory,snap013"], [F001, F013]),
+        (["--select", "ALL", "--ignore", "snap001", "--ignore", "SNAPSHOT-AGE"], [F002]),
     ],
 )
-def test_select_and_ignore_by_code_name_or_tag(args, rules):
-    code, report, _ = scan_json("-c", SEED, *args)
-    assert rule_counts(report) == rules
-    assert code == 1
+def test_select_and_ignore_by_code_name_or_tag(args, found):
+    code, report, stderr = scan_json("-c", SEED, *args)
+    assert (code, stderr) == (1, "")
+    assert findings(report) == found
 
 
 def test_unknown_selector_on_the_command_line_exits_2():
@@ -196,17 +271,26 @@ def test_severity_override_and_parameters(tmp_path):
     )
     code, report, _ = scan_json("-c", SEED, "--config", str(path))
     assert code == 0  # nothing at error any more
-    assert [(f["rule"], f["severity"]) for f in report["findings"]] == [
-        ("SNAP001", "warning"),
-        ("SNAP002", "warning"),
-    ]  # 540 days old: under the 600-day limit
-    policy = {r["code"]: r for r in report["policy"]["rules"]}
-    assert policy["SNAP013"] == {
-        "code": "SNAP013",
-        "name": "snapshot-age",
-        "severity": "warning",
-        "params": {"max_age_days": 600},
-    }
+    # 540 days old: under the 600-day limit.
+    assert findings(report) == [as_warning(F001), as_warning(F002)]
+    assert [(r["code"], r["severity"], r["params"]) for r in report["policy"]["rules"]] == [
+        ("HOST001", "warning", {}),
+        ("SNAP001", "warning", {}),
+        ("SNAP002", "warning", {}),
+        ("SNAP003", "error", {}),
+        ("SNAP004", "error", {}),
+        ("SNAP005", "error", {}),
+        ("SNAP006", "warning", {}),
+        ("SNAP007", "warning", {}),
+        ("SNAP008", "warning", {}),
+        ("SNAP009", "error", {}),
+        ("SNAP010", "error", {}),
+        ("SNAP011", "error", {}),
+        ("SNAP012", "warning", {}),
+        ("SNAP013", "warning", {"max_age_days": 600}),
+        ("SNAP014", "warning", {"max_depth": 8}),
+        ("SNAP015", "warning", {"max_snapshots": 16}),
+    ]  # every rule that is on by default; SNAP016 is off
     assert report["policy"]["sources"] == [str(path)]
     fail_on_warning = run_cli("scan", "-c", SEED, "--config", str(path), "--fail-on", "warning")
     assert fail_on_warning.returncode == 1
@@ -255,8 +339,17 @@ def test_waivers_active_expired_and_stale(tmp_path):
         f"snapaudit: stale waiver for SNAP005 ({path}:16, expires 2099-12-31)\n"
     )
     text = run_cli("scan", "-c", SEED, "--config", str(path)).stdout.splitlines()
-    assert text[1].endswith("  [waived until 2099-12-31: kept until the migration]")
-    assert text[-1].endswith("findings: 2 error, 1 warning, 0 info (1 waived)")
+    assert text == [
+        SEED_TEXT[0],
+        SEED_TEXT[1] + "  [waived until 2099-12-31: kept until the migration]",
+        SEED_TEXT[2],
+        f"expired waiver: SNAP001 host={SEED} domain=* snapshot=* (expires 2020-01-01,"
+        f" dba@example.com, {path}:9): matched 1",
+        f"stale waiver: SNAP005 host=* domain=* snapshot=* (expires 2099-12-31,"
+        f" ops@example.com, {path}:16): matched 0",
+        "1 host, 1 domain, 2 snapshots: 1 compliant, 1 noncompliant; findings: 2 error,"
+        " 1 warning, 0 info (1 waived)",
+    ]
 
 
 def test_a_waived_error_does_not_fail_the_gate(tmp_path):
@@ -286,7 +379,12 @@ def test_waivers_file_beside_the_configuration(tmp_path):
     write(tmp_path / "waivers.toml", WAIVERS.format(host="*"))
     path = write(tmp_path / "c.toml", 'waivers_file = "waivers.toml"\n')
     _, report, _ = scan_json("-c", SEED, "--config", str(path))
-    assert [w["status"] for w in report["waivers"]] == ["active", "expired", "stale"]
+    waivers = tmp_path / "waivers.toml"
+    assert [(w["rule"], w["status"], w["matched"], w["origin"]) for w in report["waivers"]] == [
+        ("SNAP002", "active", 1, f"{waivers}:1"),
+        ("SNAP001", "expired", 1, f"{waivers}:9"),
+        ("SNAP005", "stale", 0, f"{waivers}:16"),
+    ]
     assert report["policy"]["sources"] == [str(path), str(tmp_path / "waivers.toml")]
 
 
@@ -295,23 +393,36 @@ def test_baseline_gates_only_on_new_findings(tmp_path):
     first = run_cli("scan", "-c", SEED, "--write-baseline", str(baseline))
     assert first.returncode == 1
     recorded = json.loads(baseline.read_text())
+    assert sorted(recorded) == ["findings", "schema"]
     assert recorded["schema"] == "snapaudit/baseline/v1"
-    assert [(e["rule"], e["domain"], e["snapshot"], e["disk"]) for e in recorded["findings"]] == [
-        ("SNAP001", "vm-name", "sample-snapshot-name-2", None),
-        ("SNAP002", "vm-name", "sample-snapshot-name-2", "vda"),
-        ("SNAP013", "vm-name", "sample-snapshot-name-2", None),
+    # The fingerprint is the finding's own, as the JSON report gives it.
+    prints = {f["rule"]: f["fingerprint"] for f in scan_json("-c", SEED)[1]["findings"]}
+    assert recorded["findings"] == [
+        {
+            "fingerprint": prints[rule],
+            "rule": rule,
+            "host": "vm",  # the host's name, from the fixture's capabilities
+            "domain": "vm-name",
+            "snapshot": "sample-snapshot-name-2",
+            "disk": disk,
+        }
+        for rule, disk in (("SNAP001", None), ("SNAP002", "vda"), ("SNAP013", None))
     ]
     # Same host again: everything is known, the gate passes.
     code, report, _ = scan_json("-c", SEED, "--baseline", str(baseline))
     assert code == 0
     assert report["baseline"] == {"path": str(baseline), "known": 3, "new": 0, "fixed": 0}
-    assert all(f["baselined"] for f in report["findings"])
+    assert [f["baselined"] for f in report["findings"]] == [True, True, True]
     # A host with other findings: they are new and fail; the seed's three count as fixed.
     code, report, _ = scan_json("-c", fixture_uri("rules/SNAP005.xml"), "--baseline", str(baseline))
     assert code == 1
     assert report["baseline"] == {"path": str(baseline), "known": 0, "new": 1, "fixed": 3}
     text = run_cli("scan", "-c", SEED, "--baseline", str(baseline)).stdout.splitlines()
-    assert text[-1].endswith("(3 baselined, 0 fixed since the baseline)")
+    assert text == [
+        *(line + "  [baselined]" for line in SEED_TEXT),
+        "1 host, 1 domain, 2 snapshots: 1 compliant, 1 noncompliant; findings: 2 error,"
+        " 1 warning, 0 info (3 baselined, 0 fixed since the baseline)",
+    ]
 
 
 def test_bad_baseline_exits_2(tmp_path):
@@ -335,24 +446,93 @@ def test_several_outputs_at_once(tmp_path):
         "--format",
         "text",
     )
-    assert proc.returncode == 1
-    assert proc.stdout.splitlines()[-1].startswith("1 host, 1 domain, 2 snapshots")
-    assert json.loads((tmp_path / "r.json").read_text())["summary"]["snapshots"] == 2
-    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    assert (proc.returncode, proc.stderr) == (1, "")
+    assert proc.stdout == run_cli("scan", "-c", SEED).stdout
+    # Each file holds exactly what that format alone prints.
+    for name in ("json", "html"):
+        alone = run_cli("scan", "-c", SEED, "--format", name)
+        assert (tmp_path / f"r.{name}").read_text() == alone.stdout
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--format", "json", "--format", "text"], "only one format can go to standard output"),
-        (["--format", "yaml"], "unknown format 'yaml'"),
+        (
+            ["--format", "json", "--format", "text"],
+            "Invalid value for --format: only one format can go to standard output",
+        ),
+        (
+            ["--format", "yaml"],
+            "Invalid value for --format: unknown format 'yaml' (known: text, json, html, sarif,"
+            " junit, prometheus)",
+        ),
         (
             ["--format", "json:a.json", "-o", "b.json"],
-            "-o needs exactly one --format without a file",
+            "Invalid value: -o needs exactly one --format without a file",
         ),
     ],
 )
 def test_output_usage_errors_exit_2(args, message):
     proc = run_cli("scan", "-c", SEED, *args)
-    assert proc.returncode == 2
-    assert message in proc.stderr
+    assert (proc.returncode, proc.stdout) == (2, "")
+    usage, hint, *box = proc.stderr.splitlines()
+    assert (usage, hint) == (
+        "Usage: snapaudit scan [OPTIONS]",
+        "Try 'snapaudit scan --help' for help.",
+    )
+    # Typer draws the message in a box, wrapped to the terminal's width: unwrap it.
+    assert (box[0].startswith("╭─ Error"), box[-1].startswith("╰")) == (True, True)
+    assert " ".join(line.strip("│ ") for line in box[1:-1]) == message
+
+
+def test_one_lookup_finds_codes_and_names_in_any_case():
+    rules, _ = load_rules()
+    index = RuleIndex(rules)
+    for rule in rules:
+        for ident in (rule.code, rule.code.lower(), rule.name, rule.name.upper()):
+            assert index.find(ident) is rule, ident
+    assert index.find("Snapshot-Age").code == "SNAP013"
+    assert [index.find(i) for i in ("SNAP999", "snapshot", "internal", "ALL", "")] == [None] * 5
+    # Selectors: a code or name in any case, a tag, ALL; nothing else.
+    assert [index.matches(s) for s in ("snap013", "Internal-Disk", "internal", "ALL")] == [True] * 4
+    assert [index.matches(s) for s in ("SNAP999", "frobnicate")] == [False, False]
+
+
+def test_configuration_names_rules_in_any_case(tmp_path):
+    path = write(
+        tmp_path / "c.toml",
+        """\
+        select = ["Internal-Memory", "snap002"]
+
+        [rules.internal-MEMORY]
+        severity = "warning"
+
+        [[waivers]]
+        rule = "Internal-Disk"
+        reason = "r"
+        owner = "o"
+        expires = 2099-01-01
+        """,
+    )
+    code, report, stderr = scan_json("-c", SEED, "--config", str(path))
+    assert (code, stderr) == (0, "")
+    assert findings(report) == [as_warning(F001), F002]
+    assert [f["waived"] and f["waived"]["rule"] for f in report["findings"]] == [None, "SNAP002"]
+    assert [(r["code"], r["severity"]) for r in report["policy"]["rules"]] == [
+        ("SNAP001", "warning"),
+        ("SNAP002", "error"),
+    ]
+    shown = run_cli("config", "--show", "--config", str(path)).stdout.splitlines()
+    assert [line for line in shown if "SNAP001.severity" in line or "waiver" in line] == [
+        f'rules.SNAP001.severity            = "warning"  # {path}:4',
+        f"waiver                            = SNAP002 host=* domain=* snapshot=*"
+        f" expires=2099-01-01 owner=o  # {path}:6",
+    ]
+
+
+@pytest.mark.parametrize("ident", ["snap002", "Snap002", "INTERNAL-DISK", " internal-disk "])
+def test_explain_finds_a_rule_by_code_or_name_in_any_case(ident):
+    expected = run_cli("explain", "SNAP002")
+    assert expected.stdout.startswith("SNAP002 internal-disk (error)\n")
+    proc = run_cli("explain", ident)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, expected.stdout, "")

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
 import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import CLOCK, FIXTURES, fixture_uri
+from conftest import CLOCK, FIXTURES, REPO, fixture_uri
 
 from auditor.engine.audit import audit
 from auditor.engine.registry import load_rules
 from auditor.model import Host, HostScan, Severity
-from auditor.policy.config import load_config, selected_rules
-from auditor.rule import DOC_SECTIONS
+from auditor.policy.config import load_config
+from auditor.policy.selection import selected_rules
+from auditor.rule import DOC_SECTIONS, Rule
 from auditor.sources.scanner import scan_host
 from testlab.pytest_fixtures import require
 
@@ -48,9 +52,10 @@ OFF_BY_DEFAULT = {"SNAP016"}
 NOW = datetime.fromtimestamp(int(CLOCK), tz=UTC)
 
 
-def audit_fixture(path, images: Path | None = None):
-    """Scan a fixture host. A fixture with an image recipe (CODE.images: qemu-img commands
-    over @IMAGES@) gets its images made in IMAGES first, and its files checked."""
+def audit_fixture(path, images: Path | None = None, only: str | None = None):
+    """Scan a fixture host (and run only the rule coded ONLY, if given). A fixture with an
+    image recipe (CODE.images: qemu-img commands over @IMAGES@) gets its images made in
+    IMAGES first, and its files checked."""
     fixture = FIXTURES / path
     recipe = fixture.with_suffix(".images")
     if not recipe.exists():
@@ -67,16 +72,22 @@ def audit_fixture(path, images: Path | None = None):
         scan = scan_host(f"test://{node}", check_files=True)
     assert scan.host.error is None
     assert scan.skipped == ()
-    return audit_scans([scan], fixture.with_suffix(".toml"))
+    return audit_scans([scan], fixture.with_suffix(".toml"), only)
 
 
-def audit_scans(scans, config: Path):
-    """Audit with the fixture's own configuration (CODE.toml), if it has one."""
+def audit_scans(scans, config: Path, only: str | None = None):
+    """Audit with the fixture's own configuration (CODE.toml), if it has one; with ONLY, run
+    that rule alone (it must be selected)."""
     settings = load_config(config if config.exists() else None, RULES)
     rules, policy = selected_rules(settings, RULES)
+    if only is not None:
+        rules = tuple(r for r in rules if r.code == only)
+        policy = dataclasses.replace(policy, rules=tuple(p for p in policy.rules if p.code == only))
+        assert [r.code for r in rules] == [only]
     return audit(scans, rules, now=NOW, policy=policy)
 
 
+# The finding as reports show it: "snapshot" is what the JSON report's field holds.
 GOLDEN_KEYS = ("rule", "name", "severity", "domain", "snapshot", "disk", "message", "image")
 
 
@@ -87,6 +98,7 @@ def finding_rows(result, images: Path | None = None):
     for finding in result.findings:
         row = {key: getattr(finding, key) for key in GOLDEN_KEYS}
         row["severity"] = finding.severity.value
+        row["snapshot"] = finding.snapshot_label
         if images is not None:
             row = {
                 k: v.replace(str(images), "@IMAGES@") if isinstance(v, str) else v
@@ -119,13 +131,14 @@ def test_host_rule_fixture_matches_golden_findings(rule, golden):
     """Host rules judge facts about the host itself: their fixtures are host facts
     (CODE.hosts.json), named pass-*/fail-* like snapshots."""
     facts = json.loads((FIXTURES / "rules" / f"{rule.code}.hosts.json").read_text())
-    result = audit_scans([HostScan(Host(**f)) for f in facts], Path("none"))
+    result = audit_scans([HostScan(Host(**f)) for f in facts], Path("none"), rule.code)
     rows = [
         {"host": f.host, **row}
         for f, row in zip(result.findings, finding_rows(result), strict=True)
     ]
     golden(FIXTURES / "rules" / f"{rule.code}.expected.json", rows)
-    fired = {row["host"] for row in rows if row["rule"] == rule.code}
+    assert {row["rule"] for row in rows} == {rule.code}
+    fired = {row["host"] for row in rows}
     hosts = {f["hostname"]: f["uri"] for f in facts}
     assert fired == {uri for name, uri in hosts.items() if name.startswith("fail-")}
     assert fired and any(name.startswith("pass-") for name in hosts)
@@ -135,14 +148,15 @@ def test_host_rule_fixture_matches_golden_findings(rule, golden):
 def test_rule_fixture_matches_golden_findings(rule, golden, tmp_path):
     fixture = FIXTURES / "rules" / f"{rule.code}.xml"
     assert fixture.exists(), f"every rule needs a fixture host: {fixture}"
-    result = audit_fixture(f"rules/{rule.code}.xml", tmp_path)
+    result = audit_fixture(f"rules/{rule.code}.xml", tmp_path, rule.code)
     rows = finding_rows(result, tmp_path)
     golden(FIXTURES / "rules" / f"{rule.code}.expected.json", rows)
 
     # Names carry the expectation: pass-* must not trigger the rule, fail-*/warn-* must; so
     # a fixture without both a passing and a failing case fails here.
     names = {s.name for s in result.snapshots}
-    fired = {row["snapshot"] for row in rows if row["rule"] == rule.code}
+    assert {row["rule"] for row in rows} == {rule.code}
+    fired = {row["snapshot"] for row in rows}
     if rule.scope == "snapshot":
         failing = {n for n in names if re.match(r"(fail|warn)-", n)}
         assert fired == failing
@@ -187,3 +201,21 @@ def test_seed_document_examples():
             "image": None,
         },
     ]
+
+
+def test_every_rule_module_is_an_entry_point_and_every_entry_point_a_rule():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    points = project["project"]["entry-points"]["snapaudit.rules"]
+    modules = {p.stem for p in (REPO / "rules").glob("*.py") if p.stem != "__init__"}
+    assert {v.split(":")[0] for v in points.values()} == {f"auditor.rules.{m}" for m in modules}
+    for name, value in points.items():
+        module, function = value.split(":")
+        loaded = getattr(importlib.import_module(module), function)
+        assert isinstance(loaded, Rule), value
+        assert loaded.name == name  # entry points are named after their rule
+
+
+def test_readme_rules_table_matches_the_registry():
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| ([A-Z]+[0-9]{3}) \| ([a-z0-9-]+) \| ([a-z]+) \|", readme, re.M)
+    assert sorted(rows) == sorted((r.code, r.name, r.severity.value) for r in RULES)

@@ -4,6 +4,7 @@ with locations, fingerprints, waivers as suppressions and the baseline state."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -11,9 +12,13 @@ import pytest
 from conftest import fixture_uri, run_cli
 from sample_results import HOSTILE, HV1, HV2, sample_result
 
+from auditor.engine.audit import with_rule_docs
+from auditor.engine.registry import load_rules
+from auditor.model import Policy, RulePolicy, Severity
 from auditor.policy.fingerprint import fingerprint
 from auditor.reports import render
 
+INSTALLED = load_rules()[0]
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "sarif-schema-2.1.0.json").read_text())
 
 
@@ -210,14 +215,13 @@ def test_results_are_exact():
 
 
 def test_without_a_baseline_results_have_no_baseline_state():
-    from dataclasses import replace
-
     document = json.loads(render("sarif", replace(sample_result(), baseline=None)))
     assert [("baselineState" in r) for r in document["runs"][0]["results"]] == [False] * 6
 
 
 def test_rules_carry_the_effective_severity_and_their_documentation():
-    document = json.loads(render("sarif", sample_result()))
+    # A report read back from JSON has no documentation: merge attaches the installed rules'.
+    document = json.loads(render("sarif", with_rule_docs(sample_result(), INSTALLED)))
     driver = document["runs"][0]["tool"]["driver"]
     assert {k: v for k, v in driver.items() if k != "rules"} == {
         "name": "snapaudit",
@@ -276,15 +280,62 @@ def test_rules_carry_the_effective_severity_and_their_documentation():
 
 
 def test_without_a_policy_every_installed_rule_is_described():
-    from dataclasses import replace
-
-    from auditor.engine.registry import load_rules
-
-    document = json.loads(render("sarif", replace(sample_result(), policy=None)))
+    document = json.loads(
+        render("sarif", with_rule_docs(replace(sample_result(), policy=None), INSTALLED))
+    )
     rules = document["runs"][0]["tool"]["driver"]["rules"]
-    installed = load_rules()[0]
-    assert [r["id"] for r in rules] == [r.code for r in installed] + ["ACME001"]
+    assert [r["id"] for r in rules] == [r.code for r in INSTALLED] + ["ACME001"]
     levels = {"error": "error", "warning": "warning", "info": "note"}
     assert [r["defaultConfiguration"]["level"] for r in rules[:-1]] == [
-        levels[r.severity.value] for r in installed
+        levels[r.severity.value] for r in INSTALLED
+    ]
+    assert [r["shortDescription"]["text"] for r in rules[:-1]] == [r.summary for r in INSTALLED]
+
+
+def test_rules_are_described_from_the_result_alone():
+    """The documentation is the policy's, whatever is installed; a result without a policy
+    describes the rules its findings name, undocumented."""
+    documented = RulePolicy(
+        "SNAP001",
+        "internal-memory",
+        Severity.WARNING,
+        {},
+        summary="Documented here.",
+        sections={"What it checks": "Something\nexact.", "Why": "Because."},
+        tags=("t",),
+    )
+    result = replace(sample_result(), policy=Policy((documented,)))
+    rules = json.loads(render("sarif", result))["runs"][0]["tool"]["driver"]["rules"]
+    assert rules[0] == {
+        "id": "SNAP001",
+        "name": "internal-memory",
+        "shortDescription": {"text": "Documented here."},
+        "fullDescription": {"text": "Something exact."},
+        "help": {
+            "text": "Documented here.\n\nWhat it checks:\n  Something\n  exact."
+            "\n\nWhy:\n  Because.",
+            "markdown": "Documented here.\n\n## What it checks\n\nSomething\nexact."
+            "\n\n## Why\n\nBecause.",
+        },
+        "defaultConfiguration": {"level": "warning"},
+        "properties": {"tags": ["t"]},
+    }
+    # The rules the findings name that the policy does not list, in the findings' order.
+    assert [(r["id"], r["defaultConfiguration"]["level"]) for r in rules[1:]] == [
+        ("SNAP002", "error"),
+        ("SNAP006", "warning"),
+        ("SNAP011", "error"),
+        ("ACME001", "warning"),
+        ("HOST001", "warning"),
+    ]
+    assert all("not installed here" in r["help"]["text"] for r in rules[1:])
+
+    bare = json.loads(render("sarif", replace(sample_result(), policy=None)))
+    assert [r["id"] for r in bare["runs"][0]["tool"]["driver"]["rules"]] == [
+        "SNAP001",
+        "SNAP002",
+        "SNAP006",
+        "SNAP011",
+        "ACME001",
+        "HOST001",
     ]

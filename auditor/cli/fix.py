@@ -21,8 +21,8 @@ from auditor.cli import exits
 if TYPE_CHECKING:
     import libvirt
 
-    from auditor.fix.plan import Options
-    from auditor.fix.render import Outcome
+    from auditor.fix.steps import Options
+    from auditor.reports.fixplan import Outcome
 
 DEFAULT_STATE_DIR = "/var/lib/snapaudit/fix"
 INTERNAL_RULES = ("SNAP001", "SNAP002")
@@ -101,7 +101,7 @@ def fix(
                 exits.USAGE, "--resume and --rollback take only a journal (and -c, --format)"
             )
         _journal_command(resume or rollback, connect, output_format, rollback=bool(rollback))
-    from auditor.fix.plan import Options
+    from auditor.fix.steps import Options
 
     options = Options(drop_memory=drop_memory, remove_originals=not keep_originals)
     target = str(target_dir.resolve()) if target_dir else None
@@ -119,9 +119,9 @@ def _plan_command(
 ) -> None:
     import libvirt
 
-    from auditor.errors import one_line
-    from auditor.fix import render
-    from auditor.fix.facts import ConnectionRefused, connect
+    from auditor.display import one_line
+    from auditor.fix.gather import ConnectionRefused, connect
+    from auditor.reports import fixplan
 
     try:
         conn = connect(uri)
@@ -134,16 +134,16 @@ def _plan_command(
     try:
         names = list(dict.fromkeys(names)) or _domains_with_internal_snapshots(host)
         if text:
-            _out(render.header(host, apply=apply))
+            _out(fixplan.header(host, apply=apply))
         outcomes = []
         for name in names:
             outcome = _one_domain(conn, host, name, options, apply, target_dir, state_dir)
             outcomes.append(outcome)
             if text:
-                _out(render.render_domain(outcome))
+                _out(fixplan.render_domain(outcome))
     finally:
         conn.close()
-    _out(render.summary(outcomes) if text else render.render_json(host, outcomes, apply=apply))
+    _out(fixplan.summary(outcomes) if text else fixplan.render_json(host, outcomes, apply=apply))
     if any(o.result == "failed" for o in outcomes):
         raise typer.Exit(exits.FAILED)
     if any(o.plan.status == "refused" for o in outcomes):
@@ -153,15 +153,15 @@ def _plan_command(
 
 def _domains_with_internal_snapshots(host: str) -> list[str]:
     """The domains the audit finds internal snapshots in (SNAP001, SNAP002)."""
-    from auditor.engine.audit import audit
     from auditor.engine.registry import load_rules
-    from auditor.sources.scanner import scan_host
+    from auditor.pipeline import audit_hosts
 
-    scan = scan_host(host, check_files=False)
+    rules, _ = load_rules()
+    internal = [r for r in rules if r.code in INTERNAL_RULES]
+    result = audit_hosts([host], internal, check_files=False)
+    (scan,) = result.hosts
     if scan.host.error:
         exits.fail(exits.FAILED, f"cannot scan {host}: {scan.host.error}")
-    rules, _ = load_rules()
-    result = audit([scan], [r for r in rules if r.code in INTERNAL_RULES])
     return sorted({f.domain for f in result.findings})
 
 
@@ -177,12 +177,13 @@ def _one_domain(
     import libvirt
 
     from auditor.fix.execute import FixFailed, run
-    from auditor.fix.facts import read_domain
+    from auditor.fix.gather import read_domain
     from auditor.fix.journal import Journal
     from auditor.fix.lock import LockBusy, domain_lock
     from auditor.fix.names import journal_name
-    from auditor.fix.plan import DomainPlan, plan_domain
-    from auditor.fix.render import Outcome, q
+    from auditor.fix.planner import plan_domain
+    from auditor.fix.steps import DomainPlan, quoted
+    from auditor.reports.fixplan import Outcome, describe
 
     try:
         dom = conn.lookupByName(name)
@@ -205,8 +206,8 @@ def _one_domain(
                 return Outcome(plan)
             path = state_dir / journal_name(name, uuid, datetime.now(UTC))
             journal = Journal.create(path, host, plan)
-            exits.error(f"domain {q(name)}: journal {path}")
-            run(conn, journal, _progress)
+            exits.error(f"domain {quoted(name)}: journal {path}")  # error() escapes it
+            run(conn, journal, _progress, describe)
             return Outcome(plan, "converted", str(path))
     except LockBusy as exc:
         return Outcome(DomainPlan(host, name, uuid, refusals=(str(exc),)))
@@ -216,7 +217,7 @@ def _one_domain(
 
 
 def _reason(exc: BaseException) -> str:
-    from auditor.errors import one_line
+    from auditor.display import one_line
     from auditor.fix.execute import FixFailed
 
     return str(exc) if isinstance(exc, FixFailed) else one_line(exc)
@@ -225,13 +226,14 @@ def _reason(exc: BaseException) -> str:
 def _journal_command(path: Path, uri: str | None, output_format: Format, *, rollback: bool):
     import libvirt
 
-    from auditor.errors import one_line
-    from auditor.fix import render
+    from auditor.display import clean, one_line
     from auditor.fix.execute import FixFailed, run
     from auditor.fix.execute import rollback as roll_back
-    from auditor.fix.facts import ConnectionRefused, connect
+    from auditor.fix.gather import ConnectionRefused, connect
     from auditor.fix.journal import FINISHED, Journal, JournalError
     from auditor.fix.lock import LockBusy, domain_lock
+    from auditor.fix.steps import quoted
+    from auditor.reports import fixplan
 
     try:
         journal = Journal.load(path)
@@ -254,20 +256,20 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
             elif journal.state == FINISHED:
                 exits.error(f"{path} had already finished")
             else:
-                run(conn, journal, _progress)
-        outcome = render.Outcome(plan, what, str(path))
+                run(conn, journal, _progress, fixplan.describe)
+        outcome = fixplan.Outcome(plan, what, str(path))
     except LockBusy as exc:
         exits.fail(exits.REFUSED, str(exc))
     except (FixFailed, JournalError, libvirt.libvirtError, OSError) as exc:
-        outcome = render.Outcome(plan, "failed", str(path), _reason(exc))
+        outcome = fixplan.Outcome(plan, "failed", str(path), _reason(exc))
     finally:
         conn.close()
     if output_format is Format.json:
-        _out(render.render_json(journal.uri, [outcome], apply=True))
+        _out(fixplan.render_json(journal.uri, [outcome], apply=True))
     elif outcome.result == "failed":
-        _out(f"domain {render.q(plan.domain)}: FAILED: {outcome.error}\n")
+        _out(f"domain {clean(quoted(plan.domain))}: FAILED: {outcome.error}\n")
     else:
-        _out(f"domain {render.q(plan.domain)}: {what}; journal {path}\n")
+        _out(f"domain {clean(quoted(plan.domain))}: {what}; journal {path}\n")
     raise typer.Exit(exits.FAILED if outcome.result == "failed" else exits.OK)
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from auditor.errors import one_line
+from auditor.display import one_line
 from auditor.model import (
     Domain,
     Finding,
@@ -22,8 +22,51 @@ from auditor.model import (
 from auditor.rule import SCOPES, Context, Rule
 
 
+def policy_for(rule: Rule, severity: Severity, params: Mapping[str, object]) -> RulePolicy:
+    """How RULE runs, with its documentation for the reporters that describe rules."""
+    return _documented(RulePolicy(rule.code, rule.name, severity, params), rule)
+
+
 def default_policy(rules: Sequence[Rule]) -> Policy:
-    return Policy(tuple(RulePolicy(r.code, r.name, r.severity, dict(r.params)) for r in rules))
+    return Policy(tuple(policy_for(r, r.severity, dict(r.params)) for r in rules))
+
+
+def with_rule_docs(result: ScanResult, rules: Sequence[Rule]) -> ScanResult:
+    """RESULT with the documentation of the installed RULES in its policy, for describing the
+    rules of a report read back from JSON (which carries no documentation). A result that does
+    not say which rules ran is taken to have run every installed rule; a rule that only its
+    findings name gets an entry too (documented if it is installed here)."""
+    installed = {r.code: r for r in rules}
+    if result.policy is None:
+        policy = default_policy(rules)
+    else:
+        policy = dataclasses.replace(
+            result.policy,
+            rules=tuple(
+                _documented(p, installed[p.code]) if p.code in installed else p
+                for p in result.policy.rules
+            ),
+        )
+    listed = {p.code for p in policy.rules}
+    extra: list[RulePolicy] = []
+    for f in result.findings:
+        if f.rule in listed:
+            continue
+        listed.add(f.rule)
+        rule = installed.get(f.rule)
+        if rule is None:
+            extra.append(RulePolicy(f.rule, f.name, f.severity, {}))
+        else:
+            extra.append(_documented(RulePolicy(f.rule, f.name, rule.severity, rule.params), rule))
+    return dataclasses.replace(
+        result, policy=dataclasses.replace(policy, rules=policy.rules + tuple(extra))
+    )
+
+
+def _documented(policy: RulePolicy, rule: Rule) -> RulePolicy:
+    return dataclasses.replace(
+        policy, summary=rule.summary, sections=dict(rule.sections), tags=rule.tags
+    )
 
 
 def check(
@@ -59,12 +102,13 @@ def check(
                 severity=override or v.severity or rule.severity,
                 host=context.host,
                 domain=domain,
-                snapshot=v.subject or snapshot or "",
+                snapshot=v.snapshot or snapshot or "",
                 disk=v.disk,
                 message=v.message,
                 remediation=rule.remediation,
                 image=v.image,
                 domain_uuid=uuid,
+                tag=v.tag,
             )
             for v in violations
         )

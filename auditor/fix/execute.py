@@ -14,11 +14,12 @@ from collections.abc import Callable
 
 import libvirt
 
-from auditor.errors import one_line
+from auditor import stopping
+from auditor.display import one_line
 from auditor.fix import images
-from auditor.fix.facts import SECURE_DOMAIN, SECURE_SNAPSHOT
+from auditor.fix.gather import SECURE_DOMAIN, SECURE_SNAPSHOT
 from auditor.fix.journal import FINISHED, ROLLED_BACK, Journal
-from auditor.fix.plan import (
+from auditor.fix.steps import (
     CreateImage,
     CreateOverlay,
     DefineDomain,
@@ -28,11 +29,12 @@ from auditor.fix.plan import (
     RemoveOriginal,
     Step,
     VerifyImage,
+    quoted,
 )
-from auditor.fix.render import describe
 from auditor.sources.parser import parse_domain_disks, parse_snapshot
 
 Progress = Callable[[str], None]
+Describe = Callable[[Step], str]  # one line per step, for progress (the fix plan reporter's)
 REDEFINE = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
 CURRENT = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
 METADATA_ONLY = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY
@@ -42,7 +44,8 @@ class FixFailed(Exception):
     """A step failed or the host is not as the journal expects; the message is one line."""
 
 
-def run(conn: libvirt.virConnect, journal: Journal, progress: Progress) -> None:
+@stopping.at_step_boundaries  # SIGINT/SIGTERM stop between steps, never inside one
+def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe: Describe) -> None:
     """Run every step the journal has not recorded, then check the result on the host."""
     plan = journal.plan
     if journal.state == ROLLED_BACK:
@@ -52,6 +55,7 @@ def run(conn: libvirt.virConnect, journal: Journal, progress: Progress) -> None:
     for number, step in enumerate(plan.steps, 1):
         if number in journal.done:
             continue
+        stopping.step_boundary()
         _guard(dom, plan, step, defined=define_step in journal.done)
         progress(f"[{number}/{len(plan.steps)}] {describe(step)}")
         try:
@@ -140,8 +144,8 @@ def _run_step(conn: libvirt.virConnect, dom: libvirt.virDomain, step: Step) -> N
                 dom.snapshotCreateXML(step.xml, REDEFINE | (CURRENT if step.current else 0))
             elif not _is_redefined(existing, step):
                 raise FixFailed(
-                    f"snapshot '{step.snapshot}' exists but is not the external snapshot this "
-                    "journal defines"
+                    f"snapshot {quoted(step.snapshot)} exists but is not the external snapshot "
+                    "this journal defines"
                 )
         case DefineDomain():
             conn.defineXML(step.xml)
@@ -177,11 +181,11 @@ def check_converted(dom: libvirt.virDomain, plan: DomainPlan) -> None:
     same current snapshot, the domain on its new top images."""
     for step in plan.steps:
         if isinstance(step, RedefineSnapshot):
-            snap = _snapshot(dom, step.snapshot)
+            name, snap = quoted(step.snapshot), _snapshot(dom, step.snapshot)
             if snap is None or not _is_redefined(snap, step):
-                raise FixFailed(f"snapshot '{step.snapshot}' is not the expected external one")
+                raise FixFailed(f"snapshot {name} is not the expected external one")
             if bool(snap.isCurrent()) != step.current:
-                raise FixFailed(f"snapshot '{step.snapshot}' has the wrong current flag")
+                raise FixFailed(f"snapshot {name} has the wrong current flag")
         if isinstance(step, DefineDomain):
             now = {d.name: d.source for d in parse_domain_disks(dom.XMLDesc(0))}
             for disk, path in step.sources.items():
@@ -212,11 +216,11 @@ def rollback(conn: libvirt.virConnect, journal: Journal, progress: Progress) -> 
     for name in reversed(names):  # children first, so no parent's removal rewrites a child
         snap = _snapshot(dom, name)
         if snap is not None and snap.getXMLDesc(SECURE_SNAPSHOT) != original_xml[name]:
-            progress(f"drop the converted metadata of snapshot '{name}'")
+            progress(f"drop the converted metadata of snapshot {quoted(name)}")
             snap.delete(METADATA_ONLY)
     for name in names:
         if _snapshot(dom, name) is None:
-            progress(f"restore the original metadata of snapshot '{name}'")
+            progress(f"restore the original metadata of snapshot {quoted(name)}")
             flags = REDEFINE | (CURRENT if name == restore.current else 0)
             dom.snapshotCreateXML(original_xml[name], flags)
     if restore.current is not None and not dom.snapshotLookupByName(restore.current).isCurrent():

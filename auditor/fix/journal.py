@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from auditor.fix.codec import plan_from_json, plan_to_json
 from auditor.fix.images import fsync_dir
-from auditor.fix.plan import DomainPlan
+from auditor.fix.steps import DomainPlan
 
 SCHEMA = "snapaudit/fix-journal/v1"
 OPEN, FINISHED, ROLLED_BACK = "open", "finished", "rolled back"
@@ -48,7 +49,7 @@ class Journal:
             "schema": SCHEMA,
             "created": _now(),
             "uri": uri,
-            "plan": plan.to_json(secrets=True),
+            "plan": plan_to_json(plan, secrets=True),
         }
         # mkstemp creates the file 0600: the journal holds the XML's secrets.
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -87,7 +88,7 @@ class Journal:
         if not records or records[0].get("schema") != SCHEMA:
             raise JournalError(f"{path} is not a snapaudit fix journal ({SCHEMA})")
         header = records[0]
-        journal = cls(path, header["uri"], DomainPlan.from_json(header["plan"]))
+        journal = cls(path, header["uri"], plan_from_json(header["plan"]))
         for record in records[1:]:
             journal._apply(record)
         return journal

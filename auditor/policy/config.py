@@ -1,4 +1,5 @@
-"""The configuration file: rule selection, severities, parameters, waivers.
+"""The configuration file: finding it, reading it and checking every value in it (rule
+selection, severities, parameters, fail_on, waivers).
 
 Looked up as `--config FILE`, else ./snapaudit.toml, else /etc/snapaudit/config.toml. Every
 value remembers where it came from (FILE:LINE, the command line, or the default), for
@@ -7,19 +8,27 @@ value remembers where it came from (FILE:LINE, the command line, or the default)
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from auditor.model import Policy, RulePolicy, Severity, Waiver
+from auditor.inputs import InputError, parse_toml, read_toml_text
+from auditor.model import Severity, Waiver
+from auditor.policy.origins import Origins
 from auditor.rule import Rule
 
+if TYPE_CHECKING:
+    from auditor.policy.selection import RuleIndex
+
 SEARCH_PATH = (Path("snapaudit.toml"), Path("/etc/snapaudit/config.toml"))
+# The values of fail_on and --fail-on: a severity, or never (the gate never fails).
 FAIL_ON = ("error", "warning", "info", "never")
-TOP_LEVEL = ("select", "ignore", "fail_on", "rules", "waivers", "waivers_file")
+TOP_LEVEL = ("select", "ignore", "fail_on", "timeout", "rules", "waivers", "waivers_file")
 WAIVER_KEYS = ("rule", "reason", "owner", "expires", "host", "domain", "snapshot")
 WAIVER_REQUIRED = ("rule", "reason", "owner", "expires")
 DEFAULT = "default"
@@ -41,6 +50,7 @@ class Config:
     select: Setting = Setting(("ALL-ENABLED",))
     ignore: Setting = Setting(())
     fail_on: Setting = Setting("error")
+    timeout: Setting = Setting(300)  # seconds per host, connect included
     rules: dict[str, dict[str, Setting]] = field(default_factory=dict)  # code → key → value
     waivers: tuple[Waiver, ...] = ()
     sources: tuple[str, ...] = ()
@@ -58,12 +68,15 @@ def load_config(path: Path | None, rules: Sequence[Rule]) -> Config:
     """The configuration in PATH (None: the defaults), checked against the known rules."""
     if path is None:
         return Config()
-    data, lines = _read_toml(path)
-    where = _Where(str(path), lines)
+    # Selection applies a Config, so it imports this module: import it here, not at the top.
+    from auditor.policy.selection import RuleIndex
+
+    data, text = _read_toml(path)
+    where = _Where(str(path), text)
     for key in data:
         if key not in TOP_LEVEL:
             raise where.error((key,), f"unknown key {key!r} (known: {', '.join(TOP_LEVEL)})")
-    known = _RuleIndex(rules)
+    known = RuleIndex(rules)
     config = Config(sources=(str(path),))
     for key in ("select", "ignore"):
         if key in data:
@@ -78,6 +91,10 @@ def load_config(path: Path | None, rules: Sequence[Rule]) -> Config:
         if data["fail_on"] not in FAIL_ON:
             raise where.error(("fail_on",), f"fail_on must be one of {', '.join(FAIL_ON)}")
         config = replace(config, fail_on=Setting(data["fail_on"], where.origin(("fail_on",))))
+    if "timeout" in data:
+        if not positive_seconds(data["timeout"]):
+            raise where.error(("timeout",), "timeout must be a positive number of seconds")
+        config = replace(config, timeout=Setting(data["timeout"], where.origin(("timeout",))))
     rule_settings = _rule_settings(data.get("rules", {}), known, where)
     waivers = list(_waivers(data.get("waivers", []), known, where, ("waivers",)))
     if "waivers_file" in data:
@@ -86,8 +103,8 @@ def load_config(path: Path | None, rules: Sequence[Rule]) -> Config:
         extra = path.parent / data["waivers_file"]
         if not extra.is_file():
             raise where.error(("waivers_file",), f"waivers file {extra} not found")
-        more, more_lines = _read_toml(extra)
-        extra_where = _Where(str(extra), more_lines)
+        more, more_text = _read_toml(extra)
+        extra_where = _Where(str(extra), more_text)
         for key in more:
             if key != "waivers":
                 raise extra_where.error(
@@ -98,114 +115,18 @@ def load_config(path: Path | None, rules: Sequence[Rule]) -> Config:
     return replace(config, rules=rule_settings, waivers=tuple(waivers))
 
 
-def with_command_line(
-    config: Config,
-    rules: Sequence[Rule],
-    select: Iterable[str] | None,
-    ignore: Iterable[str] | None,
-    fail_on: str | None,
-) -> Config:
-    """Command-line options replace the file's values."""
-    known = _RuleIndex(rules)
-    for selector in [*(select or ()), *(ignore or ())]:
-        if not known.matches(selector):
-            raise ConfigError(f"unknown rule, name or tag {selector!r} on the command line")
-    if select:
-        config = replace(config, select=Setting(tuple(select), COMMAND_LINE))
-    if ignore:
-        config = replace(config, ignore=Setting(tuple(ignore), COMMAND_LINE))
-    if fail_on:
-        config = replace(config, fail_on=Setting(fail_on, COMMAND_LINE))
-    return config
-
-
-def selected_rules(config: Config, rules: Sequence[Rule]) -> tuple[tuple[Rule, ...], Policy]:
-    """The rules that run and their effective severities and parameters."""
-    known = _RuleIndex(rules)
-    chosen = [
-        r
-        for r in rules
-        if known.selected(r, config.select.value) and not known.selected(r, config.ignore.value)
-    ]
-    policy = Policy(
-        rules=tuple(
-            RulePolicy(
-                r.code,
-                r.name,
-                Severity(config.rules.get(r.code, {}).get("severity", Setting(r.severity)).value),
-                {
-                    k: config.rules.get(r.code, {}).get(k, Setting(v)).value
-                    for k, v in r.params.items()
-                },
-            )
-            for r in chosen
-        ),
-        sources=config.sources,
-    )
-    return tuple(chosen), policy
-
-
-def show(config: Config, rules: Sequence[Rule]) -> str:
-    """The effective configuration, one value a line, each with where it came from."""
-    default_select = config.select.origin == DEFAULT
-    rows = [
-        (
-            "select",
-            "(every rule that is on by default)"
-            if default_select
-            else _toml(list(config.select.value)),
-            config.select.origin,
-        ),
-        ("ignore", _toml(list(config.ignore.value)), config.ignore.origin),
-        ("fail_on", _toml(config.fail_on.value), config.fail_on.origin),
-    ]
-    chosen, _ = selected_rules(config, rules)
-    running = {r.code for r in chosen}
-    for r in rules:
-        settings = config.rules.get(r.code, {})
-        state = "on" if r.code in running else "off"
-        rows.append((f"rules.{r.code}", f"{state} ({r.name})", "select/ignore"))
-        severity = settings.get("severity", Setting(r.severity.value))
-        rows.append((f"rules.{r.code}.severity", _toml(str(severity.value)), severity.origin))
-        for key, default in r.params.items():
-            setting = settings.get(key, Setting(default))
-            rows.append((f"rules.{r.code}.{key}", _toml(setting.value), setting.origin))
-    for w in config.waivers:
-        rows.append(
-            (
-                "waiver",
-                f"{w.rule} host={w.host} domain={w.domain} "
-                f"snapshot={w.snapshot} expires={w.expires} owner={w.owner}",
-                w.origin,
-            )
-        )
-    width = max(len(key) for key, _, _ in rows)
-    lines = [f"# configuration files: {', '.join(config.sources) or 'none'}"]
-    lines += [f"{key:<{width}} = {value}  # {origin}" for key, value, origin in rows]
-    return "\n".join(lines) + "\n"
-
-
-class _RuleIndex:
-    def __init__(self, rules: Sequence[Rule]) -> None:
-        self.rules = rules
-        self.tags = {t for r in rules for t in r.tags}
-
-    def find(self, ident: str) -> Rule | None:
-        return next((r for r in self.rules if ident.upper() == r.code or ident == r.name), None)
-
-    def matches(self, selector: str) -> bool:
-        return selector == "ALL" or selector in self.tags or self.find(selector) is not None
-
-    def selected(self, rule: Rule, selectors: Iterable[str]) -> bool:
-        for selector in selectors:
-            if selector == "ALL-ENABLED" and rule.enabled:
-                return True
-            if selector == "ALL" or selector in rule.tags or self.find(selector) is rule:
-                return True
+def positive_seconds(value: object) -> bool:
+    # bool is an int in Python; inf and nan are TOML floats but no time limit.
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return False
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
 
 
-def _rule_settings(table: object, known: _RuleIndex, where: _Where) -> dict:
+def _rule_settings(table: object, known: RuleIndex, where: _Where) -> dict:
     if not isinstance(table, dict):
         raise where.error(("rules",), "rules must be a table of [rules.CODE] tables")
     settings: dict[str, dict[str, Setting]] = {}
@@ -250,7 +171,7 @@ def _check_param(rule: Rule, key: str, value: object, where: _Where, path: tuple
             ) from None
 
 
-def _waivers(items: object, known: _RuleIndex, where: _Where, path: tuple):
+def _waivers(items: object, known: RuleIndex, where: _Where, path: tuple):
     if not isinstance(items, list):
         raise where.error(path, "waivers must be an array of [[waivers]] tables")
     for index, item in enumerate(items):
@@ -291,68 +212,19 @@ def _waivers(items: object, known: _RuleIndex, where: _Where, path: tuple):
         )
 
 
-def _read_toml(path: Path) -> tuple[dict, dict[tuple, int]]:
+def _read_toml(path: Path) -> tuple[dict, str]:
+    text = read_toml_text(path, ConfigError)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = tomllib.loads(text)
+        data = parse_toml(text)
+    except InputError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError(f"{path}:{found.group(1) if found else 1}: {message}") from None
-    return data, _key_lines(text)
+    return data, text
 
 
-class _Where:
-    """Turns key paths into FILE:LINE."""
-
-    def __init__(self, name: str, lines: dict[tuple, int]) -> None:
-        self.name, self.lines = name, lines
-
-    def origin(self, path: tuple) -> str:
-        for end in range(len(path), 0, -1):  # the key, else the nearest enclosing table
-            if path[:end] in self.lines:
-                return f"{self.name}:{self.lines[path[:end]]}"
-        return self.name
-
+class _Where(Origins):
     def error(self, path: tuple, message: str) -> ConfigError:
         return ConfigError(f"{self.origin(path)}: {message}")
-
-
-def _key_lines(text: str) -> dict[tuple, int]:
-    """Where each key and table is declared. A light reading of TOML as people write it:
-    [table], [[array of tables]] and key = value lines, dotted keys included."""
-    lines: dict[tuple, int] = {}
-    table: tuple = ()
-    arrays: dict[tuple, int] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if stripped.startswith("[["):
-            name = tuple(_split_key(stripped[2:].split("]]", 1)[0]))
-            arrays[name] = arrays.get(name, -1) + 1
-            table = (*name, arrays[name])
-            lines.setdefault(table, number)
-        elif stripped.startswith("["):
-            table = tuple(_split_key(stripped[1:].split("]", 1)[0]))
-            lines.setdefault(table, number)
-        elif "=" in stripped and not stripped.startswith("#"):
-            key = tuple(_split_key(stripped.split("=", 1)[0]))
-            for end in range(1, len(key) + 1):
-                lines.setdefault((*table, *key[:end]), number)
-    return lines
-
-
-def _split_key(key: str) -> list[str]:
-    return [part.strip().strip("\"'") for part in re.findall(r'"[^"]*"|\'[^\']*\'|[^.]+', key)]
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return str(value)

@@ -16,7 +16,7 @@ def fingerprint(finding: Finding, hostname: str | None) -> str:
     parts = (
         hostname or finding.host,
         finding.domain_uuid or finding.domain,
-        finding.snapshot,
+        finding.snapshot_label,
         finding.rule,
         finding.disk or "",
     )

@@ -9,7 +9,7 @@ from datetime import date
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from auditor.errors import one_line
+from auditor.inputs import read_json
 from auditor.model import BaselineOutcome, Finding, ScanResult, Waiver, WaiverUse
 from auditor.policy.fingerprint import fingerprint, hostnames
 from auditor.safefs import write_atomically
@@ -27,7 +27,7 @@ def _matches(waiver: Waiver, finding: Finding, hostname: str | None) -> bool:
         waiver.rule == finding.rule
         and any(fnmatchcase(h, waiver.host) for h in hosts)
         and fnmatchcase(finding.domain, waiver.domain)
-        and fnmatchcase(finding.snapshot, waiver.snapshot)
+        and fnmatchcase(finding.snapshot_label, waiver.snapshot)
     )
 
 
@@ -62,7 +62,7 @@ def write_baseline(result: ScanResult, path: Path) -> None:
                 "rule": f.rule,
                 "host": names.get(f.host) or f.host,
                 "domain": f.domain,
-                "snapshot": f.snapshot,
+                "snapshot": f.snapshot_label,
                 "disk": f.disk,
             }
             for f in result.findings
@@ -75,16 +75,16 @@ def write_baseline(result: ScanResult, path: Path) -> None:
 
 def read_baseline(path: Path) -> frozenset[str]:
     """The fingerprints a baseline file records."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BaselineError(f"{path}: not a readable baseline: {one_line(exc)}") from None
+    document = read_json(path, BaselineError, "snapaudit baseline")
     if not isinstance(document, dict) or document.get("schema") != BASELINE_SCHEMA:
         raise BaselineError(f"{path}: not a snapaudit baseline (schema {BASELINE_SCHEMA})")
-    try:
-        return frozenset(entry["fingerprint"] for entry in document["findings"])
-    except (KeyError, TypeError):
-        raise BaselineError(f"{path}: malformed baseline entries") from None
+    entries = document.get("findings")
+    if not isinstance(entries, list):
+        raise BaselineError(f"{path}: malformed baseline: findings: expected an array")
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("fingerprint"), str):
+            raise BaselineError(f"{path}: malformed baseline: findings[{index}].fingerprint")
+    return frozenset(entry["fingerprint"] for entry in entries)
 
 
 def apply_baseline(result: ScanResult, known: frozenset[str], path: Path) -> ScanResult:

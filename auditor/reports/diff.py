@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from auditor.display import clean
 from auditor.model import Finding, ScanResult
 from auditor.policy.fingerprint import fingerprint, hostnames
-from auditor.reports.json import iso
+from auditor.reports.records import DIFF_KEYS, finding_record, iso
 
 SCHEMA_ID = "snapaudit/diff/v1"
 
@@ -67,7 +67,7 @@ def diff_reports(old: ScanResult, new: ScanResult) -> Diff:
         entry = old_entries[index]
         f = entry.finding
         host = old_names.get(f.host) or f.host
-        wheres = ((host, None, None), (host, f.domain, None), (host, f.domain, f.snapshot))
+        wheres = ((host, None, None), (host, f.domain, None), (host, f.domain, f.snapshot_label))
         audited = host in scanned and not any(w in skipped for w in wheres)
         (fixed if audited else unverified).append(entry)
     return Diff(old, new, tuple(added), tuple(fixed), tuple(unchanged), tuple(unverified))
@@ -81,11 +81,11 @@ def render_text(diff: Diff) -> str:
     ] + [("unverified", e.finding) for e in diff.unverified]
     lines = []
     for label, f in rows:
-        where = clean(f"{f.domain}/{f.snapshot}" if f.domain else "(host)")
+        where = clean(f"{f.domain}/{f.snapshot_label}" if f.domain else "(host)")
         disk = f" [{clean(f.disk)}]" if f.disk else ""
         note = " (waived)" if f.waiver else " (baselined)" if f.baselined else ""
         lines.append(
-            f"{label:<10}  {clean(f.host)}  {where}{disk}  {f.rule} {f.severity.value}"
+            f"{label:<10}  {clean(f.host)}  {where}{disk}  {clean(f.rule)} {f.severity.value}"
             f"  {clean(f.message)}{note}"
         )
     lines.append(
@@ -115,16 +115,4 @@ def render_json(diff: Diff) -> str:
 
 
 def _record(entry: Entry) -> dict:
-    f = entry.finding
-    return {
-        "fingerprint": entry.fingerprint,
-        "rule": f.rule,
-        "name": f.name,
-        "severity": f.severity.value,
-        "host": f.host,
-        "domain": f.domain,
-        "snapshot": f.snapshot,
-        "disk": f.disk,
-        "message": f.message,
-        "suppressed": f.suppressed,
-    }
+    return finding_record(entry.finding, entry.fingerprint, DIFF_KEYS)

@@ -17,11 +17,10 @@ def disk_facts(disk: SnapshotDisk, files: Mapping[str, FileFacts]) -> dict[str, 
     chain under the snapshot's storage is (1: a standalone image)."""
     storage = disk.storage
     facts = files.get(storage.path) if storage and storage.path else None
-    readable = facts is not None and facts.exists and not facts.error
     return {
         "overlay_size": _size(files, disk.overlay.path if disk.overlay else None),
         "state_size": _size(files, disk.state_image.path if disk.state_image else None),
-        "chain_depth": 1 + len(facts.backing_chain) if readable else None,
+        "chain_depth": facts.chain_depth if facts is not None else None,
     }
 
 

@@ -11,7 +11,7 @@ from auditor import __version__
 from auditor.display import human_size
 from auditor.model import ScanResult, Severity
 from auditor.reports.diskfacts import disk_facts, memory_size
-from auditor.reports.json import iso
+from auditor.reports.records import iso
 from auditor.reports.summary import summarize
 
 
@@ -30,7 +30,7 @@ def render(result: ScanResult, *, color: bool = False) -> str:
     # Findings by host and domain, then by what they name (a snapshot, or an image).
     grouped: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for finding in result.findings:
-        grouped[(finding.host, finding.domain)][finding.snapshot].append(finding)
+        grouped[(finding.host, finding.domain)][finding.snapshot_label].append(finding)
     hosts = []
     for scan in result.hosts:
         files = scan.files

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
 
 from auditor import __version__
-from auditor.model import FileFacts, Finding, ScanResult, Snapshot, SnapshotDisk, Waiver
+from auditor.model import FileFacts, ScanResult, Snapshot, SnapshotDisk
 from auditor.policy.fingerprint import fingerprint, hostnames
 from auditor.reports.diskfacts import disk_facts, memory_size
+from auditor.reports.records import finding_record, iso, waiver_record
 from auditor.reports.summary import summarize
 
 SCHEMA_ID = "snapaudit/report/v1"
-
-
-def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def report_dict(result: ScanResult) -> dict:
@@ -51,7 +47,7 @@ def report_dict(result: ScanResult) -> dict:
             for scan in result.hosts
             for s in scan.snapshots
         ],
-        "findings": [_finding(f, names.get(f.host)) for f in result.findings],
+        "findings": [finding_record(f, fingerprint(f, names.get(f.host))) for f in result.findings],
         "skipped": [
             {
                 "host": s.host,
@@ -73,7 +69,7 @@ def report_dict(result: ScanResult) -> dict:
             for e in result.rule_errors
         ],
         "waivers": [
-            _waiver(use.waiver) | {"status": use.status, "matched": use.matched}
+            waiver_record(use.waiver) | {"status": use.status, "matched": use.matched}
             for use in result.waivers
         ],
         "baseline": None
@@ -99,38 +95,6 @@ def report_dict(result: ScanResult) -> dict:
             "sources": list(result.policy.sources),
         },
         "duration": result.duration,
-    }
-
-
-def _finding(f: Finding, hostname: str | None) -> dict:
-    return {
-        "rule": f.rule,
-        "name": f.name,
-        "severity": f.severity.value,
-        "host": f.host,
-        "domain": f.domain,
-        "snapshot": f.snapshot,
-        "disk": f.disk,
-        "message": f.message,
-        "remediation": f.remediation,
-        "image": f.image,
-        "domain_uuid": f.domain_uuid,
-        "fingerprint": fingerprint(f, hostname),
-        "waived": None if f.waiver is None else _waiver(f.waiver),
-        "baselined": f.baselined,
-    }
-
-
-def _waiver(w: Waiver) -> dict:
-    return {
-        "rule": w.rule,
-        "host": w.host,
-        "domain": w.domain,
-        "snapshot": w.snapshot,
-        "reason": w.reason,
-        "owner": w.owner,
-        "expires": w.expires.isoformat(),
-        "origin": w.origin,
     }
 
 

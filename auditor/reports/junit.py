@@ -72,7 +72,7 @@ def _host_cases(
         for snapshot in domain.snapshots:
             subjects[(domain.name, snapshot.name)] = ([], [])
     for finding in findings:
-        subjects.setdefault((finding.domain, finding.snapshot), ([], []))[0].append(finding)
+        subjects.setdefault((finding.domain, finding.snapshot_label), ([], []))[0].append(finding)
     for error in rule_errors:
         key = (error.domain or "", error.snapshot or "")
         subjects.setdefault(key, ([], []))[1].append(error)
@@ -113,7 +113,7 @@ def _failure_line(f: Finding) -> str:
 
 
 def _output_line(f: Finding) -> str:
-    where = "/".join(p for p in (f.domain, f.snapshot, f.disk or "") if p) or "(host)"
+    where = "/".join(p for p in (f.domain, f.snapshot_label, f.disk or "") if p) or "(host)"
     line = f"{where}  {f.rule} {f.severity.value}  {f.message}"
     if f.waiver is not None:
         w = f.waiver

@@ -9,12 +9,12 @@ them), and file facts only as the sizes and chain depths the report gives.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from auditor.errors import one_line
+from auditor.display import one_line
+from auditor.inputs import read_json
 from auditor.model import (
     BaselineOutcome,
     DiskSource,
@@ -35,6 +35,7 @@ from auditor.model import (
     WaiverUse,
 )
 from auditor.reports.json import SCHEMA_ID
+from auditor.reports.validate import Invalid, check_report
 
 HOST_FIELDS = tuple(f.name for f in dataclasses.fields(Host))
 
@@ -44,16 +45,7 @@ class ReportError(ValueError):
 
 
 def load_report(path: Path) -> ScanResult:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror or one_line(exc)}") from None
-    except UnicodeDecodeError:
-        raise ReportError(f"{path}: not a snapaudit report (not UTF-8 text)") from None
-    except json.JSONDecodeError as exc:
-        raise ReportError(
-            f"{path}: not a snapaudit report (not JSON: {exc.msg} at line {exc.lineno})"
-        ) from None
+    data = read_json(path, ReportError, "snapaudit report")
     if not isinstance(data, dict) or "schema" not in data:
         raise ReportError(f'{path}: not a snapaudit report (no "schema": "{SCHEMA_ID}")')
     if data["schema"] != SCHEMA_ID:
@@ -62,7 +54,10 @@ def load_report(path: Path) -> ScanResult:
             f" {SCHEMA_ID})"
         )
     try:
+        check_report(data)
         return parse_report(data)
+    except Invalid as exc:
+        raise ReportError(f"{path}: malformed snapaudit report: {exc}") from None
     except KeyError as exc:
         raise ReportError(f"{path}: malformed snapaudit report: missing {exc.args[0]!r}") from None
     except (TypeError, ValueError, AttributeError) as exc:
@@ -184,8 +179,8 @@ def _file_facts(facts: dict[str, _Facts]) -> dict[str, FileFacts]:
             path=path,
             exists=True,
             size=f.size,
-            backing_chain=("(not in the report)",) * (f.depth - 1) if f.depth else (),
             error=None if f.depth else "chain not in the report",
+            known_depth=f.depth,
         )
         for path, f in facts.items()
     }
@@ -209,20 +204,28 @@ def _domains(
 
 
 def _finding(r: dict, uuids: dict[tuple[str, str], str]) -> Finding:
+    snapshot, image, tag = r["snapshot"], r.get("image"), None
+    # A finding about an image and no libvirt snapshot reports it as IMAGE or IMAGE@TAG
+    # (libvirt snapshot names cannot hold the image path's "/").
+    if image and snapshot == image:
+        snapshot = ""
+    elif image and snapshot.startswith(f"{image}@"):
+        snapshot, tag = "", snapshot[len(image) + 1 :]
     return Finding(
         rule=r["rule"],
         name=r["name"],
         severity=Severity(r["severity"]),
         host=r["host"],
         domain=r["domain"],
-        snapshot=r["snapshot"],
+        snapshot=snapshot,
         disk=r["disk"],
         message=r["message"],
         remediation=r["remediation"],
-        image=r.get("image"),
+        image=image,
         domain_uuid=r.get("domain_uuid") or uuids.get((r["host"], r["domain"]), ""),
         waiver=None if r.get("waived") is None else _waiver(r["waived"]),
         baselined=r.get("baselined", False),
+        tag=tag,
     )
 
 

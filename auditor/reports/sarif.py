@@ -13,12 +13,11 @@ import re
 from urllib.parse import quote
 
 from auditor import __version__
-from auditor.engine.registry import load_rules
-from auditor.model import Finding, ScanResult, Severity
+from auditor.model import Finding, RulePolicy, ScanResult, Severity
 from auditor.policy.fingerprint import fingerprint, hostnames
-from auditor.reports.json import iso
+from auditor.reports.records import iso
 from auditor.reports.summary import summarize
-from auditor.rule import DOC_SECTIONS, Rule
+from auditor.rule import DOC_SECTIONS
 
 SCHEMA_URI = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -63,54 +62,42 @@ def sarif_log(result: ScanResult) -> dict:
 
 
 def _rules(result: ScanResult) -> tuple[list[dict], dict[str, int]]:
-    """A descriptor for each rule that ran (all registered rules when the result does not say
-    which ran), then for any rule that only appears in findings (a report from a host with a
-    plugin this machine lacks)."""
-    registered = {r.code: r for r in load_rules()[0]}
-    if result.policy is not None:
-        ran = [(p.code, p.name, p.severity, p.params) for p in result.policy.rules]
-    else:
-        ran = [(r.code, r.name, r.severity, r.params) for r in registered.values()]
-    descriptors: list[dict] = []
-    index: dict[str, int] = {}
-    for code, name, severity, params in ran:
-        index[code] = len(descriptors)
-        descriptors.append(_descriptor(code, name, severity, params, registered.get(code)))
-    for finding in result.findings:
-        if finding.rule not in index:
-            index[finding.rule] = len(descriptors)
-            rule = registered.get(finding.rule)
-            severity = rule.severity if rule else finding.severity
-            params = rule.params if rule else {}
-            descriptors.append(_descriptor(finding.rule, finding.name, severity, params, rule))
-    return descriptors, index
+    """A descriptor for each rule that ran, then for any rule that only appears in findings
+    (a result that does not say which rules ran)."""
+    ran = {p.code: p for p in (result.policy.rules if result.policy is not None else ())}
+    for f in result.findings:
+        ran.setdefault(f.rule, RulePolicy(f.rule, f.name, f.severity, {}))
+    descriptors = [_descriptor(rule) for rule in ran.values()]
+    return descriptors, {code: i for i, code in enumerate(ran)}
 
 
-def _descriptor(code, name, severity: Severity, params, rule: Rule | None) -> dict:
-    if rule is None:
-        summary = f"{name} (documentation not available: the rule is not installed here)"
+def _descriptor(rule: RulePolicy) -> dict:
+    """The rule's documentation comes with the result's policy (see engine.with_rule_docs for
+    reports read back from JSON)."""
+    if rule.summary is None:
+        summary = f"{rule.name} (documentation not available: the rule is not installed here)"
         descriptor = {
-            "id": code,
-            "name": name,
+            "id": rule.code,
+            "name": rule.name,
             "shortDescription": {"text": summary},
             "fullDescription": {"text": summary},
             "help": {"text": summary},
         }
     else:
         descriptor = {
-            "id": code,
-            "name": name,
+            "id": rule.code,
+            "name": rule.name,
             "shortDescription": {"text": rule.summary},
             "fullDescription": {"text": _paragraph(rule.sections.get("What it checks", ""))},
             "help": {"text": _help_text(rule), "markdown": _help_markdown(rule)},
         }
         if not descriptor["fullDescription"]["text"]:
             descriptor["fullDescription"]["text"] = rule.summary
-    configuration: dict = {"level": LEVELS[severity]}
-    if params:
-        configuration["parameters"] = dict(params)
+    configuration: dict = {"level": LEVELS[rule.severity]}
+    if rule.params:
+        configuration["parameters"] = dict(rule.params)
     descriptor["defaultConfiguration"] = configuration
-    if rule is not None and rule.tags:
+    if rule.summary is not None and rule.tags:
         descriptor["properties"] = {"tags": list(rule.tags)}
     return descriptor
 
@@ -119,7 +106,7 @@ def _paragraph(text: str) -> str:
     return " ".join(text.split())
 
 
-def _help_text(rule: Rule) -> str:
+def _help_text(rule: RulePolicy) -> str:
     # The same layout as `snapaudit explain`.
     parts = [rule.summary]
     for section in DOC_SECTIONS:
@@ -130,7 +117,7 @@ def _help_text(rule: Rule) -> str:
     return "\n\n".join(parts)
 
 
-def _help_markdown(rule: Rule) -> str:
+def _help_markdown(rule: RulePolicy) -> str:
     parts = [rule.summary]
     for section in DOC_SECTIONS:
         body = rule.sections.get(section)
@@ -187,11 +174,12 @@ def _location(finding: Finding, snapshots: set[tuple[str, str, str]]) -> dict:
     """The file a user would look at: the image a finding is about, else the snapshot's
     metadata file, else the domain's definition, else (a finding about the host) libvirt's
     configuration. Paths on the host, even a remote one: GitHub shows results only at files."""
-    parts = [finding.host, finding.domain, finding.snapshot, finding.disk or ""]
+    parts = [finding.host, finding.domain, finding.snapshot_label, finding.disk or ""]
     name = "/".join(p for p in parts if p)
     location: dict = {
         "logicalLocations": [
-            {"name": next(p for p in reversed(parts) if p), "fullyQualifiedName": name}
+            # A finding about the host may have an empty host name too (a report's URI).
+            {"name": next((p for p in reversed(parts) if p), ""), "fullyQualifiedName": name}
         ]
     }
     if finding.image:

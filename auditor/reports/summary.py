@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from auditor.model import Finding, ScanResult, Severity, Snapshot
@@ -71,3 +72,12 @@ def summarize(result: ScanResult) -> Summary:
         baselined=sum(1 for f in result.findings if f.baselined),
         compliant_accepted=sum(1 for s in snapshots if snapshot_key(s) not in unaccepted),
     )
+
+
+def fails(findings: Iterable[Finding], fail_on: str) -> bool:
+    """The CI gate: whether a finding at or above FAIL_ON (a severity, or "never") is
+    neither waived nor baselined."""
+    if fail_on == "never":
+        return False
+    threshold = Severity(fail_on).rank
+    return any(f.severity.rank >= threshold and not f.suppressed for f in findings)

@@ -6,7 +6,9 @@ domain's own XMLDesc() when files are checked), and for disks of type='volume' o
 per storage pool and per volume, cached for the host. Domains are
 fetched by a small thread pool because each call is a round trip to the daemon (libvirt
 connections are thread-safe and libvirt-python releases the GIL while it waits). Hosts are
-scanned concurrently too, and results are yielded as each host finishes.
+scanned concurrently too, and results are yielded as each host finishes. A host that does not
+finish within its time (connect included) is reported as timed out; any exception while
+scanning one host becomes that host's error, and the other hosts are still scanned.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import libvirt
 
-from auditor.errors import one_line
+from auditor.display import one_line
 from auditor.model import Domain, FileFacts, Host, HostScan, Skipped, Snapshot
 from auditor.sources import files
+from auditor.sources.connection import open_read_only
+from auditor.sources.deadline import Raised, TimedOut, run_all, run_each
 from auditor.sources.files import files_visible
 from auditor.sources.parser import (
     SnapshotXMLError,
@@ -35,50 +38,56 @@ from auditor.sources.parser import (
 # that, more threads only queue there and fight over the GIL here (measured: 4 beats 8).
 DOMAIN_WORKERS = 4
 HOST_WORKERS = 16
+DEFAULT_TIMEOUT = 300.0  # seconds per host, connect included
 _VANISHED = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT}
 
 # Progress: called with (host uri, domains done, domains total) from worker threads.
 Progress = Callable[[str, int, int], None]
-
-# libvirt prints every error to stderr unless a handler is registered; errors are reported
-# through exceptions and the report instead.
-libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
 def scan_hosts(
     uris: Iterable[str | None],
     progress: Progress | None = None,
     check_files: bool | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> Iterator[tuple[int, HostScan]]:
-    """Scan several hosts at once; yields (position in `uris`, scan) as each host finishes."""
+    """Scan several hosts at once; yields (position in `uris`, scan) as each host finishes,
+    or as its TIMEOUT seconds run out (None: no limit)."""
     uris = list(uris)
-    if not uris:
-        return
-    with ThreadPoolExecutor(max_workers=min(HOST_WORKERS, len(uris))) as pool:
-        futures = {
-            pool.submit(scan_host, uri, progress, check_files): i for i, uri in enumerate(uris)
-        }
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+
+    def job(uri: str | None) -> Callable[[], HostScan]:
+        return lambda: scan_host(uri, progress, check_files)
+
+    for index, outcome in run_each([job(uri) for uri in uris], timeout, HOST_WORKERS):
+        uri = uris[index] or "(default)"
+        if isinstance(outcome, TimedOut):
+            outcome = HostScan(Host(uri=uri, error=f"timed out after {outcome.seconds:g} s"))
+        elif isinstance(outcome, Raised):
+            outcome = HostScan(Host(uri=uri, error=host_error(outcome.exception)))
+        yield index, outcome
 
 
 def scan_host(
     uri: str | None, progress: Progress | None = None, check_files: bool | None = None
 ) -> HostScan:
     """Everything snapaudit needs from one host. Never raises for host-side problems: an
-    unreachable host comes back with `host.error` set. Files named in the metadata are
-    inspected when `check_files` is true, or when it is None and the host is local."""
+    unreachable host, or one whose scan failed in any way, comes back with `host.error` set.
+    Files named in the metadata are inspected when `check_files` is true, or when it is None
+    and the host is local."""
     try:
-        conn = libvirt.openReadOnly(uri)
-    except libvirt.libvirtError as exc:
-        return HostScan(Host(uri=uri or "(default)", error=one_line(exc)))
+        conn = open_read_only(uri)
+    except Exception as exc:  # libvirt-python raises SystemError too
+        return HostScan(Host(uri=uri or "(default)", error=host_error(exc)))
+    actual = uri or "(default)"
     try:
         actual = uri or _safe(conn.getURI) or "(default)"
         if check_files is None:
             check_files = files_visible(uri or _safe(conn.getURI))
         return _scan_connection(conn, actual, progress, check_files)
+    except Exception as exc:  # one host's failure must not end the others
+        return HostScan(Host(uri=actual, error=host_error(exc)))
     finally:
-        conn.close()
+        _safe(conn.close)
 
 
 def _scan_connection(
@@ -116,9 +125,7 @@ def _scan_connection(
 
     if progress:
         progress(uri, 0, len(listed))
-    with ThreadPoolExecutor(max_workers=DOMAIN_WORKERS) as pool:
-        for future in [pool.submit(collect, d) for d in listed]:
-            future.result()
+    run_all(collect, listed, DOMAIN_WORKERS)
     domains.sort(key=lambda d: (d.name, d.uuid))
     skipped.sort(key=lambda s: (s.domain or "", s.snapshot or "", s.reason))
     files = gather_files(domains) if check_files else None
@@ -129,12 +136,8 @@ def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
     """Inspect every local file the domains and their snapshots name."""
     images, plain = set(), set()
     for domain in domains:
-        sources = [d.source for d in domain.disks]
-        for snap in domain.snapshots:
-            sources += [d.overlay for d in snap.disks] + [d.state_image for d in snap.disks]
-            if snap.memory_file:
-                plain.add(snap.memory_file)
-        images.update(s.path for s in sources if s and s.type == "file" and s.path)
+        images.update(s.path for s in domain.disk_sources() if s.type == "file" and s.path)
+        plain.update(s.memory_file for s in domain.snapshots if s.memory_file)
     return files.gather(
         (p for p in images if p.startswith("/")), (p for p in plain if p.startswith("/"))
     )
@@ -260,6 +263,16 @@ def _external_snapshot_revert(capabilities: str | None) -> bool | None:
     except SnapshotXMLError:
         return None
     return caps.find("guest/features/externalSnapshot") is not None
+
+
+def host_error(exc: BaseException) -> str:
+    """The one line a host's scan failed with. libvirt-python raises SystemError when the
+    message libvirt gave is not UTF-8 (a node file with a stray byte): show that message."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, SystemError) and isinstance(cause, UnicodeDecodeError):
+        text = bytes(cause.object).decode("utf-8", "backslashreplace").strip()
+        return (text.splitlines() or ["libvirt error"])[0]
+    return one_line(exc)
 
 
 def _safe(call: Callable):

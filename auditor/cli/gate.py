@@ -1,0 +1,25 @@
+"""The gate as scan and diff apply it: the --fail-on choices and the exit code."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+from auditor.cli import exits
+from auditor.model import Finding, ScanResult
+from auditor.policy.config import FAIL_ON
+
+# The configuration's list, as the choices typer offers and checks.
+FailOn = enum.StrEnum("FailOn", [(value, value) for value in FAIL_ON])
+
+
+def exit_code(result: ScanResult, findings: Iterable[Finding], fail_on: str) -> int:
+    """3 when RESULT is incomplete (a gate must not pass on what it never saw), else 1 when
+    one of FINDINGS fails the gate at FAIL_ON, else 0."""
+    from auditor.reports.summary import fails, summarize
+
+    if not summarize(result).complete:
+        return exits.INCOMPLETE
+    if fails(findings, fail_on):
+        return exits.FINDINGS
+    return exits.OK

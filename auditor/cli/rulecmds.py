@@ -1,0 +1,74 @@
+"""`snapaudit rules`, `explain` and `config`: what the rules are and how they are set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from auditor.cli import exits
+
+
+def list_rules() -> None:
+    """List the available rules: code, name, severity and summary."""
+    from auditor.engine.registry import load_rules
+
+    rules, errors = load_rules()
+    rows = [
+        (r.code, r.name, r.severity.value, r.summary + ("" if r.enabled else " (off by default)"))
+        for r in rules
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)] if rows else [0, 0, 0]
+    for row in rows:
+        typer.echo(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3]
+        )
+    for error in errors:
+        exits.error(f"rule {error.rule} not loaded: {error.message}")
+
+
+def show_config(
+    show: Annotated[bool, typer.Option("--show", help="Print the effective configuration.")] = (
+        False
+    ),
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="Configuration file (default: as `scan` finds it)."),
+    ] = None,
+) -> None:
+    """Check the configuration; with --show, print every effective value and its origin."""
+    from auditor.engine.registry import load_rules
+    from auditor.policy.config import ConfigError, find_config, load_config
+    from auditor.reports import configtext
+
+    rules, _ = load_rules()
+    try:
+        config = load_config(find_config(config_file), rules)
+    except ConfigError as exc:
+        exits.fail(exits.USAGE, str(exc))
+    if show:
+        typer.echo(configtext.render(config, rules), nl=False)
+    else:
+        typer.echo(f"configuration OK: {', '.join(config.sources) or 'defaults only'}")
+
+
+def explain(rule: Annotated[str, typer.Argument(help="Rule code or name, e.g. SNAP002.")]) -> None:
+    """Explain a rule: what it checks, why, noncompliant and compliant XML, how to fix it."""
+    from auditor.engine.registry import load_rules
+    from auditor.policy.selection import RuleIndex
+    from auditor.rule import DOC_SECTIONS
+
+    rules, _ = load_rules()
+    wanted = rule.strip()
+    match = RuleIndex(rules).find(wanted)
+    if match is None:
+        exits.fail(exits.USAGE, f"unknown rule {wanted!r}; `snapaudit rules` lists them")
+    typer.echo(f"{match.code} {match.name} ({match.severity.value})")
+    typer.echo(match.summary)
+    if match.tags:
+        typer.echo(f"Tags: {', '.join(match.tags)}")
+    for section in DOC_SECTIONS:
+        typer.echo(f"\n{section}:")
+        for line in match.sections.get(section, "").splitlines():
+            typer.echo(f"  {line}".rstrip())

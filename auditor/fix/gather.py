@@ -1,0 +1,205 @@
+"""What the live host says about a domain (facts.py): gathered once, before planning, with all
+the I/O (libvirt over a read-write connection, `qemu-img info`, qcow2 tables, free space)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+
+import libvirt
+
+from auditor.fix import images
+from auditor.fix.facts import (
+    DEFAULT_CLUSTER,
+    DomainFacts,
+    Filesystem,
+    ImageFacts,
+    SnapshotFacts,
+)
+from auditor.fix.tree import Capture, parents_first
+from auditor.sources.connection import open_read_write
+from auditor.sources.files import files_visible
+from auditor.sources.parser import parse_domain_disks, parse_snapshot
+from auditor.sources.qcow2 import Qcow2Error, Qcow2Tables
+
+SECURE_DOMAIN = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+# Secrets stay in the XML so that redefinition and rollback are exact; the journal that
+# stores them is private to root.
+SECURE_SNAPSHOT = libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE
+
+STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "in no state",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+
+
+class ConnectionRefused(Exception):
+    """The connection cannot be used for fix mode; the message says why, in one line."""
+
+
+def connect(uri: str | None) -> libvirt.virConnect:
+    """A read-write connection to a local QEMU driver, or ConnectionRefused."""
+    if uri is not None and not files_visible(uri):
+        raise ConnectionRefused(_not_local(uri))
+    conn = open_read_write(uri)
+    actual = conn.getURI()
+    if not files_visible(actual):
+        conn.close()
+        raise ConnectionRefused(_not_local(actual))
+    try:
+        conn.getDomainCapabilities()  # harmless, and refused on a read-only connection
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_OPERATION_DENIED:
+            conn.close()
+            raise ConnectionRefused(
+                f"fix needs a read-write connection: {uri or actual} is read-only "
+                "(connect to the daemon's read-write socket, as root)"
+            ) from None
+    return conn
+
+
+def _not_local(uri: str) -> str:
+    return (
+        f"fix runs qemu-img on the images itself, so it needs a local QEMU connection; "
+        f"{uri} is not one (run snapaudit fix on the hypervisor host)"
+    )
+
+
+def read_domain(
+    conn: libvirt.virConnect, dom: libvirt.virDomain, *, host: str, target_dir: str | None
+) -> DomainFacts:
+    name, uuid = dom.name(), dom.UUIDString()
+    xml = dom.XMLDesc(SECURE_DOMAIN)
+    active = bool(dom.isActive())
+    snapshots = []
+    for snap in dom.listAllSnapshots(0):
+        snap_xml = snap.getXMLDesc(SECURE_SNAPSHOT)
+        model = parse_snapshot(
+            snap_xml, host=host, domain=name, domain_uuid=uuid, current=bool(snap.isCurrent())
+        )
+        snapshots.append(SnapshotFacts(snap_xml, model))
+    order = {s.name: i for i, s in enumerate(parents_first([s.model for s in snapshots]))}
+    snapshots.sort(key=lambda s: order[s.model.name])
+    facts = DomainFacts(
+        host=host,
+        name=name,
+        uuid=uuid,
+        state=STATES.get(dom.state()[0], "in an unknown state"),
+        active=active,
+        managed_save=bool(dom.hasManagedSaveImage(0)),
+        xml=xml,
+        disks=parse_domain_disks(xml),
+        snapshots=tuple(snapshots),
+        current=next((s.model.name for s in snapshots if s.model.current), None),
+    )
+    return _with_files(facts, target_dir)
+
+
+def _with_files(facts: DomainFacts, target_dir: str | None) -> DomainFacts:
+    caps = facts.captures
+    sources = {c.source.path: c.source.format for c in caps if c.source.type == "file"}
+    found = {
+        path: image_facts(path, fmt, force_share=facts.active)
+        for path, fmt in sources.items()
+        if path
+    }
+    dirs = {}
+    for cap in caps:
+        if cap.snapshot is None and cap.source.path:  # beside the image the domain uses now
+            dirs[cap.disk] = os.path.abspath(target_dir or os.path.dirname(cap.source.path))
+    filesystems, existing = {}, set()
+    for directory in set(dirs.values()):
+        try:
+            stat = os.statvfs(directory)
+            filesystems[directory] = Filesystem(
+                os.stat(directory).st_dev, stat.f_bavail * stat.f_frsize
+            )
+            existing.update(os.path.join(directory, entry) for entry in os.listdir(directory))
+        except OSError:
+            pass  # the planner refuses a directory it knows nothing about
+    overhead: dict[tuple[int, int], int] = {}
+    estimates = {} if facts.active else _estimates(caps, found, overhead)
+    overlay_bytes = {}
+    for path, image in found.items():
+        if image.virtual_size and not facts.active:
+            with contextlib.suppress(images.ImageError):
+                overlay_bytes[path] = _overhead(image, overhead)
+    return replace(
+        facts,
+        images=found,
+        target_dirs=dirs,
+        estimates=estimates,
+        overlay_bytes=overlay_bytes,
+        filesystems=filesystems,
+        existing=frozenset(existing),
+    )
+
+
+def image_facts(path: str, fmt: str | None, *, force_share: bool = False) -> ImageFacts:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return ImageFacts(path, exists=False)
+    except OSError as exc:
+        return ImageFacts(path, exists=True, error=exc.strerror)
+    try:
+        data = images.info(path, fmt, force_share=force_share)
+    except images.ImageError as exc:
+        return ImageFacts(path, exists=True, error=str(exc))
+    return ImageFacts(
+        path,
+        exists=True,
+        format=data.get("format"),
+        virtual_size=data.get("virtual-size"),
+        cluster_size=data.get("cluster-size"),
+        snapshots=tuple(s["name"] for s in data.get("snapshots", ())),
+        size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+    )
+
+
+def _overhead(image: ImageFacts, cache: dict[tuple[int, int], int]) -> int:
+    key = (image.virtual_size or 0, image.cluster_size or DEFAULT_CLUSTER)
+    if key not in cache:
+        cache[key] = images.metadata_bytes(*key)
+    return cache[key]
+
+
+def _estimates(
+    caps: list[Capture], found: Mapping[str, ImageFacts], overhead: dict[tuple[int, int], int]
+) -> dict[tuple[str, str | None], int]:
+    """Full images: what `qemu-img measure` says a copy needs. Overlays: the clusters whose
+    table entries differ from the base snapshot's, plus an empty image's metadata."""
+    by_key = {(c.disk, c.snapshot): c for c in caps}
+    result = {}
+    for cap in caps:
+        image = found.get(cap.source.path or "")
+        if image is None or not image.exists or image.error or not image.format:
+            continue
+        try:
+            result[(cap.disk, cap.snapshot)] = _estimate(cap, by_key, image, overhead)
+        except (images.ImageError, OSError):
+            continue  # the planner refuses what it cannot size
+    return result
+
+
+def _estimate(cap: Capture, by_key: dict, image: ImageFacts, overhead: dict) -> int:
+    base = by_key.get((cap.disk, cap.base)) if cap.base else None
+    if base is not None and base.source.path == image.path and image.format == "qcow2":
+        try:
+            with Qcow2Tables(image.path) as tables:
+                differing = tables.differing_bytes(cap.snapshot, base.snapshot)
+        except Qcow2Error:
+            pass
+        else:
+            return differing + _overhead(image, overhead)
+    # A full copy bounds any overlay from above.
+    return images.measure(image.path, image.format or "qcow2", cap.snapshot)

@@ -1,0 +1,171 @@
+"""The records of fix mode: the steps a plan runs and the plan itself, plain frozen data.
+
+The planner (planner.py) makes them, codec.py turns them into JSON and back for the journal
+and the JSON output, execute.py runs them, and the fix plan reporter prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class Options:
+    drop_memory: bool = False
+    remove_originals: bool = False
+
+
+# Steps, in the order a plan runs them. Each is idempotent, or detectably done (execute.py).
+
+
+@dataclass(frozen=True)
+class CreateImage:
+    """A disk state as a new image: a full copy when `backing` is None, else an overlay."""
+
+    kind: ClassVar[str] = "create-image"
+    path: str
+    disk: str
+    snapshot: str | None  # None: the disk as it is now
+    source: str
+    source_format: str
+    backing: str | None
+    cluster_size: int
+
+
+@dataclass(frozen=True)
+class CreateOverlay:
+    """An empty overlay on a snapshot's state image: what a leaf snapshot that is not current
+    names as "the changes made after it", of which nothing was kept."""
+
+    kind: ClassVar[str] = "create-overlay"
+    path: str
+    disk: str
+    snapshot: str
+    backing: str
+
+
+@dataclass(frozen=True)
+class VerifyImage:
+    kind: ClassVar[str] = "verify-image"
+    path: str
+    disk: str
+    snapshot: str | None
+    source: str
+    source_format: str
+
+
+@dataclass(frozen=True)
+class DropSnapshotMetadata:
+    kind: ClassVar[str] = "drop-snapshot-metadata"
+    snapshot: str
+
+
+@dataclass(frozen=True)
+class RedefineSnapshot:
+    kind: ClassVar[str] = "redefine-snapshot"
+    snapshot: str
+    current: bool
+    states: dict[str, str]  # disk → the image holding the snapshot's state
+    overlays: dict[str, str]  # disk → the image holding what changed after it
+    xml: str  # secrets included: stored in the journal, never printed
+
+
+@dataclass(frozen=True)
+class DefineDomain:
+    kind: ClassVar[str] = "define-domain"
+    sources: dict[str, str]  # disk → its new top image
+    xml: str
+
+
+@dataclass(frozen=True)
+class RemoveOriginal:
+    kind: ClassVar[str] = "remove-original"
+    path: str
+
+
+Step = (
+    CreateImage
+    | CreateOverlay
+    | VerifyImage
+    | DropSnapshotMetadata
+    | RedefineSnapshot
+    | DefineDomain
+    | RemoveOriginal
+)
+METADATA_STEPS = (DropSnapshotMetadata, RedefineSnapshot, DefineDomain)
+
+
+# The plan.
+
+
+@dataclass(frozen=True)
+class NewImage:
+    path: str
+    disk: str
+    snapshot: str | None  # None: the disk as it is now
+    source: str  # the original image it is read from
+    backing: str | None  # None: a full image
+    estimated_bytes: int  # an upper bound
+    after: bool = False  # an empty overlay for what comes after a leaf snapshot
+
+
+@dataclass(frozen=True)
+class Original:
+    """A source image: never written; its size and mtime prove it was not written either."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Space:
+    directory: str
+    needed: int
+    available: int
+
+
+@dataclass(frozen=True)
+class Restore:
+    """The metadata as it was, for an exact rollback."""
+
+    domain_xml: str
+    snapshots: tuple[tuple[str, str], ...]  # (name, XML), parents first
+    current: str | None
+
+
+@dataclass(frozen=True)
+class DomainPlan:
+    host: str
+    domain: str
+    uuid: str
+    refusals: tuple[str, ...] = ()
+    snapshots: tuple[str, ...] = ()  # converted, parents first
+    current: str | None = None
+    disks: tuple[str, ...] = ()
+    images: tuple[NewImage, ...] = ()
+    space: tuple[Space, ...] = ()
+    originals: tuple[Original, ...] = ()
+    remove_originals: bool = False
+    steps: tuple[Step, ...] = ()
+    restore: Restore | None = None
+
+    @property
+    def status(self) -> str:
+        if self.refusals:
+            return "refused"
+        return "ready" if self.steps else "nothing to do"
+
+
+# How messages name things. Unescaped: refusals are stored as they are (in journals and JSON
+# plans); whatever prints to a terminal escapes the whole line (auditor.display.clean).
+
+
+def quoted(name: str) -> str:
+    return f"'{name}'"
+
+
+def at(snapshot: str | None) -> str:
+    """A disk state, as the records give it: a snapshot, or None for the disk as it is now."""
+    return "its current state" if snapshot is None else f"snapshot {quoted(snapshot)}"

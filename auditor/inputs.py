@@ -1,0 +1,115 @@
+"""Bounded reading of the files snapaudit is given: reports, baselines, configuration.
+
+A file from elsewhere may be huge, nested 200,000 deep or hold a 5,000-digit number; each
+would exhaust memory or the stack, or raise where nothing expects it. These readers bound the
+size, the nesting (checked before parsing JSON, so the parser never recurses that far) and the
+length of numbers, and turn every problem into one line that names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+from auditor.display import one_line
+
+MAX_JSON_BYTES = 256 * 1024 * 1024  # far above a report of a large fleet
+MAX_TOML_BYTES = 4 * 1024 * 1024  # a configuration file with thousands of waivers
+MAX_DEPTH = 32  # a report nests 7 deep, a configuration 4
+MAX_DIGITS = 19  # integers up to 2**63: sizes in bytes, counts
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+class InputError(ValueError):
+    """What is wrong with the content, without the file's name."""
+
+
+def read_json(path: Path, error: type[Exception], what: str, max_bytes: int = MAX_JSON_BYTES):
+    """The JSON document in PATH, or ERROR with one line naming the file; WHAT names the
+    kind of file expected ("snapaudit report")."""
+    raw = _read(path, error, max_bytes)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a {what} (not UTF-8 text)") from None
+    try:
+        _check_json_depth(text)
+        return json.loads(
+            text, parse_int=_integer, parse_float=_number, parse_constant=_no_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not a {what} (not JSON: {exc.msg} at line {exc.lineno})") from None
+    except InputError as exc:
+        raise error(f"{path}: not a {what} ({exc})") from None
+
+
+def read_toml_text(path: Path, error: type[Exception], max_bytes: int = MAX_TOML_BYTES) -> str:
+    raw = _read(path, error, max_bytes)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: cannot read: {one_line(exc)}") from None
+
+
+def parse_toml(text: str) -> dict:
+    """tomllib.loads, bounded in depth: tomllib recurses once per nested array or inline
+    table, so a deep enough file would exhaust the stack; InputError instead."""
+    try:
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise InputError(f"nested more than {MAX_DEPTH} deep") from None
+    if _depth(data) > MAX_DEPTH:
+        raise InputError(f"nested more than {MAX_DEPTH} deep")
+    return data
+
+
+def _read(path: Path, error: type[Exception], max_bytes: int) -> bytes:
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or one_line(exc)}") from None
+    if len(raw) > max_bytes:
+        raise error(f"{path}: cannot read: larger than {max_bytes // 2**20} MiB")
+    return raw
+
+
+def _check_json_depth(text: str) -> None:
+    depth = 0
+    for token in _TOKENS.finditer(text):
+        bracket = token.group()
+        if bracket in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InputError(f"nested more than {MAX_DEPTH} deep")
+        elif bracket in ("]", "}"):
+            depth -= 1
+
+
+def _depth(value: object) -> int:
+    # Only called on what tomllib managed to build, which it did recursively already.
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _integer(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_DIGITS:
+        raise InputError(f"an integer of {digits} digits")
+    return int(text)
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise InputError(f"number {text[:20]} out of range")
+    return value
+
+
+def _no_constant(name: str):
+    raise InputError(f"{name} is not a JSON number")

@@ -1,0 +1,88 @@
+"""Which rules run, with which severities and parameters: the one lookup of rules by code,
+name or tag, shared by `explain`, --select/--ignore, the configuration's select, ignore,
+[rules.X] tables and waivers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from auditor.engine.audit import policy_for
+from auditor.model import Policy, Severity
+from auditor.policy.config import COMMAND_LINE, Config, ConfigError, Setting, positive_seconds
+from auditor.rule import Rule
+
+
+class RuleIndex:
+    """Rules by code or name, either in any case (snap002, Internal-Disk), and selectors:
+    a code, a name, a tag, ALL, or ALL-ENABLED (the rules that are on by default)."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = rules
+        self.tags = {t for r in rules for t in r.tags}
+
+    def find(self, ident: str) -> Rule | None:
+        wanted = ident.lower()
+        return next((r for r in self.rules if wanted in (r.code.lower(), r.name.lower())), None)
+
+    def matches(self, selector: str) -> bool:
+        return selector == "ALL" or selector in self.tags or self.find(selector) is not None
+
+    def selected(self, rule: Rule, selectors: Iterable[str]) -> bool:
+        for selector in selectors:
+            if selector == "ALL-ENABLED" and rule.enabled:
+                return True
+            if selector == "ALL" or selector in rule.tags or self.find(selector) is rule:
+                return True
+        return False
+
+
+def with_command_line(
+    config: Config,
+    rules: Sequence[Rule],
+    select: Iterable[str] | None,
+    ignore: Iterable[str] | None,
+    fail_on: str | None,
+    timeout: float | None = None,
+) -> Config:
+    """Command-line options replace the file's values."""
+    known = RuleIndex(rules)
+    for selector in [*(select or ()), *(ignore or ())]:
+        if not known.matches(selector):
+            raise ConfigError(f"unknown rule, name or tag {selector!r} on the command line")
+    if select:
+        config = replace(config, select=Setting(tuple(select), COMMAND_LINE))
+    if ignore:
+        config = replace(config, ignore=Setting(tuple(ignore), COMMAND_LINE))
+    if fail_on:
+        config = replace(config, fail_on=Setting(fail_on, COMMAND_LINE))
+    if timeout is not None:
+        if not positive_seconds(timeout):
+            raise ConfigError("--timeout must be a positive number of seconds")
+        config = replace(config, timeout=Setting(timeout, COMMAND_LINE))
+    return config
+
+
+def selected_rules(config: Config, rules: Sequence[Rule]) -> tuple[tuple[Rule, ...], Policy]:
+    """The rules that run and their effective severities and parameters."""
+    known = RuleIndex(rules)
+    chosen = [
+        r
+        for r in rules
+        if known.selected(r, config.select.value) and not known.selected(r, config.ignore.value)
+    ]
+    policy = Policy(
+        rules=tuple(
+            policy_for(
+                r,
+                Severity(config.rules.get(r.code, {}).get("severity", Setting(r.severity)).value),
+                {
+                    k: config.rules.get(r.code, {}).get(k, Setting(v)).value
+                    for k, v in r.params.items()
+                },
+            )
+            for r in chosen
+        ),
+        sources=config.sources,
+    )
+    return tuple(chosen), policy

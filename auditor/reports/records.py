@@ -1,0 +1,79 @@
+"""Records that more than one JSON document writes: times, findings and waivers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from operator import attrgetter
+
+from auditor.model import Finding, Waiver
+
+# A finding's keys in the report (snapaudit/report/v1) and in a diff (snapaudit/diff/v1).
+REPORT_KEYS = (
+    "rule",
+    "name",
+    "severity",
+    "host",
+    "domain",
+    "snapshot",
+    "disk",
+    "message",
+    "remediation",
+    "image",
+    "domain_uuid",
+    "fingerprint",
+    "waived",
+    "baselined",
+)
+DIFF_KEYS = (
+    "fingerprint",
+    "rule",
+    "name",
+    "severity",
+    "host",
+    "domain",
+    "snapshot",
+    "disk",
+    "message",
+    "suppressed",
+)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def waiver_record(w: Waiver) -> dict:
+    return {
+        "rule": w.rule,
+        "host": w.host,
+        "domain": w.domain,
+        "snapshot": w.snapshot,
+        "reason": w.reason,
+        "owner": w.owner,
+        "expires": w.expires.isoformat(),
+        "origin": w.origin,
+    }
+
+
+_VALUES: dict[str, Callable[[Finding], object]] = {
+    "rule": attrgetter("rule"),
+    "name": attrgetter("name"),
+    "severity": lambda f: f.severity.value,
+    "host": attrgetter("host"),
+    "domain": attrgetter("domain"),
+    "snapshot": attrgetter("snapshot_label"),  # IMAGE@TAG for a tag libvirt does not know
+    "disk": attrgetter("disk"),
+    "message": attrgetter("message"),
+    "remediation": attrgetter("remediation"),
+    "image": attrgetter("image"),
+    "domain_uuid": attrgetter("domain_uuid"),
+    "waived": lambda f: None if f.waiver is None else waiver_record(f.waiver),
+    "baselined": attrgetter("baselined"),
+    "suppressed": attrgetter("suppressed"),
+}
+
+
+def finding_record(f: Finding, fingerprint: str, keys: Sequence[str] = REPORT_KEYS) -> dict:
+    """The finding as a JSON object with KEYS, in that order."""
+    return {k: fingerprint if k == "fingerprint" else _VALUES[k](f) for k in keys}
