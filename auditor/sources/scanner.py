@@ -2,8 +2,9 @@
 
 One read-only connection per host; getCapabilities() and listAllDomains(), then per domain
 one listAllSnapshots() and one snapshotCurrent() (plus the domain's own XMLDesc() when files
-are checked), then one getXMLDesc() per snapshot. Every call is a round trip to the daemon,
-and libvirt's RPC client multiplexes calls from many threads over one connection (libvirt-
+are checked), then one getXMLDesc() per snapshot; for disks of type='volume', one lookup per
+storage pool and per volume, cached for the host (volumes.py). Every call is a round trip to
+the daemon, and libvirt's RPC client multiplexes calls from many threads over one connection (libvirt-
 python releases the GIL while it waits), so each host's calls are spread over a pool of
 workers sized for the link: a few for a local socket (the cores parse; more threads only
 fight over the GIL), many for a remote host (enough calls in flight to cover the round
@@ -28,7 +29,14 @@ from auditor.sources import files
 from auditor.sources.connection import open_read_only
 from auditor.sources.deadline import Raised, TimedOut, run_all, run_each
 from auditor.sources.files import files_visible
-from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot, parse_xml
+from auditor.sources.parser import (
+    SnapshotXMLError,
+    VolumeResolver,
+    parse_domain_disks,
+    parse_snapshot,
+    parse_xml,
+)
+from auditor.sources.volumes import volume_resolver
 
 # Calls in flight per host. Local: the daemon answers in microseconds and the parsing here
 # is the work, so about the cores (measured on 2 cores: 4 beats 8). Remote: a round trip
@@ -135,6 +143,8 @@ def _scan_connection(
     done = 0
     lock = threading.Lock()
 
+    volumes = volume_resolver(conn)
+
     def finished() -> None:
         nonlocal done
         with lock:
@@ -143,7 +153,7 @@ def _scan_connection(
                 progress(uri, done, len(listed))
 
     def head(index: int) -> None:
-        heads[index] = found = _domain_head(listed[index], uri, check_files)
+        heads[index] = found = _domain_head(listed[index], uri, check_files, volumes)
         if isinstance(found, Skipped) or not found.listed:
             finished()
 
@@ -190,9 +200,9 @@ def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
 class _Head:
     """A domain whose own calls are answered; its snapshots' XML is read one by one."""
 
-    def __init__(self, name, uuid, disks, listed, current) -> None:
+    def __init__(self, name, uuid, disks, listed, current, volumes) -> None:
         self.name, self.uuid, self.disks, self.listed = name, uuid, disks, listed
-        self.current = current
+        self.current, self.volumes = current, volumes
         self.results: list[Snapshot | Skipped | None] = [None] * len(listed)
         self.remaining = len(listed)
 
@@ -206,6 +216,7 @@ class _Head:
                 domain=self.name,
                 domain_uuid=self.uuid,
                 current=snap_name == self.current,
+                volumes=self.volumes,
             )
         except libvirt.libvirtError as exc:
             self.results[index] = _skip(uri, self.name, snap_name, exc)
@@ -223,19 +234,21 @@ class _Head:
         return Domain(uri, self.name, self.uuid, self.disks, tuple(snapshots))
 
 
-def _domain_head(domain: libvirt.virDomain, uri: str, with_disks: bool = True) -> _Head | Skipped:
+def _domain_head(
+    domain: libvirt.virDomain, uri: str, with_disks: bool, volumes: VolumeResolver
+) -> _Head | Skipped:
     """The domain's own calls. Its current disks (one more call) are read only when
     WITH_DISKS: only the file checks need them, and remote fleets pay per round trip."""
     name, uuid = domain.name(), domain.UUIDString()
     try:
-        disks = parse_domain_disks(domain.XMLDesc(0)) if with_disks else ()
+        disks = parse_domain_disks(domain.XMLDesc(0), volumes) if with_disks else ()
         listed = domain.listAllSnapshots(0)
         current = _current_snapshot(domain) if listed else None
     except libvirt.libvirtError as exc:
         return _skip(uri, name, None, exc)
     except SnapshotXMLError as exc:
         return Skipped(uri, name, None, f"domain definition: {exc}")
-    return _Head(name, uuid, disks, listed, current)
+    return _Head(name, uuid, disks, listed, current, volumes)
 
 
 def _current_snapshot(domain: libvirt.virDomain) -> str | None:
