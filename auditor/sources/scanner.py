@@ -5,7 +5,7 @@ one listAllSnapshots() and one snapshotCurrent() (plus the domain's own XMLDesc(
 are checked), then one getXMLDesc() per snapshot; for disks of type='volume', one lookup per
 storage pool and per volume, cached for the host (volumes.py). Every call is a round trip to
 the daemon, and libvirt's RPC client multiplexes calls from many threads over one connection
-(libvirt- python releases the GIL while it waits), so each host's calls are spread over a
+(libvirt-python releases the GIL while it waits), so each host's calls are spread over a
 pool of workers sized for the link: a few for a local socket (the cores parse; more threads
 only fight over the GIL), many for a remote host (enough calls in flight to cover the round
 trip). Hosts are scanned concurrently too, bounded apart from the calls, under a fleet-wide
