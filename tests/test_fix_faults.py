@@ -15,6 +15,7 @@ One small domain per scenario (one 8 MiB disk, s1 ── s2 (current) ── now
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -271,3 +272,37 @@ def test_every_fault_at_every_journal_record(conn, libvirtd, tmp_path):  # noqa:
         )
         problems = {" ".join(c): p for c, p in zip(every, results, strict=True) if p}
     assert problems == {}
+
+
+def test_a_forged_or_malformed_journal_is_refused_whole(conn, libvirtd, tmp_path):  # noqa: F811
+    scenario = Scenario(libvirtd.uri, tmp_path / "forged")
+    try:
+        scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": "3"}).communicate(timeout=120)
+        lines = scenario.journal().read_text().splitlines()
+    finally:
+        scenario.close()
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    header = json.loads(lines[0])
+    image = dict(header["plan"]["images"][0], path=str(victim))
+    header["plan"]["images"].append(image)
+    forged = tmp_path / "forged.journal"
+    forged.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    bad_record = tmp_path / "bad-record.journal"
+    bad_record.write_text("\n".join([lines[0], '{"type": "done", "step": 99}']) + "\n")
+    created = json.dumps({"type": "created", "path": str(victim), "file": [1, 2, 3, 4]})
+    bad_path = tmp_path / "bad-path.journal"
+    bad_path.write_text("\n".join([lines[0], created]) + "\n")
+
+    for journal, why in [
+        (forged, "line 1 is not a valid plan (its images are not the ones its steps create)"),
+        (bad_record, "line 2 is not a valid record (no step 99)"),
+        (bad_path, f"line 2 is not a valid record ('{victim}' is not an image of the plan)"),
+    ]:
+        proc = run_cli("fix", "--rollback", str(journal))
+        assert (proc.returncode, proc.stdout, proc.stderr) == (
+            2,
+            "",
+            f"snapaudit: {journal}: {why}\n",
+        )
+    assert victim.read_text() == "keep me"
