@@ -16,11 +16,11 @@ names --resume. Both at once cannot come from the guest, and is refused.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import libvirt
 
+from auditor import safefs
 from auditor.fix import hold, images
 from auditor.fix.execute import (
     CURRENT,
@@ -99,10 +99,7 @@ def _restore_metadata(
 
 def _discard(journal: Journal, path: str, progress: Progress) -> None:
     """Remove PATH (and its unfinished .part) only if it is the file this conversion made."""
-    part = images.part_path(path)
-    with contextlib.suppress(FileNotFoundError):
-        if os.path.isfile(part) and not os.path.islink(part):
-            os.unlink(part)
+    safefs.remove_private_dir(images.part_path(path))  # ours: 0700, made by this process
     ident, recorded = file_id(path), journal.created.get(path)
     if ident is None:
         return
