@@ -162,7 +162,7 @@ def test_read_only_and_remote_connections_are_refused(libvirtd):  # noqa: F811
 def test_a_domain_being_fixed_is_locked(conn, libvirtd, tmp_path):  # noqa: F811
     tree = one_snapshot(conn, "locked", tmp_path / "images")
     state = tmp_path / "state"
-    with domain_lock(state, tree.dom.UUIDString()) as lock:
+    with domain_lock(tree.dom.UUIDString()) as lock:
         proc = run_cli(
             "fix", "-c", libvirtd.uri, "--state-dir", str(state), "--domain", "locked", "--apply"
         )

@@ -5,11 +5,14 @@ bundles and metadata directories alike."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from auditor.model import Domain, Host, Skipped, Snapshot
 from auditor.sources.parser import (
     SnapshotXMLError,
+    Volume,
+    VolumeResolver,
     parse_domain_disks,
     parse_snapshot,
     parse_xml,
@@ -31,10 +34,13 @@ class RawDomain:
     snapshots: tuple[RawSnapshot, ...]
 
 
-def build_domain(host: str, raw: RawDomain) -> tuple[Domain | None, list[Skipped]]:
+def build_domain(
+    host: str, raw: RawDomain, volumes: VolumeResolver | None = None
+) -> tuple[Domain | None, list[Skipped]]:
     """The domain with its snapshots, oldest first; what cannot be parsed is skipped."""
     try:
-        disks = parse_domain_disks(raw.definition) if raw.definition is not None else ()
+        definition = raw.definition
+        disks = parse_domain_disks(definition, volumes) if definition is not None else ()
     except SnapshotXMLError as exc:
         return None, [Skipped(host, raw.name, None, f"domain definition: {exc}")]
     snapshots, skipped = [], []
@@ -47,6 +53,7 @@ def build_domain(host: str, raw: RawDomain) -> tuple[Domain | None, list[Skipped
                     domain=raw.name,
                     domain_uuid=raw.uuid,
                     current=snap.current,
+                    volumes=volumes,
                 )
             )
         except SnapshotXMLError as exc:
@@ -71,6 +78,8 @@ class RawHost:
     capabilities: str | None
     domains: tuple[RawDomain, ...]
     skipped: tuple[Skipped, ...] = ()
+    # Storage volumes the disks name, as the host resolved them: (pool, volume) → Volume.
+    volumes: Mapping[tuple[str, str], Volume] = field(default_factory=dict)
 
 
 def external_snapshot_revert(capabilities: str | bytes | None) -> bool | None:

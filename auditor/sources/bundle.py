@@ -8,6 +8,7 @@ A bundle is a gzip'd tar holding JSON and the XML libvirt returned, never parsed
     domains/N/domain.xml          the domain's definition (fetched without secrets)
     domains/N/snapshots/M.xml     each snapshot's XML (fetched without secrets)
     domains/N/index.json          name, UUID, and the snapshots with which one is current
+    volumes.json                  the storage volumes disks name, as the host resolved them
     files.json                    file facts, when file checks ran at collection
     skipped.json                  what could not be read at collection
 
@@ -39,12 +40,14 @@ from auditor.sources.assemble import (
     build_domain,
     external_snapshot_revert,
 )
+from auditor.sources.parser import Volume
+from auditor.sources.volumes import recorded_resolver
 
 FORMAT = "snapaudit/bundle/v1"
 MAX_MEMBERS = 1_000_000
 MAX_TOTAL_BYTES = 4 * 1024**3
 _MEMBER_NAME = re.compile(
-    r"^(manifest\.json|capabilities\.xml|files\.json|skipped\.json|"
+    r"^(manifest\.json|capabilities\.xml|volumes\.json|files\.json|skipped\.json|"
     r"domains/\d+/(domain\.xml|index\.json|snapshots/\d+\.xml))$"
 )
 _HOST_FIELDS = ("uri", "hostname", "libvirt_version", "hypervisor_version", "driver")
@@ -68,6 +71,11 @@ def write_bundle(fileobj, raw: RawHost, files: Mapping[str, FileFacts] | None) -
         _add(tar, "manifest.json", _json(manifest))
         if raw.capabilities is not None:
             _add(tar, "capabilities.xml", raw.capabilities.encode())
+        volumes = [
+            {"pool": pool, "volume": name, **dataclasses.asdict(volume)}
+            for (pool, name), volume in sorted(raw.volumes.items())
+        ]
+        _add(tar, "volumes.json", _json(volumes))  # before the domains, which name them
         for n, domain in enumerate(raw.domains, 1):
             base = f"domains/{n}"
             if domain.definition is not None:
@@ -116,6 +124,7 @@ def _read(tar: tarfile.TarFile, path: str) -> HostScan:
     capabilities = None
     pending: dict[str, dict[str, bytes]] = {}  # domain dir → member → bytes, until its index
     domains, skipped, files = [], [], None
+    volumes: dict[tuple[str, str], Volume] = {}
     count = total = 0
     for member in tar:
         count += 1
@@ -140,6 +149,8 @@ def _read(tar: tarfile.TarFile, path: str) -> HostScan:
             continue
         if name == "capabilities.xml":
             capabilities = data
+        elif name == "volumes.json":
+            volumes = _volumes(data, path)
         elif name == "files.json":
             files = _files(data, path)
         elif name == "skipped.json":
@@ -149,7 +160,7 @@ def _read(tar: tarfile.TarFile, path: str) -> HostScan:
             members = pending.pop(base, {})
             raw, refused = _domain(json_load(data, path, name), members, path, name)
             skipped += [Skipped(uri, raw.name, snap, reason) for snap, reason in refused]
-            domain, missed = build_domain(uri, raw)
+            domain, missed = build_domain(uri, raw, recorded_resolver(volumes))
             skipped += missed
             if domain is not None:
                 domains.append(domain)
@@ -216,6 +227,22 @@ def _domain(
             raise BundleError(f"{where}: domain definition {exc}") from None
     raw = RawDomain(index["name"], index["uuid"], definition, tuple(snapshots))
     return raw, refused
+
+
+def _volumes(data: bytes, path: str) -> dict[tuple[str, str], Volume]:
+    records = json_load(data, path, "volumes.json")
+    if not isinstance(records, list):
+        raise BundleError(f"{path}: volumes.json must be a list")
+    found = {}
+    for r in records:
+        keys = ("pool", "volume", "type", "path", "error")
+        if not isinstance(r, dict) or not all(
+            isinstance(r.get(k), str) or (k not in ("pool", "volume") and r.get(k) is None)
+            for k in keys
+        ):
+            raise BundleError(f"{path}: volumes.json: each entry needs pool, volume, type, path")
+        found[r["pool"], r["volume"]] = Volume(r["type"], r["path"], r["error"])
+    return found
 
 
 def _files(data: bytes, path: str) -> dict[str, FileFacts]:

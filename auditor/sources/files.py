@@ -11,6 +11,7 @@ running VM holds them, and failing with the error messages operators know.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -107,12 +108,35 @@ class _Headers:
 
 def plain_file(path: str) -> FileFacts:
     try:
-        stat = os.stat(path)
+        found = os.stat(path)
     except FileNotFoundError:
         return FileFacts(path, exists=False)
     except OSError as exc:
         return FileFacts(path, exists=True, error=exc.strerror)
-    return FileFacts(path, exists=True, size=stat.st_blocks * 512)
+    return FileFacts(path, exists=True, size=found.st_blocks * 512, file_type=_kind(found))
+
+
+def file_type(path: str) -> str | None:
+    """What PATH is, following links (a logical volume is a link to a block device):
+    file, block, char, directory, fifo or socket; None when it cannot be stat'ed."""
+    try:
+        return _kind(os.stat(path))
+    except OSError:
+        return None
+
+
+_KINDS = (
+    (stat.S_ISREG, "file"),
+    (stat.S_ISBLK, "block"),
+    (stat.S_ISCHR, "char"),
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
+def _kind(found: os.stat_result) -> str | None:
+    return next((name for test, name in _KINDS if test(found.st_mode)), None)
 
 
 def image_chain(path: str) -> list[FileFacts]:
@@ -126,7 +150,7 @@ def image_chain(path: str) -> list[FileFacts]:
         try:
             top = qemu.img_info(path, force_share=True, timeout=QEMU_IMG_TIMEOUT)
         except QemuToolError:
-            return [FileFacts(path, exists=True, error=str(exc))]
+            return [FileFacts(path, exists=True, error=str(exc), file_type=file_type(path))]
         return [_facts(path, top, (), error=str(exc))]
     names = [path] + [_backing_path(entry) for entry in chain[:-1]]
     return [
@@ -144,6 +168,8 @@ def _facts(path: str, entry: dict, backing: tuple[str, ...], error: str | None =
         backing_chain=backing,
         internal_snapshots=tuple(s["name"] for s in entry.get("snapshots", ())),
         error=error,
+        # A relative backing name is relative to its image, not to this process.
+        file_type=file_type(path) if path.startswith("/") else None,
     )
 
 

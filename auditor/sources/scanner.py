@@ -2,16 +2,16 @@
 
 One read-only connection per host; getCapabilities() and listAllDomains(), then per domain
 one listAllSnapshots() and one snapshotCurrent() (plus the domain's own XMLDesc() when files
-are checked), then one getXMLDesc() per snapshot. Every call is a round trip to the daemon,
-and libvirt's RPC client multiplexes calls from many threads over one connection (libvirt-
-python releases the GIL while it waits), so each host's calls are spread over a pool of
-workers sized for the link: a few for a local socket (the cores parse; more threads only
-fight over the GIL), many for a remote host (enough calls in flight to cover the round
+are checked), then one getXMLDesc() per snapshot; for disks of type='volume', one lookup per
+storage pool and per volume, cached for the host (volumes.py). Every call is a round trip to
+the daemon, and libvirt's RPC client multiplexes calls from many threads over one connection
+(libvirt-python releases the GIL while it waits), so each host's calls are spread over a
+pool of workers sized for the link: a few for a local socket (the cores parse; more threads
+only fight over the GIL), many for a remote host (enough calls in flight to cover the round
 trip). Hosts are scanned concurrently too, bounded apart from the calls, under a fleet-wide
 cap on threads; results are yielded as each host finishes. A host that does not finish
-within its time (connect included) is reported as timed out; any exception while scanning one
-host becomes that host's error, and the other hosts are still scanned.
-"""
+within its time (connect included) is reported as timed out; any exception while scanning
+one host becomes that host's error, and the other hosts are still scanned."""
 
 from __future__ import annotations
 
@@ -35,7 +35,13 @@ from auditor.sources.assemble import (
 from auditor.sources.connection import open_read_only
 from auditor.sources.deadline import Raised, TimedOut, run_all, run_each
 from auditor.sources.files import files_visible
-from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
+from auditor.sources.parser import (
+    SnapshotXMLError,
+    VolumeResolver,
+    parse_domain_disks,
+    parse_snapshot,
+)
+from auditor.sources.volumes import volume_resolver
 
 # Calls in flight per host. Local: the daemon answers in microseconds and the parsing here
 # is the work, so about the cores (measured on 2 cores: 4 beats 8). Remote: a round trip
@@ -192,6 +198,9 @@ def _scan_connection(
     done = 0
     lock = threading.Lock()
 
+    found_volumes: dict = {}
+    volumes = volume_resolver(conn, found_volumes)
+
     def finished() -> None:
         nonlocal done
         with lock:
@@ -200,7 +209,9 @@ def _scan_connection(
                 progress(uri, done, len(listed))
 
     def head(index: int) -> None:
-        heads[index] = found = _domain_head(listed[index], uri, check_files or keep_raw, keep_raw)
+        heads[index] = found = _domain_head(
+            listed[index], uri, check_files or keep_raw, volumes, keep_raw
+        )
         if isinstance(found, Skipped) or not found.listed:
             finished()
 
@@ -233,7 +244,7 @@ def _scan_connection(
     raw = None
     if keep_raw:
         raws = tuple(h.raw() for h in heads if isinstance(h, _Head))
-        raw = RawHost(host, capabilities, raws, tuple(skipped))
+        raw = RawHost(host, capabilities, raws, tuple(skipped), found_volumes)
     return HostScan(host, tuple(domains), tuple(skipped), files), raw
 
 
@@ -251,9 +262,9 @@ def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
 class _Head:
     """A domain whose own calls are answered; its snapshots' XML is read one by one."""
 
-    def __init__(self, name, uuid, disks, listed, current, definition=None) -> None:
+    def __init__(self, name, uuid, disks, listed, current, volumes, definition=None) -> None:
         self.name, self.uuid, self.disks, self.listed = name, uuid, disks, listed
-        self.current = current
+        self.current, self.volumes = current, volumes
         self.results: list[Snapshot | Skipped | None] = [None] * len(listed)
         self.remaining = len(listed)
         # Kept for a bundle only (definition not None): the XML as libvirt returned it.
@@ -273,6 +284,7 @@ class _Head:
                 domain=self.name,
                 domain_uuid=self.uuid,
                 current=snap_name == self.current,
+                volumes=self.volumes,
             )
         except libvirt.libvirtError as exc:
             self.results[index] = _skip(uri, self.name, snap_name, exc)
@@ -295,7 +307,11 @@ class _Head:
 
 
 def _domain_head(
-    domain: libvirt.virDomain, uri: str, with_disks: bool = True, keep_raw: bool = False
+    domain: libvirt.virDomain,
+    uri: str,
+    with_disks: bool,
+    volumes: VolumeResolver,
+    keep_raw: bool = False,
 ) -> _Head | Skipped:
     """The domain's own calls. Its current disks (one more call) are read only when
     WITH_DISKS: only the file checks and bundles need them, and remote fleets pay per round
@@ -304,14 +320,14 @@ def _domain_head(
     definition = None
     try:
         definition = domain.XMLDesc(0) if with_disks else None
-        disks = parse_domain_disks(definition) if definition is not None else ()
+        disks = parse_domain_disks(definition, volumes) if definition is not None else ()
         listed = domain.listAllSnapshots(0)
         current = _current_snapshot(domain) if listed else None
     except libvirt.libvirtError as exc:
         return _skip(uri, name, None, exc)
     except SnapshotXMLError as exc:
         return Skipped(uri, name, None, f"domain definition: {exc}")
-    return _Head(name, uuid, disks, listed, current, definition if keep_raw else None)
+    return _Head(name, uuid, disks, listed, current, volumes, definition if keep_raw else None)
 
 
 def _current_snapshot(domain: libvirt.virDomain) -> str | None:
