@@ -102,8 +102,8 @@ def audit_hosts(
     URIS), then run RULES over them with POLICY's severities and parameters (default: the
     rules' own). A host that cannot be scanned is in the result with its error."""
     from auditor.engine.audit import audit
+    from auditor.sources.fleet import scan_hosts
     from auditor.sources.offline import read_source
-    from auditor.sources.scanner import scan_hosts
 
     scans = [None] * len(uris)
     for index, host_scan in scan_hosts(uris, progress, check_files, timeout, workers):

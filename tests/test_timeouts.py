@@ -19,7 +19,7 @@ from test_plugins import plugin_path  # noqa: F401
 from auditor.cli.problems import problem_lines
 from auditor.model import Host, HostScan, RuleError, ScanResult, Skipped, Waiver, WaiverUse
 from auditor.sources.deadline import Raised, TimedOut, run_all, run_each
-from auditor.sources.scanner import scan_hosts
+from auditor.sources.fleet import scan_hosts
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
 
 SEED = fixture_uri("seed_examples.xml")

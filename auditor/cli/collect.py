@@ -53,7 +53,7 @@ def collect(
     (or something on it) could not be read: the other hosts' bundles are still written."""
     from auditor import safefs
     from auditor.sources.bundle import write_bundle
-    from auditor.sources.scanner import collect_hosts
+    from auditor.sources.fleet import collect_hosts
 
     uris = list(connect or [None])
     into_dir = output.is_dir() and not output.is_symlink()

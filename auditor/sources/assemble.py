@@ -5,7 +5,7 @@ bundles and metadata directories alike."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from auditor.model import Domain, Host, Skipped, Snapshot
@@ -58,12 +58,20 @@ def build_domain(
             )
         except SnapshotXMLError as exc:
             skipped.append(Skipped(host, raw.name, snap.name, str(exc)))
-    snapshots.sort(key=_snapshot_order)
-    parents = {s.parent for s in snapshots}
-    snapshots = [
-        dataclasses.replace(s, has_children=True) if s.name in parents else s for s in snapshots
+    return finish_domain(host, raw.name, raw.uuid, disks, snapshots), skipped
+
+
+def finish_domain(
+    host: str, name: str, uuid: str, disks: tuple, snapshots: Iterable[Snapshot]
+) -> Domain:
+    """The domain, its snapshots oldest first, each knowing whether another names it as
+    parent."""
+    ordered = sorted(snapshots, key=_snapshot_order)
+    parents = {s.parent for s in ordered}
+    ordered = [
+        dataclasses.replace(s, has_children=True) if s.name in parents else s for s in ordered
     ]
-    return Domain(host, raw.name, raw.uuid, disks, tuple(snapshots)), skipped
+    return Domain(host, name, uuid, disks, tuple(ordered))
 
 
 def _snapshot_order(s: Snapshot):

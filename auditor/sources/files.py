@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from auditor.model import FileFacts
+from auditor.model import Domain, FileFacts
 from auditor.sources import qcow2, qemu
 from auditor.sources.qemu import QemuToolError
 
@@ -177,3 +177,12 @@ def _backing_path(entry: dict) -> str:
     # qemu-img records backing files as written; full-backing-filename resolves relative ones.
     name = entry.get("full-backing-filename") or entry.get("backing-filename") or ""
     return os.path.normpath(name) if name.startswith("/") else name
+
+
+def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
+    """Inspect every local file the domains and their snapshots name."""
+    images, plain = set(), set()
+    for domain in domains:
+        images.update(s.path for s in domain.disk_sources() if s.type == "file" and s.path)
+        plain.update(s.memory_file for s in domain.snapshots if s.memory_file)
+    return gather((p for p in images if p.startswith("/")), (p for p in plain if p.startswith("/")))

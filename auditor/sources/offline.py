@@ -7,6 +7,7 @@ from pathlib import Path
 
 from auditor.model import Host, HostScan
 from auditor.sources.bundle import BundleError, is_bundle, read_bundle
+from auditor.sources.files import gather_files
 from auditor.sources.metadata_dir import is_metadata_dir, scan_metadata_dir
 
 
@@ -41,7 +42,5 @@ def read_source(
             return HostScan(Host(uri=str(path.absolute()), error=str(exc)))
     scan = scan_metadata_dir(path, domain_xml, host_name)
     if check_files:
-        from auditor.sources.scanner import gather_files
-
         return HostScan(scan.host, scan.domains, scan.skipped, gather_files(scan.domains))
     return scan

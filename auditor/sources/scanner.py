@@ -15,26 +15,24 @@ one host becomes that host's error, and the other hosts are still scanned."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import libvirt
 
 from auditor.display import one_line
-from auditor.model import Domain, FileFacts, Host, HostScan, Skipped, Snapshot
-from auditor.sources import files
+from auditor.model import Domain, Host, HostScan, Skipped, Snapshot
 from auditor.sources.assemble import (
     RawDomain,
     RawHost,
     RawSnapshot,
     external_snapshot_revert,
+    finish_domain,
 )
 from auditor.sources.connection import open_read_only
-from auditor.sources.deadline import Raised, TimedOut, run_all, run_each
-from auditor.sources.files import files_visible
+from auditor.sources.deadline import run_all
+from auditor.sources.files import files_visible, gather_files
 from auditor.sources.parser import (
     SnapshotXMLError,
     VolumeResolver,
@@ -49,67 +47,12 @@ from auditor.sources.volumes import volume_resolver
 # 2,000 snapshots 25x faster than one, and 2.4x faster than 16).
 LOCAL_WORKERS = 4
 REMOTE_WORKERS = 64
-HOST_WORKERS = 32  # hosts scanned at once
-FLEET_THREADS = 512  # worker threads in all, across the hosts scanned at once
 _REMOTE_TRANSPORTS = {"tcp", "tls", "ssh", "libssh", "libssh2", "ext"}
 DEFAULT_TIMEOUT = 300.0  # seconds per host, connect included
 _VANISHED = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT}
 
 # Progress: called with (host uri, domains done, domains total) from worker threads.
 Progress = Callable[[str, int, int], None]
-
-
-def scan_hosts(
-    uris: Iterable[str | None],
-    progress: Progress | None = None,
-    check_files: bool | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    workers: int | None = None,
-) -> Iterator[tuple[int, HostScan]]:
-    """Scan several hosts at once; yields (position in `uris`, scan) as each host finishes,
-    or as its TIMEOUT seconds run out (None: no limit). WORKERS: calls in flight per host
-    (None: sized for each host's link), within FLEET_THREADS across the hosts."""
-
-    def job(uri: str | None, calls: int) -> HostScan:
-        return scan_host(uri, progress, check_files, calls)
-
-    for index, outcome in _each_host(uris, job, timeout, workers):
-        yield index, outcome if isinstance(outcome, HostScan) else outcome[0]
-
-
-def collect_hosts(
-    uris: Iterable[str | None],
-    check_files: bool | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    workers: int | None = None,
-) -> Iterator[tuple[int, HostScan, RawHost | None]]:
-    """`collect_host` for several hosts at once, bounded like `scan_hosts`."""
-
-    def job(uri: str | None, calls: int) -> tuple[HostScan, RawHost | None]:
-        return collect_host(uri, check_files, calls)
-
-    for index, outcome in _each_host(uris, job, timeout, workers):
-        yield (index, outcome, None) if isinstance(outcome, HostScan) else (index, *outcome)
-
-
-def _each_host(uris, job, timeout, workers) -> Iterator[tuple[int, Any]]:
-    """(index, JOB(uri, calls)) for every host as it finishes, or (index, HostScan with the
-    error) for a host that timed out or raised."""
-    uris = list(uris)
-    at_once = max(1, min(HOST_WORKERS, len(uris)))
-    cap = max(1, FLEET_THREADS // at_once)
-
-    def bound(uri: str | None) -> Callable[[], Any]:
-        calls = min(cap, workers or workers_for(uri))
-        return lambda: job(uri, calls)
-
-    for index, outcome in run_each([bound(uri) for uri in uris], timeout, at_once):
-        uri = uris[index] or "(default)"
-        if isinstance(outcome, TimedOut):
-            outcome = HostScan(Host(uri=uri, error=f"timed out after {outcome.seconds:g} s"))
-        elif isinstance(outcome, Raised):
-            outcome = HostScan(Host(uri=uri, error=host_error(outcome.exception)))
-        yield index, outcome
 
 
 def workers_for(uri: str | None) -> int:
@@ -248,17 +191,6 @@ def _scan_connection(
     return HostScan(host, tuple(domains), tuple(skipped), files), raw
 
 
-def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
-    """Inspect every local file the domains and their snapshots name."""
-    images, plain = set(), set()
-    for domain in domains:
-        images.update(s.path for s in domain.disk_sources() if s.type == "file" and s.path)
-        plain.update(s.memory_file for s in domain.snapshots if s.memory_file)
-    return files.gather(
-        (p for p in images if p.startswith("/")), (p for p in plain if p.startswith("/"))
-    )
-
-
 class _Head:
     """A domain whose own calls are answered; its snapshots' XML is read one by one."""
 
@@ -296,14 +228,8 @@ class _Head:
         return RawDomain(self.name, self.uuid, self.definition, snapshots)
 
     def domain(self, uri: str) -> Domain:
-        snapshots = sorted(
-            (s for s in self.results if isinstance(s, Snapshot)), key=_snapshot_order
-        )
-        parents = {s.parent for s in snapshots}
-        snapshots = [
-            dataclasses.replace(s, has_children=True) if s.name in parents else s for s in snapshots
-        ]
-        return Domain(uri, self.name, self.uuid, self.disks, tuple(snapshots))
+        snapshots = (s for s in self.results if isinstance(s, Snapshot))
+        return finish_domain(uri, self.name, self.uuid, self.disks, snapshots)
 
 
 def _domain_head(
@@ -344,10 +270,6 @@ def _skip(uri: str, domain: str, snapshot: str | None, exc: libvirt.libvirtError
     what = "snapshot" if snapshot is not None else "domain"
     reason = f"{what} disappeared during the scan" if vanished else one_line(exc)
     return Skipped(uri, domain, snapshot, reason, vanished=vanished)
-
-
-def _snapshot_order(s: Snapshot):
-    return (s.created is None, s.created.timestamp() if s.created else 0, s.name)
 
 
 def host_error(exc: BaseException) -> str:
