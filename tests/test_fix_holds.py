@@ -138,6 +138,35 @@ def test_a_domain_started_on_its_new_images_is_reported_running(conn, libvirtd, 
         scenario.close()
 
 
+def test_metadata_changed_before_an_original_goes_names_only_rollback(conn, libvirtd, tmp_path):  # noqa: F811
+    scenario = Scenario(libvirtd.uri, tmp_path / "changed")
+    try:
+        proc = scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": "14+", "SNAPAUDIT_FIX_FAULT": "stop"})
+        assert wait_stopped(proc)
+        try:  # someone makes s1 the current snapshot
+            s1 = scenario.tree.dom.snapshotLookupByName("s1")
+            flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
+            scenario.tree.dom.snapshotCreateXML(s1.getXMLDesc(), flags)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        out, _ = proc.communicate(timeout=120)
+        journal = scenario.journal()
+        error = (
+            f"snapshot 's1' has the wrong current flag: only snapaudit fix --rollback {journal} "
+            "applies"
+        )
+        assert proc.returncode == 3
+        assert failed_line(scenario.root.name, error, journal) in out.splitlines()
+        assert "--resume" not in out
+        assert scenario.original.exists()
+        done = run_cli("fix", "--rollback", str(journal))
+        assert done.returncode == 0, done.stdout
+        assert scenario.check("--rollback") == []
+    finally:
+        scenario.close()
+
+
 # A writer holding an image when rollback wants it
 
 
