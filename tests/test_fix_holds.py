@@ -19,6 +19,7 @@ import pytest
 from conftest import run_cli
 from test_fix_faults import Scenario, snapaudit, wait_stopped
 
+from auditor.fix import hold
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
 
@@ -178,10 +179,15 @@ def hold_for_writing(how: str, image: Path, directory: Path) -> subprocess.Popen
         args = ["qemu-nbd", "-f", "qcow2", "--socket", str(directory / "nbd.sock"), str(image)]
     holder = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
-    # Ready once a reader that shares nothing is refused the image.
-    while subprocess.run(["qemu-img", "info", str(image)], capture_output=True).returncode == 0:
-        assert time.monotonic() < deadline and holder.poll() is None, "the holder never held"
-        time.sleep(0.02)
+    # Ready once it holds QEMU's write lock; asked without taking a lock (opening the image
+    # with a qemu tool to probe would itself keep the holder from taking it).
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        while not hold.writer(fd):
+            assert time.monotonic() < deadline and holder.poll() is None, "the holder never held"
+            time.sleep(0.02)
+    finally:
+        os.close(fd)
     return holder
 
 
