@@ -229,7 +229,7 @@ def fault_then_recover(
             proc.send_signal(signal.SIGCONT)
     out, _ = proc.communicate(timeout=120)
     if fault in ("immutable", "full"):
-        if proc.returncode != 3 or "cannot write journal" not in out:
+        if proc.returncode != 3 or f"cannot write journal {scenario.journal()}: " not in out:
             scenario.problems.append(f"run on a broken journal: {proc.returncode} {out}")
         again = run_cli("fix", first, str(scenario.journal()))
         if again.returncode != 3:

@@ -87,7 +87,7 @@ def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe
                 _test_kill(number, journaled=False)
                 journal.step_done(number)
                 _test_kill(number, journaled=True)
-            check_converted(dom, plan)
+            _check_converted(dom, journal)
             check_files(dom, journal)
     except hold.HoldError as exc:
         raise FixFailed(f"original image {exc}, then run {command(journal, '--resume')}") from None
@@ -102,7 +102,10 @@ def _rollback(journal: Journal) -> str:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    return str(exc) if isinstance(exc, images.ImageError) else one_line(exc)
+    if isinstance(exc, libvirt.libvirtError):
+        return one_line(exc)
+    lines = str(exc).strip().splitlines()  # its text only: never a Python class name
+    return lines[0] if lines else "failed"
 
 
 def _running(dom: libvirt.virDomain, plan: DomainPlan, journal: Journal) -> str:
@@ -208,6 +211,8 @@ def _guard(dom: libvirt.virDomain, journal: Journal, step: Step, *, defined: boo
             f"domain {plan.domain} is not defined on its converted images; not removing "
             f"{step.path}: run {_rollback(journal)}"
         )
+    if isinstance(step, RemoveOriginal):
+        _check_converted(dom, journal)  # an original goes only once all is as planned
     if not defined and not _unchanged_or_ours(dom.XMLDesc(SECURE_DOMAIN), plan):
         raise FixFailed(
             f"the definition of domain {plan.domain} changed since the plan was made: "
@@ -250,7 +255,7 @@ def _run_step(
             elif not _is_redefined(existing, step):
                 raise FixFailed(
                     f"snapshot {quoted(step.snapshot)} exists but is not the external snapshot "
-                    "this journal defines"
+                    f"this journal defines: only {_rollback(journal)} applies"
                 )
         case DefineDomain():
             conn.defineXML(step.xml)
@@ -289,6 +294,15 @@ def _is_redefined(snap: libvirt.virDomainSnapshot, step: RedefineSnapshot) -> bo
         and disks[name].state_image.path == state
         for name, state in step.states.items()
     )
+
+
+def _check_converted(dom: libvirt.virDomain, journal: Journal) -> None:
+    try:
+        check_converted(dom, journal.plan)
+    except FixFailed as exc:  # changed by someone else: the journal can restore it
+        if any(file_id(o.path) is None for o in journal.plan.originals):
+            raise FixFailed(f"{exc}, changed after the originals were removed") from None
+        raise FixFailed(f"{exc}: only {_rollback(journal)} applies") from None
 
 
 def check_converted(dom: libvirt.virDomain, plan: DomainPlan) -> None:

@@ -15,6 +15,7 @@ began is never resumed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -79,19 +80,26 @@ class Journal:
         by a crash. REPAIR (only while holding the domain's lock, as the next writer) cuts it
         off, so that the next record starts on a line of its own."""
         try:
-            with path.open("rb") as source:
-                if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
-                    raise JournalError(f"{path} is not a snapaudit fix journal (not a file)")
-                data = source.read(MAX_BYTES + 1)
+            # Never through a symlink: a link planted at the journal's path must not make the
+            # repair below cut some other file short.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise JournalError(f"{path} is a symlink: name the journal itself") from None
             raise JournalError(f"cannot read journal {path}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as source:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise JournalError(f"{path} is not a snapaudit fix journal (not a file)")
+            try:
+                data = source.read(MAX_BYTES + 1)
+            except OSError as exc:
+                raise JournalError(f"cannot read journal {path}: {exc.strerror}") from None
         if len(data) > MAX_BYTES:
             raise JournalError(f"{path} is not a snapaudit fix journal (over 64 MiB)")
         complete = data.rfind(b"\n") + 1
         if repair and complete < len(data):
-            with path.open("r+b") as out:
-                out.truncate(complete)
-                os.fsync(out.fileno())
+            _cut(path, st, complete)
         records = []
         try:
             lines = data[:complete].decode("utf-8").splitlines()
@@ -176,6 +184,25 @@ class Journal:
 
     def roll_back(self) -> None:
         self._append({"type": "rolled-back"})
+
+
+def _cut(path: Path, read: os.stat_result, size: int) -> None:
+    """Truncate the journal that was read (READ: its identity) to SIZE bytes: opened without
+    following a symlink, and only if PATH is still that very file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise JournalError(f"cannot write journal {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (read.st_dev, read.st_ino):
+            raise JournalError(f"{path} was replaced while it was read; not repairing it")
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError as exc:
+        raise JournalError(f"cannot write journal {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def _check_plan(plan: DomainPlan) -> None:

@@ -3,16 +3,22 @@ uses: an exclusive flock on LOCK_DIR/UUID.lock, a fixed place. A journal command
 the journal file itself, so that two copies of one journal path never run at once.
 
 The kernel drops a flock when its holder exits in any way, SIGKILL included, so a crashed fix
-never leaves a stale lock behind.
+never leaves a stale lock behind. Nothing is ever written to a lock file, and it is opened
+without following a symlink, inside a directory that only root or the invoking user can write
+to (opened itself without following one): a link planted there redirects nothing, and nobody
+else can take a domain's lock away.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from auditor import safefs
 
 LOCK_DIR = Path("/run/snapaudit/fix")
 
@@ -32,9 +38,22 @@ def domain_lock(uuid: str, directory: Path = LOCK_DIR) -> Iterator[Path]:
     path = directory / f"{uuid}.lock"
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        where = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        raise LockError(f"cannot create the lock {path}: {exc.strerror}") from None
+        raise LockError(_cannot(path, directory, exc)) from None
+    try:
+        st = os.fstat(where)
+        unsafe = safefs.untrusted_directory(
+            str(directory), st.st_uid, st.st_mode, safefs.trusted_uids()
+        )
+        if unsafe:
+            raise LockError(f"cannot take the lock {path}: {unsafe}")
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path.name, flags, 0o600, dir_fd=where)
+    except OSError as exc:
+        raise LockError(_cannot(path, path, exc)) from None
+    finally:
+        os.close(where)
     try:
         _exclusive(fd, path)
         yield path
@@ -46,7 +65,7 @@ def domain_lock(uuid: str, directory: Path = LOCK_DIR) -> Iterator[Path]:
 def journal_lock(journal: Path) -> Iterator[None]:
     """The journal file itself, opened read-only: works in a read-only directory too."""
     try:
-        fd = os.open(journal, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise LockError(f"cannot open journal {journal}: {exc.strerror}") from None
     try:
@@ -54,6 +73,12 @@ def journal_lock(journal: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _cannot(path: Path, where: Path, exc: OSError) -> str:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(where):
+        return f"cannot take the lock {path}: {where} is a symlink"
+    return f"cannot create the lock {path}: {exc.strerror}"
 
 
 def _exclusive(fd: int, path: Path) -> None:
