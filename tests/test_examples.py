@@ -333,3 +333,86 @@ def test_playbook_installs_audits_two_hypervisors_and_merges_their_reports(tmp_p
     assert sorted(h["uri"] for h in fleet["hosts"]) == sorted([SEED, CLEAN])
     assert fleet["summary"]["hosts"] == 2
     assert sorted(f["rule"] for f in fleet["findings"]) == ["SNAP001", "SNAP002", "SNAP013"]
+
+
+def test_collect_playbook_structure():
+    path = EXAMPLES / "ansible" / "snapaudit-collect.yml"
+    (play,) = yaml.safe_load(path.read_text())
+    assert (play["hosts"], play["become"]) == ("hypervisors", True)
+    rpm, pip, collect, fetch, mkdir, audit = play["tasks"]
+    assert (rpm["when"], pip["when"]) == ("install == 'rpm'", "install == 'pip'")
+    assert collect["ansible.builtin.command"]["argv"][1:5] == [
+        "collect",
+        "-c",
+        "{{ snapaudit_uri | default('qemu:///system') }}",
+        "-o",
+    ]
+    assert collect["failed_when"] == "snapaudit_collect.rc not in [0, 3]"
+    assert fetch["ansible.builtin.fetch"]["flat"] is True
+    for task in (mkdir, audit):
+        assert (task["delegate_to"], task["run_once"], task["become"]) == ("localhost", True, False)
+    assert audit["failed_when"] == "snapaudit_audit.rc not in [0, 3]"
+
+
+def test_collect_playbook_syntax():
+    playbook = tool("ansible-playbook", BIN)
+    proc = subprocess.run(
+        [
+            playbook,
+            "--syntax-check",
+            "-i",
+            str(EXAMPLES / "ansible" / "inventory.ini"),
+            str(EXAMPLES / "ansible" / "snapaudit-collect.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_collect_playbook_keeps_bundles_that_a_later_audit_reads_with_another_policy(tmp_path):
+    playbook = tool("ansible-playbook", BIN)
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        "[hypervisors]\n"
+        f"hv1 ansible_connection=local snapaudit_uri={SEED}"
+        f" snapaudit_remote_bundle={tmp_path}/hv1-remote.tar.gz\n"
+        f"hv2 ansible_connection=local snapaudit_uri={CLEAN}"
+        f" snapaudit_remote_bundle={tmp_path}/hv2-remote.tar.gz\n"
+    )
+    policy = tmp_path / "site.toml"
+    policy.write_text("ignore = ['SNAP013']\n")
+    extra = {
+        "ansible_become": False,  # already root here; no sudo in the test
+        "ansible_python_interpreter": sys.executable,
+        "snapaudit_install": "none",  # installing is the fleet playbook's test
+        "snapaudit_bin": SNAPAUDIT,
+        "snapaudit_local_bin": SNAPAUDIT,
+        "snapaudit_bundle_dir": str(tmp_path / "bundles"),
+        "snapaudit_report_dir": str(tmp_path / "reports"),
+        "snapaudit_config": str(policy),
+    }
+    proc = run(
+        [
+            playbook,
+            "-i",
+            str(inventory),
+            "-e",
+            json.dumps(extra),
+            str(EXAMPLES / "ansible" / "snapaudit-collect.yml"),
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    bundles = sorted((tmp_path / "bundles").iterdir())
+    assert [p.name for p in bundles] == ["hv1.snapaudit.tar.gz", "hv2.snapaudit.tar.gz"]
+    fleet = json.loads((tmp_path / "reports" / "fleet.json").read_text())
+    assert [h["uri"] for h in fleet["hosts"]] == [SEED, CLEAN]
+    assert sorted(f["rule"] for f in fleet["findings"]) == ["SNAP001", "SNAP002"]
+    assert (tmp_path / "reports" / "fleet.html").exists()
+    # Later, elsewhere, under the default policy: the bundles are all it needs.
+    again = run([SNAPAUDIT, "scan", *(f"--from={p}" for p in bundles), "-f", "json"], tmp_path)
+    assert again.returncode == 1, again.stderr
+    rules = sorted(f["rule"] for f in json.loads(again.stdout)["findings"])
+    assert rules == ["SNAP001", "SNAP002", "SNAP013"]

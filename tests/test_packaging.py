@@ -300,6 +300,7 @@ def test_rpm_file_list(rpm_package):
         f"/usr/share/doc/snapaudit-{VERSION}/README.md",
         f"/usr/share/doc/snapaudit-{VERSION}/ansible",
         f"/usr/share/doc/snapaudit-{VERSION}/ansible/inventory.ini",
+        f"/usr/share/doc/snapaudit-{VERSION}/ansible/snapaudit-collect.yml",
         f"/usr/share/doc/snapaudit-{VERSION}/ansible/snapaudit-fleet.yml",
         man_page,
         "/usr/share/zsh/site-functions/_snapaudit",

@@ -4,6 +4,7 @@ to be audited later and elsewhere with `snapaudit scan --from`."""
 from __future__ import annotations
 
 import io
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -29,8 +30,8 @@ def collect(
             "--output",
             "-o",
             metavar="FILE|DIR",
-            help="The bundle to write; with several hosts, an existing directory that gets "
-            "one bundle per host, named after it.",
+            help="The bundle to write; or an existing directory that gets one new bundle per "
+            "host, named after it (HOST.snapaudit.tar.gz; never replacing a file already there).",
         ),
     ] = ...,
     check_files: Annotated[
@@ -61,6 +62,8 @@ def collect(
         exits.fail(exits.USAGE, f"{output}: several hosts need -o DIR, an existing directory")
     if not into_dir and (problem := safefs.output_problem(output)):
         exits.fail(exits.USAGE, problem)
+    if into_dir and not os.access(output, os.W_OK | os.X_OK):
+        exits.fail(exits.USAGE, f"cannot write in {output}: permission denied")
     if timeout <= 0:
         exits.fail(exits.USAGE, "--timeout must be a positive number of seconds")
     code = exits.OK
@@ -70,12 +73,14 @@ def collect(
             exits.error(f"cannot collect {scan.host.uri}: {scan.host.error}")
             code = exits.INCOMPLETE
             continue
-        path = (
-            output / _bundle_name(raw.host.hostname or raw.host.uri, names) if into_dir else output
-        )
         data = io.BytesIO()
         write_bundle(data, raw, scan.files)
-        if problem := safefs.attempt(safefs.write_file, path, data.getvalue()):
+        if into_dir:
+            path, problem = _create_in(output, raw.host.hostname or raw.host.uri, data, names)
+        else:
+            path = output
+            problem = safefs.attempt(safefs.write_file, path, data.getvalue())
+        if problem:
             exits.error(problem)
             code = exits.USAGE
             continue
@@ -90,12 +95,26 @@ def collect(
     raise typer.Exit(code)
 
 
-def _bundle_name(host: str, taken: set[str]) -> str:
-    """A file name made from the host's name: safe characters only, never reused."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", host).strip("._") or "host"
-    name, n = f"{stem}.snapaudit.tar.gz", 1
-    while name in taken:
-        n += 1
-        name = f"{stem}-{n}.snapaudit.tar.gz"
-    taken.add(name)
-    return name
+def _create_in(directory: Path, host: str, data: io.BytesIO, taken: set[str]):
+    """(path, problem): a new file in DIRECTORY named after HOST, safe characters only. An
+    existing entry (another host's bundle, an earlier run's, or anything planted there) is
+    never replaced or followed: the next free name is taken."""
+    from auditor import safefs
+
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", host).strip("._-") or "host"
+    mask = os.umask(0o022)  # the only way to read the umask is to set it
+    os.umask(mask)
+    for n in range(1, 1000):
+        name = f"{stem}.snapaudit.tar.gz" if n == 1 else f"{stem}-{n}.snapaudit.tar.gz"
+        if name in taken:
+            continue
+        path = directory / name
+        try:
+            safefs.create_file(str(path), data.getvalue(), 0o666 & ~mask)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            return path, f"cannot write {path}: {exc.strerror or exc}"
+        taken.add(name)
+        return path, None
+    return directory / stem, f"cannot write in {directory}: every name for {host} is taken"

