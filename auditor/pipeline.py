@@ -52,14 +52,15 @@ def run(
     from auditor.policy.config import find_config, load_config
     from auditor.policy.selection import selected_rules, with_command_line
     from auditor.policy.waivers import apply_baseline, apply_waivers, read_baseline
-    from auditor.sources.offline import check_source
 
     all_rules, load_errors = load_rules()
     config = load_config(find_config(config_file), all_rules)
     config = with_command_line(config, all_rules, select, ignore, fail_on, timeout)
     rules, policy = selected_rules(config, all_rules)
     known = read_baseline(baseline) if baseline else None
-    for path in offline:
+    for path in offline:  # bundles and metadata directories: imported only when named
+        from auditor.sources.offline import check_source
+
         check_source(path)
 
     started = time.monotonic()
@@ -103,7 +104,6 @@ def audit_hosts(
     rules' own). A host that cannot be scanned is in the result with its error."""
     from auditor.engine.audit import Auditor, audit, default_policy
     from auditor.sources.fleet import scan_hosts
-    from auditor.sources.offline import read_source
 
     # Each domain is audited as soon as it is read, while the daemon answers for the others;
     # so the clock for ages is read once, before the scan.
@@ -122,6 +122,8 @@ def audit_hosts(
         scans[index] = host_scan
         audited[index] = _host_findings(auditor, host_scan, by_host.pop(index, {}))
     for path, domain_xml, host_name in offline:  # (path, --domain-xml, --host-name)
+        from auditor.sources.offline import read_source
+
         scans.append(
             read_source(
                 path, domain_xml=domain_xml, host_name=host_name, check_files=bool(check_files)
