@@ -67,6 +67,7 @@ class _Headers:
     def __init__(self) -> None:
         self._read: dict[tuple[str, str], qcow2.ImageHeader | None] = {}
         self._qemu: dict[str, list[FileFacts]] = {}
+        self._chains: dict[tuple[str, str], list[FileFacts]] = {}
 
     def qemu_chains(self, paths: list[str]) -> list[list[FileFacts]]:
         """`image_chain` of each path, each path once however often it is asked for."""
@@ -89,11 +90,18 @@ class _Headers:
 
     def chain(self, path: str) -> list[FileFacts] | None:
         """Facts for PATH and each image below it, or None when any image of the chain is
-        not read natively (then qemu-img reads the whole chain, and words any error)."""
+        not read natively (then qemu-img reads the whole chain, and words any error). The
+        rest of a chain already read from another overlay is reused, not walked again."""
         if not os.path.lexists(path):
             return [FileFacts(path, exists=False)]
-        names, entries, fmt = [path], [], None
+        names, entries, fmts, fmt = [path], [], [], None
+        known: list[FileFacts] = []  # facts from an image below on, read for another top
         while True:
+            if len(names) > 1 and (known := self._chains.get((names[-1], fmt or "qcow2"), [])):
+                names = names[:-1] + [item.path for item in known]
+                if len(set(names)) < len(names) or len(names) > _MAX_CHAIN:
+                    return None  # a loop, or too long: qemu-img words it
+                break
             found = self.header(names[-1], fmt)
             if found is None or len(names) > _MAX_CHAIN:
                 return None
@@ -104,6 +112,7 @@ class _Headers:
                     "snapshots": [{"name": n} for n in found.snapshots],
                 }
             )
+            fmts.append(fmt or "qcow2")
             if found.backing_file is None:
                 break
             below = found.backing_file
@@ -114,10 +123,12 @@ class _Headers:
                 return None  # a loop: qemu-img refuses it in its own words
             names.append(below)
             fmt = found.backing_format
-        return [
-            _facts(n, e, tuple(names[i + 1 :]))
-            for i, (n, e) in enumerate(zip(names, entries, strict=True))
-        ]
+        upper = zip(names, entries, strict=False)  # the images read here, above KNOWN
+        facts = [_facts(n, e, tuple(names[i + 1 :])) for i, (n, e) in enumerate(upper)]
+        facts += known
+        for i, key in enumerate(fmts):
+            self._chains.setdefault((names[i], key), facts[i:])
+        return facts
 
 
 def plain_file(path: str) -> FileFacts:
