@@ -10,14 +10,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from auditor.model import Policy, RuleError, ScanResult
+from auditor.model import Domain, HostScan, Policy, RuleError, ScanResult
 from auditor.rule import Rule
 
 if TYPE_CHECKING:
@@ -52,14 +52,15 @@ def run(
     from auditor.policy.config import find_config, load_config
     from auditor.policy.selection import selected_rules, with_command_line
     from auditor.policy.waivers import apply_baseline, apply_waivers, read_baseline
-    from auditor.sources.offline import check_source
 
     all_rules, load_errors = load_rules()
     config = load_config(find_config(config_file), all_rules)
     config = with_command_line(config, all_rules, select, ignore, fail_on, timeout)
     rules, policy = selected_rules(config, all_rules)
     known = read_baseline(baseline) if baseline else None
-    for path in offline:
+    for path in offline:  # bundles and metadata directories: imported only when named
+        from auditor.sources.offline import check_source
+
         check_source(path)
 
     started = time.monotonic()
@@ -101,21 +102,47 @@ def audit_hosts(
     """The source and audit steps: scan every host at once (each result in the order of
     URIS), then run RULES over them with POLICY's severities and parameters (default: the
     rules' own). A host that cannot be scanned is in the result with its error."""
-    from auditor.engine.audit import audit
+    from auditor.engine.audit import Auditor, audit, default_policy
     from auditor.sources.fleet import scan_hosts
-    from auditor.sources.offline import read_source
+
+    # Each domain is audited as soon as it is read, while the daemon answers for the others;
+    # so the clock for ages is read once, before the scan.
+    auditor = Auditor(rules, report_time(), policy or default_policy(rules))
+    by_host: dict[int, dict] = {}  # host position -> (domain, uuid) -> (findings, errors)
+
+    def on_domain(index: int, domain: Domain, files: Mapping | None) -> None:
+        by_host.setdefault(index, {})[domain.name, domain.uuid] = auditor.domain(
+            domain.host, domain, files
+        )
 
     scans = [None] * len(uris)
-    for index, host_scan in scan_hosts(uris, progress, check_files, timeout, workers):
+    audited = {}
+    found = scan_hosts(uris, progress, check_files, timeout, workers, on_domain)
+    for index, host_scan in found:
         scans[index] = host_scan
+        audited[index] = _host_findings(auditor, host_scan, by_host.pop(index, {}))
     for path, domain_xml, host_name in offline:  # (path, --domain-xml, --host-name)
+        from auditor.sources.offline import read_source
+
         scans.append(
             read_source(
                 path, domain_xml=domain_xml, host_name=host_name, check_files=bool(check_files)
             )
         )
-    # The clock is read once the hosts are read: ages are as of the report's time.
-    return audit(scans, rules, load_errors, now=report_time(), policy=policy)
+    return audit(scans, rules, load_errors, auditor.now, auditor.policy, audited)
+
+
+def _host_findings(auditor, scan: HostScan, done: Mapping) -> tuple[list, list]:
+    """The host's findings in `audit`'s order, from those of its domains audited as they
+    were read (DONE) and the host's own rules."""
+    findings, errors = auditor.host(scan)
+    for domain in scan.domains:
+        found, failed = done.get((domain.name, domain.uuid)) or auditor.domain(
+            scan.host.uri, domain, scan.files
+        )
+        findings += found
+        errors += failed
+    return findings, errors
 
 
 def demo_node_file():

@@ -129,8 +129,12 @@ def scan(
     from auditor.policy.config import ConfigError
     from auditor.policy.waivers import BaselineError
     from auditor.policy.waivers import write_baseline as save_baseline
-    from auditor.sources.offline import NotASource
 
+    usage_errors: tuple[type[Exception], ...] = (ConfigError, BaselineError)
+    if sources:  # bundles and metadata directories: their readers are imported only then
+        from auditor.sources.offline import NotASource
+
+        usage_errors += (NotASource,)
     outputs = _outputs(formats, output)
     if (domain_xml or host_name) and not sources:
         exits.fail(exits.USAGE, "--domain-xml and --host-name go with --from")
@@ -156,7 +160,7 @@ def scan(
                 host_name=host_name,
                 workers=workers,
             )
-    except (ConfigError, BaselineError, NotASource) as exc:
+    except usage_errors as exc:
         exits.fail(exits.USAGE, str(exc))
     unwritten = [safefs.attempt(emit, name, path, result) for name, path in outputs]
     if write_baseline:  # after the reports, which a bad baseline path must not cost

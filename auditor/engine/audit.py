@@ -115,40 +115,86 @@ def check(
     return findings, errors
 
 
+class Auditor:
+    """The rules with their policy, ready to check one host's domains as they are read
+    (from scanner threads: it holds no state that checking changes) and the host itself."""
+
+    def __init__(self, rules: Sequence[Rule], now: datetime, policy: Policy) -> None:
+        self.rules, self.now, self.policy = rules, now, policy
+        self._by_code = {p.code: p for p in policy.rules}
+        self._overrides = {
+            r.code: self._by_code[r.code].severity
+            for r in rules
+            if self._by_code[r.code].severity != r.severity
+        }
+        self._scoped = {scope: [r for r in rules if r.scope == scope] for scope in SCOPES}
+
+    def contexts(self, host: str, files: Mapping | None) -> dict[str, Context]:
+        base = Context(host=host, files=files, now=self.now)
+        return {
+            r.code: dataclasses.replace(base, params=self._by_code[r.code].params)
+            for r in self.rules
+        }
+
+    def domain(
+        self, host: str, domain: Domain, files: Mapping | None
+    ) -> tuple[list[Finding], list[RuleError]]:
+        """Findings of the domain's snapshots, oldest first, then of the domain. FILES: the
+        facts about the files the domain names (its share of the host's)."""
+        return self._check(self._subjects([domain]), self.contexts(host, files))
+
+    def host(self, scan: HostScan) -> tuple[list[Finding], list[RuleError]]:
+        """Findings of the host's own rules (none for a host that could not be read)."""
+        subjects = [] if scan.host.error else [(scan.host, self._scoped["host"])]
+        return self._check(subjects, self.contexts(scan.host.uri, scan.files))
+
+    def whole(self, scan: HostScan) -> tuple[list[Finding], list[RuleError]]:
+        """The host, then each domain in the scan's order: what `audit` reports for it."""
+        findings, errors = self.host(scan)
+        subjects = self._subjects(scan.domains)
+        more, failed = self._check(subjects, self.contexts(scan.host.uri, scan.files))
+        return findings + more, errors + failed
+
+    def _subjects(self, domains: Iterable[Domain]) -> list:
+        subjects: list = []
+        for domain in domains:
+            subjects += [(s, self._scoped["snapshot"]) for s in domain.snapshots]
+            subjects.append((domain, self._scoped["domain"]))
+        return subjects
+
+    def _check(self, subjects, contexts) -> tuple[list[Finding], list[RuleError]]:
+        findings: list[Finding] = []
+        errors: list[RuleError] = []
+        for subject, applicable in subjects:
+            found, failed = check(subject, applicable, contexts, self._overrides)
+            findings.extend(found)
+            errors.extend(failed)
+        return findings, errors
+
+
 def audit(
     scans: Iterable[HostScan],
     rules: Sequence[Rule],
     load_errors: Sequence[RuleError] = (),
     now: datetime | None = None,
     policy: Policy | None = None,
+    audited: Mapping[int, tuple[list[Finding], list[RuleError]]] | None = None,
 ) -> ScanResult:
     """Findings for every host, domain and snapshot. `policy` gives each rule's effective
-    severity and parameters (default: the rules' own); `now` is the clock for age checks."""
-    now = now or datetime.now(UTC)
-    policy = policy or default_policy(rules)
-    by_code = {p.code: p for p in policy.rules}
-    overrides = {
-        r.code: by_code[r.code].severity for r in rules if by_code[r.code].severity != r.severity
-    }
-    scoped = {scope: [r for r in rules if r.scope == scope] for scope in SCOPES}
+    severity and parameters (default: the rules' own); `now` is the clock for age checks.
+    AUDITED: findings of hosts already checked while they were read, by position in SCANS."""
+    auditor = Auditor(rules, now or datetime.now(UTC), policy or default_policy(rules))
     hosts = tuple(scans)
     findings: list[Finding] = []
     errors = list(load_errors)
-    for scan in hosts:
-        base = Context(host=scan.host.uri, files=scan.files, now=now)
-        contexts = {r.code: dataclasses.replace(base, params=by_code[r.code].params) for r in rules}
-        subjects = [] if scan.host.error else [(scan.host, scoped["host"])]
-        for domain in scan.domains:
-            subjects += [(s, scoped["snapshot"]) for s in domain.snapshots]
-            subjects.append((domain, scoped["domain"]))
-        for subject, applicable in subjects:
-            found, failed = check(subject, applicable, contexts, overrides)
-            findings.extend(found)
-            errors.extend(failed)
+    for index, scan in enumerate(hosts):
+        found, failed = (audited or {}).get(index) or auditor.whole(scan)
+        findings.extend(found)
+        errors.extend(failed)
     return ScanResult(
-        generated_at=now,
+        generated_at=auditor.now,
         hosts=hosts,
         findings=tuple(findings),
         rule_errors=tuple(errors),
-        policy=policy,
+        policy=auditor.policy,
     )

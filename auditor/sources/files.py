@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -38,12 +39,15 @@ def files_visible(uri: str | None) -> bool:
     return driver in _LOCAL_DRIVERS and transport in _LOCAL_TRANSPORTS and not parts.hostname
 
 
-def gather(images: Iterable[str], plain: Iterable[str] = ()) -> dict[str, FileFacts]:
-    """Facts for every image (and each image of its backing chain) and every plain file."""
+def gather(
+    images: Iterable[str], plain: Iterable[str] = (), headers: _Headers | None = None
+) -> dict[str, FileFacts]:
+    """Facts for every image (and each image of its backing chain) and every plain file.
+    HEADERS: native reads (and qemu-img results) already made, shared across calls."""
     facts: dict[str, FileFacts] = {}
     for path in set(plain):
         facts[path] = plain_file(path)
-    headers = _Headers()
+    headers = headers or _Headers()
     rest = []  # images qemu-img reads
     for path in sorted(set(images)):
         found = headers.chain(path)
@@ -51,10 +55,9 @@ def gather(images: Iterable[str], plain: Iterable[str] = ()) -> dict[str, FileFa
             rest.append(path)
         for item in found or ():
             facts.setdefault(item.path, item)
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        for found in pool.map(image_chain, rest):
-            for item in found:
-                facts.setdefault(item.path, item)
+    for found in headers.qemu_chains(rest):
+        for item in found:
+            facts.setdefault(item.path, item)
     return facts
 
 
@@ -63,6 +66,18 @@ class _Headers:
 
     def __init__(self) -> None:
         self._read: dict[tuple[str, str], qcow2.ImageHeader | None] = {}
+        self._qemu: dict[str, list[FileFacts]] = {}
+        self._chains: dict[tuple[str, str], list[FileFacts]] = {}
+
+    def qemu_chains(self, paths: list[str]) -> list[list[FileFacts]]:
+        """`image_chain` of each path, each path once however often it is asked for."""
+        todo = [p for p in paths if p not in self._qemu]
+        if len(todo) == 1:
+            self._qemu[todo[0]] = image_chain(todo[0])
+        elif todo:
+            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                self._qemu.update(zip(todo, pool.map(image_chain, todo), strict=True))
+        return [self._qemu[p] for p in paths]
 
     def header(self, path: str, fmt: str | None) -> qcow2.ImageHeader | None:
         key = (path, fmt or "qcow2")  # qcow2 probed or named: one read
@@ -75,11 +90,18 @@ class _Headers:
 
     def chain(self, path: str) -> list[FileFacts] | None:
         """Facts for PATH and each image below it, or None when any image of the chain is
-        not read natively (then qemu-img reads the whole chain, and words any error)."""
+        not read natively (then qemu-img reads the whole chain, and words any error). The
+        rest of a chain already read from another overlay is reused, not walked again."""
         if not os.path.lexists(path):
             return [FileFacts(path, exists=False)]
-        names, entries, fmt = [path], [], None
+        names, entries, fmts, fmt = [path], [], [], None
+        known: list[FileFacts] = []  # facts from an image below on, read for another top
         while True:
+            if len(names) > 1 and (known := self._chains.get((names[-1], fmt or "qcow2"), [])):
+                names = names[:-1] + [item.path for item in known]
+                if len(set(names)) < len(names) or len(names) > _MAX_CHAIN:
+                    return None  # a loop, or too long: qemu-img words it
+                break
             found = self.header(names[-1], fmt)
             if found is None or len(names) > _MAX_CHAIN:
                 return None
@@ -90,6 +112,7 @@ class _Headers:
                     "snapshots": [{"name": n} for n in found.snapshots],
                 }
             )
+            fmts.append(fmt or "qcow2")
             if found.backing_file is None:
                 break
             below = found.backing_file
@@ -100,10 +123,12 @@ class _Headers:
                 return None  # a loop: qemu-img refuses it in its own words
             names.append(below)
             fmt = found.backing_format
-        return [
-            _facts(n, e, tuple(names[i + 1 :]))
-            for i, (n, e) in enumerate(zip(names, entries, strict=True))
-        ]
+        upper = zip(names, entries, strict=False)  # the images read here, above KNOWN
+        facts = [_facts(n, e, tuple(names[i + 1 :])) for i, (n, e) in enumerate(upper)]
+        facts += known
+        for i, key in enumerate(fmts):
+            self._chains.setdefault((names[i], key), facts[i:])
+        return facts
 
 
 def plain_file(path: str) -> FileFacts:
@@ -181,8 +206,40 @@ def _backing_path(entry: dict) -> str:
 
 def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
     """Inspect every local file the domains and their snapshots name."""
-    images, plain = set(), set()
+    host = HostFiles()
     for domain in domains:
-        images.update(s.path for s in domain.disk_sources() if s.type == "file" and s.path)
-        plain.update(s.memory_file for s in domain.snapshots if s.memory_file)
-    return gather((p for p in images if p.startswith("/")), (p for p in plain if p.startswith("/")))
+        host.domain(domain)
+    return host.all()
+
+
+class HostFiles:
+    """One host's file facts, gathered domain by domain as each domain is read (from several
+    threads at once), each image read once for the host."""
+
+    def __init__(self) -> None:
+        self._headers = _Headers()
+        self._plain: dict[str, FileFacts] = {}
+        self._images: dict[str, FileFacts] = {}
+        self._lock = threading.Lock()
+
+    def domain(self, domain: Domain) -> dict[str, FileFacts]:
+        """Facts about every file DOMAIN and its snapshots name (with backing chains)."""
+        images = {s.path for s in domain.disk_sources() if s.type == "file" and s.path}
+        plain = {s.memory_file for s in domain.snapshots if s.memory_file}
+        images = {p for p in images if p.startswith("/")}
+        plain = {p for p in plain if p.startswith("/")}
+        facts = gather(images, plain, self._headers)
+        with self._lock:
+            for path, item in facts.items():
+                if path in plain:
+                    self._plain[path] = item
+                else:
+                    self._images.setdefault(path, item)
+        return facts
+
+    def all(self) -> dict[str, FileFacts]:
+        """Every domain's facts; a path named as a plain file is described as one."""
+        merged = dict(self._plain)
+        for path in sorted(self._images):
+            merged.setdefault(path, self._images[path])
+        return merged

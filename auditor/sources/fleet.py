@@ -4,10 +4,10 @@ number (hosts at once, and worker threads across them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from auditor.model import Host, HostScan
+from auditor.model import Domain, Host, HostScan
 from auditor.sources.assemble import RawHost
 from auditor.sources.deadline import Raised, TimedOut, run_each
 from auditor.sources.scanner import (
@@ -29,13 +29,16 @@ def scan_hosts(
     check_files: bool | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     workers: int | None = None,
+    on_domain: Callable[[int, Domain, Mapping | None], None] | None = None,
 ) -> Iterator[tuple[int, HostScan]]:
     """Scan several hosts at once; yields (position in `uris`, scan) as each host finishes,
     or as its TIMEOUT seconds run out (None: no limit). WORKERS: calls in flight per host
-    (None: sized for each host's link), within FLEET_THREADS across the hosts."""
+    (None: sized for each host's link), within FLEET_THREADS across the hosts. ON_DOMAIN:
+    called with (position, domain, its file facts) as each domain is read."""
 
-    def job(uri: str | None, calls: int) -> HostScan:
-        return scan_host(uri, progress, check_files, calls)
+    def job(index: int, uri: str | None, calls: int) -> HostScan:
+        done = (lambda domain, files: on_domain(index, domain, files)) if on_domain else None
+        return scan_host(uri, progress, check_files, calls, done)
 
     for index, outcome in _each_host(uris, job, timeout, workers):
         yield index, outcome if isinstance(outcome, HostScan) else outcome[0]
@@ -49,7 +52,7 @@ def collect_hosts(
 ) -> Iterator[tuple[int, HostScan, RawHost | None]]:
     """`collect_host` for several hosts at once, bounded like `scan_hosts`."""
 
-    def job(uri: str | None, calls: int) -> tuple[HostScan, RawHost | None]:
+    def job(_index: int, uri: str | None, calls: int) -> tuple[HostScan, RawHost | None]:
         return collect_host(uri, check_files, calls)
 
     for index, outcome in _each_host(uris, job, timeout, workers):
@@ -63,11 +66,12 @@ def _each_host(uris, job, timeout, workers) -> Iterator[tuple[int, Any]]:
     at_once = max(1, min(HOST_WORKERS, len(uris)))
     cap = max(1, FLEET_THREADS // at_once)
 
-    def bound(uri: str | None) -> Callable[[], Any]:
+    def bound(index: int, uri: str | None) -> Callable[[], Any]:
         calls = min(cap, workers or workers_for(uri))
-        return lambda: job(uri, calls)
+        return lambda: job(index, uri, calls)
 
-    for index, outcome in run_each([bound(uri) for uri in uris], timeout, at_once):
+    jobs = [bound(index, uri) for index, uri in enumerate(uris)]
+    for index, outcome in run_each(jobs, timeout, at_once):
         uri = uris[index] or "(default)"
         if isinstance(outcome, TimedOut):
             outcome = HostScan(Host(uri=uri, error=f"timed out after {outcome.seconds:g} s"))

@@ -16,13 +16,13 @@ one host becomes that host's error, and the other hosts are still scanned."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 import libvirt
 
 from auditor.display import one_line
-from auditor.model import Domain, Host, HostScan, Skipped, Snapshot
+from auditor.model import Domain, FileFacts, Host, HostScan, Skipped, Snapshot
 from auditor.sources.assemble import (
     RawDomain,
     RawHost,
@@ -32,7 +32,7 @@ from auditor.sources.assemble import (
 )
 from auditor.sources.connection import open_read_only
 from auditor.sources.deadline import run_all
-from auditor.sources.files import files_visible, gather_files
+from auditor.sources.files import HostFiles, files_visible
 from auditor.sources.parser import (
     SnapshotXMLError,
     VolumeResolver,
@@ -53,6 +53,10 @@ _VANISHED = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT}
 
 # Progress: called with (host uri, domains done, domains total) from worker threads.
 Progress = Callable[[str, int, int], None]
+# Called with each domain as soon as it is read, with the facts about the files it names
+# (None when files are not checked), from worker threads: the audit runs while the daemon
+# answers the calls for the other domains.
+DomainDone = Callable[[Domain, Mapping[str, FileFacts] | None], None]
 
 
 def workers_for(uri: str | None) -> int:
@@ -69,6 +73,7 @@ def scan_host(
     progress: Progress | None = None,
     check_files: bool | None = None,
     workers: int | None = None,
+    on_domain: DomainDone | None = None,
 ) -> HostScan:
     """Everything snapaudit needs from one host. Never raises for host-side problems: an
     unreachable host, or one whose scan failed in any way, comes back with `host.error` set.
@@ -84,7 +89,7 @@ def scan_host(
         if check_files is None:
             check_files = files_visible(uri or _safe(conn.getURI))
         calls = workers or workers_for(uri)
-        return _scan_connection(conn, actual, progress, check_files, calls)[0]
+        return _scan_connection(conn, actual, progress, check_files, calls, on_domain=on_domain)[0]
     except Exception as exc:  # one host's failure must not end the others
         return HostScan(Host(uri=actual, error=host_error(exc)))
     finally:
@@ -120,6 +125,7 @@ def _scan_connection(
     check_files: bool = False,
     workers: int = LOCAL_WORKERS,
     keep_raw: bool = False,
+    on_domain: DomainDone | None = None,
 ) -> tuple[HostScan, RawHost | None]:
     try:
         capabilities = _safe(conn.getCapabilities)
@@ -143,9 +149,15 @@ def _scan_connection(
 
     found_volumes: dict = {}
     volumes = volume_resolver(conn, found_volumes)
+    host_files = HostFiles() if check_files else None
 
-    def finished() -> None:
+    def finished(owner: _Head | Skipped) -> None:
         nonlocal done
+        if isinstance(owner, _Head):  # read to the end: built, its files and audit now
+            owner.built = owner.domain(uri)
+            facts = host_files.domain(owner.built) if host_files else None
+            if on_domain:
+                on_domain(owner.built, facts)
         with lock:
             done += 1
             if progress:
@@ -156,7 +168,7 @@ def _scan_connection(
             listed[index], uri, check_files or keep_raw, volumes, keep_raw
         )
         if isinstance(found, Skipped) or not found.listed:
-            finished()
+            finished(found)
 
     if progress:
         progress(uri, 0, len(listed))
@@ -170,7 +182,7 @@ def _scan_connection(
             owner.remaining -= 1
             last = owner.remaining == 0
         if last:
-            finished()
+            finished(owner)
 
     run_all(read, reads, workers)
     domains: list[Domain] = []
@@ -179,11 +191,11 @@ def _scan_connection(
         if isinstance(found, Skipped):
             skipped.append(found)
         elif found is not None:
-            domains.append(found.domain(uri))
+            domains.append(found.built or found.domain(uri))
             skipped.extend(x for x in found.results if isinstance(x, Skipped))
     domains.sort(key=lambda d: (d.name, d.uuid))
     skipped.sort(key=lambda s: (s.domain or "", s.snapshot or "", s.reason))
-    files = gather_files(domains) if check_files else None
+    files = host_files.all() if host_files else None
     raw = None
     if keep_raw:
         raws = tuple(h.raw() for h in heads if isinstance(h, _Head))
@@ -199,6 +211,7 @@ class _Head:
         self.current, self.volumes = current, volumes
         self.results: list[Snapshot | Skipped | None] = [None] * len(listed)
         self.remaining = len(listed)
+        self.built: Domain | None = None  # once every snapshot is read
         # Kept for a bundle only (definition not None): the XML as libvirt returned it.
         self.definition = definition
         self.xml: list[RawSnapshot | None] = [None] * len(listed)
