@@ -96,7 +96,7 @@ def external_snapshot_revert(capabilities: str | bytes | None) -> bool | None:
     if capabilities is None:
         return None
     try:
-        caps = parse_xml(capabilities)
+        parsed = parse_xml(capabilities)
     except SnapshotXMLError:
         return None
-    return caps.find("guest/features/externalSnapshot") is not None
+    return parsed.find("guest/features/externalSnapshot") is not None
