@@ -79,21 +79,7 @@ def scan_host(
     unreachable host, or one whose scan failed in any way, comes back with `host.error` set.
     Files named in the metadata are inspected when `check_files` is true, or when it is None
     and the host is local."""
-    try:
-        conn = open_read_only(uri)
-    except Exception as exc:  # libvirt-python raises SystemError too
-        return HostScan(Host(uri=uri or "(default)", error=host_error(exc)))
-    actual = uri or "(default)"
-    try:
-        actual = uri or _safe(conn.getURI) or "(default)"
-        if check_files is None:
-            check_files = files_visible(uri or _safe(conn.getURI))
-        calls = workers or workers_for(uri)
-        return _scan_connection(conn, actual, progress, check_files, calls, on_domain=on_domain)[0]
-    except Exception as exc:  # one host's failure must not end the others
-        return HostScan(Host(uri=actual, error=host_error(exc)))
-    finally:
-        _safe(conn.close)
+    return _read_host(uri, progress, check_files, workers, on_domain, keep_raw=False)[0]
 
 
 def collect_host(
@@ -101,6 +87,18 @@ def collect_host(
 ) -> tuple[HostScan, RawHost | None]:
     """What `scan_host` reads, and the XML it was read from (for a bundle): domain
     definitions are always read. The RawHost is None when the host could not be read."""
+    return _read_host(uri, None, check_files, workers, None, keep_raw=True)
+
+
+def _read_host(
+    uri: str | None,
+    progress: Progress | None,
+    check_files: bool | None,
+    workers: int | None,
+    on_domain: DomainDone | None,
+    *,
+    keep_raw: bool,
+) -> tuple[HostScan, RawHost | None]:
     try:
         conn = open_read_only(uri)
     except Exception as exc:  # libvirt-python raises SystemError too
@@ -111,7 +109,9 @@ def collect_host(
         if check_files is None:
             check_files = files_visible(uri or _safe(conn.getURI))
         calls = workers or workers_for(uri)
-        return _scan_connection(conn, actual, None, check_files, calls, keep_raw=True)
+        return _scan_connection(
+            conn, actual, progress, check_files, calls, keep_raw=keep_raw, on_domain=on_domain
+        )
     except Exception as exc:  # one host's failure must not end the others
         return HostScan(Host(uri=actual, error=host_error(exc))), None
     finally:
