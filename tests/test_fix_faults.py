@@ -263,7 +263,7 @@ def cases() -> list[tuple[str, str, str]]:
     return found + [case for case in extra if case not in found]
 
 
-def test_every_fault_at_every_journal_record(conn, libvirtd, tmp_path):  # noqa: F811
+def test_each_journal_record_meets_one_fault_cycling_through_all(conn, libvirtd, tmp_path):  # noqa: F811
     every = cases()
     with ThreadPoolExecutor(WORKERS) as pool:
         results = pool.map(
