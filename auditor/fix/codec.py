@@ -19,6 +19,10 @@ def step_to_json(step: Step, *, secrets: bool) -> dict[str, Any]:
 
 def step_from_json(data: dict[str, Any]) -> Step:
     cls = _BY_KIND[data["kind"]]
+    if "tag" not in data and "source" in data:
+        # Journals written before trees could hold external snapshots read every state at
+        # the internal snapshot of its own name.
+        data = {**data, "tag": data["snapshot"]}
     return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 

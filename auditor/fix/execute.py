@@ -125,12 +125,12 @@ def _unchanged_or_ours(xml: str, plan: DomainPlan) -> bool:
 def _run_step(conn: libvirt.virConnect, dom: libvirt.virDomain, step: Step) -> None:
     match step:
         case CreateImage():
-            source = (step.source, step.source_format, step.snapshot)
+            source = (step.source, step.source_format, step.tag)
             images.create_image(step.path, *source, step.backing, step.cluster_size)
         case CreateOverlay():
             images.create_overlay(step.path, step.backing)
         case VerifyImage():
-            images.verify_image(step.path, step.source, step.source_format, step.snapshot)
+            images.verify_image(step.path, step.source, step.source_format, step.tag)
         case DropSnapshotMetadata():
             snap = _snapshot(dom, step.snapshot)
             if snap is not None:

@@ -31,6 +31,7 @@ class CreateImage:
     source_format: str
     backing: str | None
     cluster_size: int
+    tag: str | None  # the source's internal snapshot to read; None: its active layer
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class VerifyImage:
     snapshot: str | None
     source: str
     source_format: str
+    tag: str | None  # as CreateImage's
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from QEMU's docs/interop/qcow2.txt.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from dataclasses import dataclass
 
@@ -113,3 +114,82 @@ class Qcow2Tables:
                 for i in range(per_table)
             )
         return differing * self.cluster_size
+
+
+_BACKING_FORMAT = 0xE2792ACA  # header extension: the backing file's format
+_MAX_BACKING_NAME = 1023  # QEMU's limit
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What a qcow2 header says about the image's place in a chain."""
+
+    virtual_size: int
+    backing_file: str | None  # as recorded: may be relative to the image's directory
+    backing_format: str | None
+
+
+def read_header(fd: int, path: str) -> Header:
+    """The header of the qcow2 image open at FD (read with pread only: any file position);
+    Qcow2Error when it is not one."""
+
+    def read(offset: int, length: int) -> bytes:
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            raise Qcow2Error(f"{path}: truncated at offset {offset}")
+        return data
+
+    header = read(0, 72)
+    if header[:4] != MAGIC:
+        raise Qcow2Error(f"{path}: not a qcow2 image")
+    version, backing_offset, backing_size = struct.unpack_from(">IQI", header, 4)
+    virtual_size = struct.unpack_from(">Q", header, 24)[0]
+    if version not in (2, 3) or backing_size > _MAX_BACKING_NAME:
+        raise Qcow2Error(f"{path}: unsupported qcow2 header")
+    backing = None
+    if backing_offset and backing_size:
+        backing = read(backing_offset, backing_size).decode("utf-8", "surrogateescape")
+    backing_format = None
+    offset = struct.unpack_from(">I", read(100, 4))[0] if version >= 3 else 72
+    for _ in range(64):  # header extensions, up to the end marker
+        kind, length = struct.unpack(">II", read(offset, 8))
+        if kind == 0:
+            break
+        if kind == _BACKING_FORMAT:
+            backing_format = read(offset + 8, min(length, 16)).decode("ascii", "replace")
+        offset += 8 + ((length + 7) & ~7)
+    return Header(virtual_size, backing, backing_format)
+
+
+def backing_path(image: str, recorded: str) -> str:
+    """A recorded backing file name as a path: relative names are relative to the image."""
+    if recorded.startswith("/"):
+        return os.path.normpath(recorded)
+    return os.path.normpath(os.path.join(os.path.dirname(image), recorded))
+
+
+def backing_chain(path: str, limit: int = 64) -> list[str]:
+    """The images below PATH, nearest first, as far as they are regular qcow2 files that
+    can be opened (read-only, never blocking on a FIFO)."""
+    chain: list[str] = []
+    current = path
+    while len(chain) < limit:
+        try:
+            fd = os.open(current, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            break
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                break
+            header = read_header(fd, current)
+        except (OSError, Qcow2Error):
+            break
+        finally:
+            os.close(fd)
+        if header.backing_file is None or "://" in header.backing_file:
+            break
+        current = backing_path(current, header.backing_file)
+        if current in chain or current == path:
+            break
+        chain.append(current)
+    return chain
