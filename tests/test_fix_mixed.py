@@ -1,0 +1,138 @@
+"""Mixed internal/external snapshot trees on a real libvirtd, built with libvirt's own calls:
+the audit names them (SNAP017), fix converts them whole, every state reads back byte for
+byte, and libvirt reverts to and deletes the converted snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import libvirt
+import pytest
+from conftest import run_cli
+
+from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
+from testlab.trees import SnapshotTree, disk_sources, read_back
+from testlab.vms import snapshot_external_offline
+
+pytestmark = pytest.mark.qemu
+
+
+def external(tree: SnapshotTree, name: str, directory: Path) -> None:
+    """An external disk-only snapshot of the shut-off domain; the domain moves onto the new
+    overlay, where the tree's writes go from now on."""
+    snapshot_external_offline(tree.dom, name, directory)
+    tree.states[name] = {disk: list(blocks) for disk, blocks in tree.now.items()}
+    tree.images["vda"] = Path(disk_sources(tree.dom.XMLDesc())["vda"])
+
+
+def revert(tree: SnapshotTree, name: str) -> None:
+    tree.revert(name)
+    tree.images["vda"] = Path(disk_sources(tree.dom.XMLDesc())["vda"])
+
+
+def after_external(tree: SnapshotTree, images: Path) -> None:
+    """int1 -> ext1, the domain on ext1's overlay."""
+    tree.write("vda", 0, 0x11, 2)
+    tree.snapshot("int1")
+    tree.write("vda", 2, 0x22)
+    external(tree, "ext1", images)
+    tree.write("vda", 3, 0x33)
+
+
+def sandwich(tree: SnapshotTree, images: Path) -> None:
+    """int1 -> ext1 -> int2, int2 stored inside ext1's overlay."""
+    after_external(tree, images)
+    tree.snapshot("int2")
+    tree.write("vda", 0, 0x44)
+
+
+def branched(tree: SnapshotTree, images: Path) -> None:
+    """ext1 -+- int1             (inside ext1's overlay)
+    +- int2 (current)   (inside the overlay libvirt made reverting to ext1)"""
+    tree.write("vda", 0, 0x11)
+    external(tree, "ext1", images)
+    tree.write("vda", 1, 0x22)
+    tree.snapshot("int1")
+    tree.write("vda", 2, 0x33)
+    revert(tree, "ext1")
+    tree.write("vda", 3, 0x44)
+    tree.snapshot("int2")
+    tree.write("vda", 4, 0x55)
+
+
+# shape: (how it is built, its internal snapshots, whether libvirt leaves the domain on an
+# overlay no snapshot's metadata names: it drops ext1's <revertDisks> when int2 is taken)
+SHAPES = {
+    "after": (after_external, {"int1"}, False),
+    "sandwich": (sandwich, {"int1", "int2"}, False),
+    "branched": (branched, {"int1", "int2"}, True),
+}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def findings(uri: str, domain: str) -> list[tuple[str, str]]:
+    scan = run_cli("scan", "-c", uri, "--format", "json", "--fail-on", "never")
+    assert scan.returncode == 0, scan.stderr
+    rows = [f for f in json.loads(scan.stdout)["findings"] if f["domain"] == domain]
+    return sorted((f["rule"], f["snapshot"]) for f in rows)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mixed_tree_converts_whole(conn, libvirtd, tmp_path, shape):  # noqa: F811
+    build, internal, unnamed_overlay = SHAPES[shape]
+    images = tmp_path / "images"
+    name = f"mixed-{shape}"
+    tree = SnapshotTree(conn, name, images)
+    build(tree, images)
+    expected = [("SNAP002", s) for s in internal] + [("SNAP017", "int1")]
+    if unnamed_overlay:
+        expected.append(("SNAP012", str(tree.images["vda"])))
+    assert findings(libvirtd.uri, name) == sorted(expected)
+    originals = {p: sha256(p) for p in images.iterdir()}
+
+    proc = run_cli(
+        "fix",
+        "-c",
+        libvirtd.uri,
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--domain",
+        name,
+        "--apply",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    dom = tree.dom
+    for snap, state in tree.states.items():
+        xml = dom.snapshotLookupByName(snap).getXMLDesc()
+        image = disk_sources(xml, "domain")["vda"]
+        assert Path(image) not in originals, snap
+        assert read_back(image, state["vda"]) == [], snap
+    top = disk_sources(dom.XMLDesc())["vda"]
+    assert read_back(top, tree.now["vda"]) == []
+    assert {p: sha256(p) for p in originals} == originals  # never written
+    assert findings(libvirtd.uri, name) == []
+
+    caps = conn.getCapabilities()
+    require("<externalSnapshot/>" in caps, "this libvirt cannot revert to external snapshots")
+    # Each once (libvirt names revert overlays by the second), a leaf last: libvirt deletes
+    # an external snapshot it is on only when it is a leaf.
+    leaves = {s.getName() for s in dom.listAllSnapshots(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_LEAVES)}
+    for snap in sorted(tree.states, key=lambda n: (n in leaves, n)):
+        dom.revertToSnapshot(dom.snapshotLookupByName(snap))
+        now = disk_sources(dom.XMLDesc())["vda"]
+        assert read_back(now, tree.states[snap]["vda"]) == [], snap
+    leaf = dom.snapshotCurrent()
+    gone = leaf.getName()
+    leaf.delete(0)
+    assert gone not in [s.getName() for s in dom.listAllSnapshots()]
+    now = disk_sources(dom.XMLDesc())["vda"]
+    assert read_back(now, tree.states[gone]["vda"]) == []
+    assert [
+        f for f in findings(libvirtd.uri, name) if f[0] in ("SNAP001", "SNAP002", "SNAP017")
+    ] == []
