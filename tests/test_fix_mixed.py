@@ -12,6 +12,7 @@ import libvirt
 import pytest
 from conftest import run_cli
 
+from auditor.display import human_size
 from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
 from testlab.vms import snapshot_external_offline
@@ -136,3 +137,39 @@ def test_mixed_tree_converts_whole(conn, libvirtd, tmp_path, shape):  # noqa: F8
     assert [
         f for f in findings(libvirtd.uri, name) if f[0] in ("SNAP001", "SNAP002", "SNAP017")
     ] == []
+
+
+def test_deleting_an_external_snapshot_after_a_revert_leaves_an_orphan(conn, libvirtd, tmp_path):  # noqa: F811
+    """int1 -> ext1, revert to int1, delete ext1: libvirt 11.3 deletes the metadata and leaves
+    ext1's overlay on disk; the audit names it (SNAP018) until it is removed."""
+    images = tmp_path / "images"
+    tree = SnapshotTree(conn, "orphaned", images)
+    tree.write("vda", 0, 0x11)
+    tree.snapshot("int1")
+    external(tree, "ext1", images)
+    overlay = tree.images["vda"]
+    tree.write("vda", 1, 0x22)
+    revert(tree, "int1")
+    assert findings(libvirtd.uri, "orphaned") == [
+        ("SNAP002", "int1"),
+        ("SNAP017", "int1"),
+    ]
+    tree.dom.snapshotLookupByName("ext1").delete(0)
+    assert overlay.exists()
+
+    scan = run_cli("scan", "-c", libvirtd.uri, "--format", "json", "--fail-on", "never")
+    rows = [f for f in json.loads(scan.stdout)["findings"] if f["domain"] == "orphaned"]
+    (orphan,) = [f for f in rows if f["rule"] == "SNAP018"]
+    base = tree.images["vda"]
+    size = overlay.stat().st_size
+    assert (orphan["image"], orphan["severity"], orphan["disk"]) == (str(overlay), "warning", None)
+    assert orphan["message"] == (
+        f"image {overlay} ({human_size(size)}) is used by no domain; its backing chain "
+        f"reaches {base}"
+    )
+    assert sorted((f["rule"], f["snapshot"]) for f in rows) == [
+        ("SNAP002", "int1"),
+        ("SNAP018", str(overlay)),
+    ]
+    overlay.unlink()
+    assert findings(libvirtd.uri, "orphaned") == [("SNAP002", "int1")]

@@ -46,6 +46,7 @@ BUILT_IN = {
     "SNAP015": ("snapshot-count", Severity.WARNING),
     "SNAP016": ("naming", Severity.WARNING),
     "SNAP017": ("mixed-snapshot-tree", Severity.ERROR),
+    "SNAP018": ("orphaned-overlay", Severity.WARNING),
     "HOST001": ("no-external-revert", Severity.WARNING),
 }
 OFF_BY_DEFAULT = {"SNAP016"}

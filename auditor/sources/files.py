@@ -8,12 +8,13 @@ while a running VM holds them.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from auditor.model import FileFacts
-from auditor.sources import qemu
+from auditor.sources import qcow2, qemu
 from auditor.sources.qemu import QemuToolError
 
 QEMU_IMG_TIMEOUT = 60
@@ -91,3 +92,54 @@ def _backing_path(entry: dict) -> str:
     # qemu-img records backing files as written; full-backing-filename resolves relative ones.
     name = entry.get("full-backing-filename") or entry.get("backing-filename") or ""
     return os.path.normpath(name) if name.startswith("/") else name
+
+
+# What fix mode leaves while it writes an image: never an orphan.
+_UNFINISHED = ".part"
+
+
+def unreferenced_images(directories: Iterable[str], referenced: set[str]) -> dict[str, FileFacts]:
+    """qcow2 images in DIRECTORIES (each listed once) that are not in REFERENCED, with their
+    backing chains. Only regular files are opened (lstat first, then O_NOFOLLOW|O_NONBLOCK,
+    so a symlink is not followed and a FIFO cannot block), and only their headers are read."""
+    found: dict[str, FileFacts] = {}
+    known = referenced | {os.path.realpath(p) for p in referenced}
+    for directory in sorted(set(directories)):
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(directory, name)
+            if name.endswith(_UNFINISHED) or path in known:
+                continue
+            facts = _unreferenced(path)
+            if facts is not None and os.path.realpath(path) not in known:
+                found[path] = facts
+    return found
+
+
+def _unreferenced(path: str) -> FileFacts | None:
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        qcow2.read_header(fd, path)
+    except (OSError, qcow2.Qcow2Error):
+        return None
+    finally:
+        os.close(fd)
+    return FileFacts(
+        path,
+        exists=True,
+        size=info.st_size,  # a file's own size: what removing it frees, near enough
+        format="qcow2",
+        backing_chain=tuple(qcow2.backing_chain(path)),
+        unreferenced=True,
+    )

@@ -11,6 +11,7 @@ scanned concurrently too, and results are yielded as each host finishes.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -117,9 +118,15 @@ def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
     for domain in domains:
         images.update(s.path for s in domain.disk_sources() if s.type == "file" and s.path)
         plain.update(s.memory_file for s in domain.snapshots if s.memory_file)
-    return files.gather(
+    found = files.gather(
         (p for p in images if p.startswith("/")), (p for p in plain if p.startswith("/"))
     )
+    # The directories of every image, scanned once each for images nothing names (SNAP018).
+    referenced = set(found)
+    referenced.update(p for f in found.values() for p in f.backing_chain)
+    directories = {os.path.dirname(p) for p in referenced if p.startswith("/")}
+    found.update(files.unreferenced_images(directories, referenced))
+    return found
 
 
 def _scan_domain(
