@@ -119,6 +119,7 @@ def test_service_writes_the_reports_and_metrics(tmp_path):
         "SNAP001",
         "SNAP002",
         "SNAP013",
+        "SNAP017",
     ]
     assert "<!DOCTYPE html>" in (tmp_path / "report.html").read_text()
     metrics = (tmp_path / "snapaudit.prom").read_text()
@@ -157,7 +158,7 @@ def test_github_actions_job_gates_and_uploads_sarif(tmp_path):
         jsonschema.Draft4Validator(schema).validate(sarif)
         results = sarif["runs"][0]["results"]
         assert [r["ruleId"] for r in results] == (
-            ["SNAP001", "SNAP002", "SNAP013"] if uri == SEED else []
+            ["SNAP001", "SNAP002", "SNAP013", "SNAP017"] if uri == SEED else []
         )
 
 
@@ -256,4 +257,9 @@ def test_playbook_audits_two_hypervisors_and_merges_their_reports(tmp_path):
     fleet = json.loads((reports / "fleet.json").read_text())
     assert sorted(h["uri"] for h in fleet["hosts"]) == sorted([SEED, CLEAN])
     assert fleet["summary"]["hosts"] == 2
-    assert sorted(f["rule"] for f in fleet["findings"]) == ["SNAP001", "SNAP002", "SNAP013"]
+    assert sorted(f["rule"] for f in fleet["findings"]) == [
+        "SNAP001",
+        "SNAP002",
+        "SNAP013",
+        "SNAP017",
+    ]
