@@ -13,9 +13,10 @@ import pytest
 from conftest import run_cli
 
 from auditor.display import human_size
+from testlab.images import create_qcow2
 from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
-from testlab.vms import snapshot_external_offline
+from testlab.vms import define_vm, snapshot_external_offline
 
 pytestmark = pytest.mark.qemu
 
@@ -173,3 +174,49 @@ def test_deleting_an_external_snapshot_after_a_revert_leaves_an_orphan(conn, lib
     ]
     overlay.unlink()
     assert findings(libvirtd.uri, "orphaned") == [("SNAP002", "int1")]
+
+
+def test_rollback_of_a_mixed_tree_restores_everything(conn, libvirtd, tmp_path):  # noqa: F811
+    images = tmp_path / "images"
+    tree = SnapshotTree(conn, "mixed-rollback", images)
+    sandwich(tree, images)
+    before = tree.metadata()
+    originals = {p: sha256(p) for p in images.iterdir()}
+    state = tmp_path / "state"
+    args = ("fix", "-c", libvirtd.uri, "--state-dir", str(state), "--domain", "mixed-rollback")
+    assert run_cli(*args, "--apply").returncode == 0
+    (journal,) = state.glob("*.journal")
+    proc = run_cli("fix", "--rollback", str(journal))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert tree.metadata() == before
+    assert {p: sha256(p) for p in images.iterdir()} == originals
+
+
+def test_remove_originals_removes_superseded_images_but_not_a_shared_one(conn, libvirtd, tmp_path):  # noqa: F811
+    """int1 -> ext1, and another domain runs on a linked clone of the base image: ext1's
+    overlay goes, once everything is verified; the base stays."""
+    images = tmp_path / "images"
+    tree = SnapshotTree(conn, "mixed-remove", images)
+    after_external(tree, images)
+    base, overlay = images / "mixed-remove-0.qcow2", tree.images["vda"]
+    clone = create_qcow2(images / "clone.qcow2", "8M", backing=base)
+    define_vm(conn, "clone-of-mixed", [clone])
+    state = tmp_path / "state"
+    args = ("fix", "-c", libvirtd.uri, "--state-dir", str(state), "--domain", "mixed-remove")
+    plan = json.loads(run_cli(*args, "--remove-originals", "--format", "json").stdout)
+    (domain,) = plan["domains"]
+    assert sorted(o["path"] for o in domain["originals"]) == sorted([str(base), str(overlay)])
+    removals = [s["path"] for s in domain["steps"] if s["kind"] == "remove-original"]
+    assert removals == [str(overlay)]  # the base is the clone's backing file
+    kinds = [s["kind"] for s in domain["steps"]]
+    assert kinds.index("remove-original") > max(
+        i for i, k in enumerate(kinds) if k in ("verify-image", "define-domain")
+    )
+
+    proc = run_cli(*args, "--remove-originals", "--apply")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert base.exists() and not overlay.exists()
+    for snap, states in tree.states.items():
+        image = disk_sources(tree.dom.snapshotLookupByName(snap).getXMLDesc(), "domain")["vda"]
+        assert read_back(image, states["vda"]) == [], snap
+    assert read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"]) == []
