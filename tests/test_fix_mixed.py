@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import libvirt
@@ -220,3 +221,81 @@ def test_remove_originals_removes_superseded_images_but_not_a_shared_one(conn, l
         image = disk_sources(tree.dom.snapshotLookupByName(snap).getXMLDesc(), "domain")["vda"]
         assert read_back(image, states["vda"]) == [], snap
     assert read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"]) == []
+
+
+# sandwich(): 4 images (int1, ext1, int2, now) created and verified, 3 snapshots dropped and
+# redefined, the domain defined.
+MIXED_STEPS = 15
+
+
+def crash_scenario(uri: str, root: Path, k: int, mode: str) -> list[str]:
+    """Kill the conversion of a mixed tree at step K, then recover per MODE (as in
+    test_fix_crash); what went wrong, if anything."""
+    conn = libvirt.open(uri)
+    try:
+        images, state = root / "images", root / "state"
+        tree = SnapshotTree(conn, root.name, images)
+        sandwich(tree, images)
+        before = tree.metadata()
+        originals = {p: sha256(p) for p in images.iterdir()}
+        kill = {"SNAPAUDIT_FIX_KILL_AFTER_STEP": str(k)}
+        if mode != "journaled-resume":
+            kill["SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL"] = "1"
+        args = ("fix", "-c", uri, "--state-dir", str(state), "--domain", root.name, "--apply")
+        crashed = run_cli(*args, env=kill)
+        if crashed.returncode != -9:
+            return [f"not killed: exit {crashed.returncode}: {crashed.stderr}"]
+        (journal,) = state.glob("*.journal")
+        how = "--resume" if mode.endswith("resume") else "--rollback"
+        done = run_cli("fix", how, str(journal))
+        problems = [] if done.returncode == 0 else [f"exit {done.returncode}: {done.stdout}"]
+        if how == "--resume":
+            for name, states in tree.states.items():
+                xml = tree.dom.snapshotLookupByName(name).getXMLDesc()
+                problems += read_back(disk_sources(xml, "domain")["vda"], states["vda"])
+            problems += read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"])
+            if [p for p in images.iterdir() if p.suffix == ".part"]:
+                problems.append("unfinished .part files left behind")
+        else:
+            if tree.metadata() != before:
+                problems.append("metadata differs from the original")
+            if sorted(images.iterdir()) != sorted(originals):
+                problems.append(f"files left: {sorted(images.iterdir())}")
+        if {p: sha256(p) for p in originals} != originals:
+            problems.append("an original image was written")
+        return problems
+    finally:
+        conn.close()
+
+
+def test_mixed_plan_has_the_steps_the_crash_test_covers(conn, libvirtd, tmp_path):  # noqa: F811
+    tree = SnapshotTree(conn, "mixed-plan", tmp_path / "images")
+    sandwich(tree, tmp_path / "images")
+    proc = run_cli("fix", "-c", libvirtd.uri, "--domain", "mixed-plan", "--format", "json")
+    (plan,) = json.loads(proc.stdout)["domains"]
+    assert [(s["kind"], s.get("snapshot"), s.get("tag")) for s in plan["steps"]] == [
+        ("create-image", "int1", "int1"),
+        ("verify-image", "int1", "int1"),
+        ("create-image", "ext1", None),  # the image ext1's overlay was made on, as it is
+        ("verify-image", "ext1", None),
+        ("create-image", "int2", "int2"),  # inside ext1's overlay, over its backing image
+        ("verify-image", "int2", "int2"),
+        ("create-image", None, None),
+        ("verify-image", None, None),
+        *[("drop-snapshot-metadata", s, None) for s in ("int2", "ext1", "int1")],
+        *[("redefine-snapshot", s, None) for s in ("int1", "ext1", "int2")],
+        ("define-domain", None, None),
+    ]
+    assert len(plan["steps"]) == MIXED_STEPS
+
+
+def test_kill_at_every_step_of_a_mixed_tree(conn, libvirtd, tmp_path):  # noqa: F811
+    modes = ("journaled-resume", "unjournaled-resume", "unjournaled-rollback")
+    cases = [(k, mode) for k in range(1, MIXED_STEPS + 1) for mode in modes]
+    with ThreadPoolExecutor(4) as pool:
+        results = pool.map(
+            lambda case: crash_scenario(libvirtd.uri, tmp_path / f"m-{case[1]}-{case[0]}", *case),
+            cases,
+        )
+        problems = {f"step {k} {mode}": p for (k, mode), p in zip(cases, results, strict=True) if p}
+    assert problems == {}
