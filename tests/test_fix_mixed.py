@@ -65,12 +65,26 @@ def branched(tree: SnapshotTree, images: Path) -> None:
     tree.write("vda", 4, 0x55)
 
 
+def reverted(tree: SnapshotTree, images: Path) -> None:
+    """int1 -+- ext1            (its state image rewritten by the revert to int1)
+    +- int2 (current)  (inside the base image, which the domain is on again)"""
+    after_external(tree, images)
+    revert(tree, "int1")
+    tree.write("vda", 4, 0x55)
+    tree.snapshot("int2")
+    tree.write("vda", 5, 0x66)
+    # libvirt ran `qemu-img snapshot -a int1` on the base image, ext1's state image: what
+    # reverting to ext1 shows is the base image as the domain has it now.
+    tree.states["ext1"] = {disk: list(blocks) for disk, blocks in tree.now.items()}
+
+
 # shape: (how it is built, its internal snapshots, whether libvirt leaves the domain on an
 # overlay no snapshot's metadata names: it drops ext1's <revertDisks> when int2 is taken)
 SHAPES = {
     "after": (after_external, {"int1"}, False),
     "sandwich": (sandwich, {"int1", "int2"}, False),
     "branched": (branched, {"int1", "int2"}, True),
+    "reverted": (reverted, {"int1", "int2"}, False),
 }
 
 
@@ -97,6 +111,22 @@ def test_mixed_tree_converts_whole(conn, libvirtd, tmp_path, shape):  # noqa: F8
         expected.append(("SNAP012", str(tree.images["vda"])))
     assert findings(libvirtd.uri, name) == sorted(expected)
     originals = {p: sha256(p) for p in images.iterdir()}
+    plan = run_cli("fix", "-c", libvirtd.uri, "--domain", name, "--format", "json")
+    (planned,) = json.loads(plan.stdout)["domains"]
+    base = images / f"{name}-0.qcow2"
+    assert planned["notes"] == (
+        [
+            f"snapshot 'ext1': disk vda's state is in {base}, which the domain writes to now "
+            "(a revert to an internal snapshot rewrote it); it is kept as that image is now, "
+            "as reverting to it shows today"
+        ]
+        if shape == "reverted"
+        else []
+    )
+    text = run_cli("fix", "-c", libvirtd.uri, "--domain", name).stdout
+    assert [line for line in text.splitlines() if line.startswith("  note: ")] == [
+        f"  note: {note}" for note in planned["notes"]
+    ]
 
     proc = run_cli(
         "fix",

@@ -41,6 +41,7 @@ def plan_to_json(plan: DomainPlan, *, secrets: bool = False) -> dict[str, Any]:
         "originals": [asdict(o) for o in plan.originals],
         "remove_originals": plan.remove_originals,
         "steps": [step_to_json(s, secrets=secrets) for s in plan.steps],
+        "notes": list(plan.notes),
     }
     if secrets and plan.restore is not None:
         data["restore"] = asdict(plan.restore)
@@ -62,6 +63,7 @@ def plan_from_json(data: dict[str, Any]) -> DomainPlan:
         originals=tuple(Original(**o) for o in data["originals"]),
         remove_originals=data["remove_originals"],
         steps=tuple(step_from_json(s) for s in data["steps"]),
+        notes=tuple(data.get("notes", ())),
         restore=None
         if restore is None
         else Restore(

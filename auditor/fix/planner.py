@@ -32,6 +32,7 @@ from auditor.fix.steps import (
     Space,
     Step,
     VerifyImage,
+    quoted,
 )
 from auditor.fix.tree import Capture, held_disks, internal_disks
 
@@ -76,7 +77,22 @@ def plan_domain(facts: DomainFacts, options: Options) -> DomainPlan:
         restore=Restore(
             facts.xml, tuple((s.model.name, s.xml) for s in facts.snapshots), facts.current
         ),
+        notes=tuple(_overwritten(caps)),
     )
+
+
+def _overwritten(caps: list[Capture]) -> list[str]:
+    """External snapshots whose state image the domain writes to now: a revert to an
+    internal snapshot in that image rewrote it (libvirt does not stop it), so what reverting
+    to the snapshot shows today is what is kept."""
+    now = {c.disk: c.source.path for c in caps if c.snapshot is None}
+    return [
+        f"snapshot {quoted(c.snapshot)}: disk {c.disk}'s state is in {c.source.path}, which "
+        "the domain writes to now (a revert to an internal snapshot rewrote it); it is kept "
+        "as that image is now, as reverting to it shows today"
+        for c in caps
+        if c.snapshot is not None and c.tag is None and c.source.path == now.get(c.disk)
+    ]
 
 
 @dataclass

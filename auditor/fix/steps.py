@@ -152,6 +152,8 @@ class DomainPlan:
     remove_originals: bool = False
     steps: tuple[Step, ...] = ()
     restore: Restore | None = None
+    # What the user should know about a state the conversion keeps as libvirt has it now.
+    notes: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
