@@ -20,7 +20,7 @@ from auditor.fix.facts import (
 )
 from auditor.fix.tree import Capture, parents_first
 from auditor.sources.files import files_visible
-from auditor.sources.parser import parse_domain_disks, parse_snapshot
+from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
 from auditor.sources.qcow2 import Qcow2Error, Qcow2Tables, backing_chain
 
 SECURE_DOMAIN = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
@@ -133,8 +133,15 @@ def _used_elsewhere(conn: libvirt.virConnect, uuid: str, mine: list[str]) -> fro
                 )
                 sources += [d.overlay for d in model.disks] + [d.state_image for d in model.disks]
                 used.update(model.revert_overlays)
-        except libvirt.libvirtError:
-            continue  # gone since it was listed
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in (
+                libvirt.VIR_ERR_NO_DOMAIN,
+                libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT,
+            ):
+                continue  # gone since it was listed
+            return frozenset(mine)  # what it uses is unknown: keep every original
+        except SnapshotXMLError:
+            return frozenset(mine)
         used.update(s.path for s in sources if s is not None and s.type == "file" and s.path)
     for path in list(used):
         used.update(backing_chain(path))

@@ -113,7 +113,9 @@ def _scan_connection(
 
 
 def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
-    """Inspect every local file the domains and their snapshots name."""
+    """Inspect every local file the domains and their snapshots name, and the images beside
+    them that none names."""
+    domains = list(domains)
     images, plain = set(), set()
     for domain in domains:
         images.update(s.path for s in domain.disk_sources() if s.type == "file" and s.path)
@@ -122,9 +124,15 @@ def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
         (p for p in images if p.startswith("/")), (p for p in plain if p.startswith("/"))
     )
     # The directories of every image, scanned once each for images nothing names (SNAP018).
-    referenced = set(found)
+    named = set(images)
+    for path in images:
+        if path in found:
+            named.update(found[path].backing_chain)
+    directories = {os.path.dirname(p) for p in named if p.startswith("/")}
+    referenced = set(found) | named
     referenced.update(p for f in found.values() for p in f.backing_chain)
-    directories = {os.path.dirname(p) for p in referenced if p.startswith("/")}
+    # libvirt names the overlays it made reverting to a snapshot with children, too.
+    referenced.update(p for d in domains for s in d.snapshots for p in s.revert_overlays)
     found.update(files.unreferenced_images(directories, referenced))
     return found
 
