@@ -22,7 +22,6 @@ from auditor.fix.planner import plan_domain
 from auditor.fix.steps import Options
 from auditor.reports.fixplan import describe
 from auditor.sources.scanner import scan_host
-from testlab.pytest_fixtures import embedded_qemu  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back, removed_afterwards
 from testlab.vms import snapshot_external_live_memspec
 
@@ -51,7 +50,7 @@ def sha256(path: Path) -> str:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_mixed_tree_converts_on_the_embedded_driver(embedded_qemu, tmp_path, shape):  # noqa: F811
+def test_mixed_tree_converts_on_the_embedded_driver(embedded_qemu, tmp_path, shape):
     conn = embedded_qemu
     build, internal, unnamed_overlay = SHAPES[shape]
     images, name = tmp_path / "images", f"embedded-{shape}"
@@ -73,7 +72,7 @@ def test_mixed_tree_converts_on_the_embedded_driver(embedded_qemu, tmp_path, sha
         assert findings(conn, name) == []
 
 
-def test_an_external_snapshot_keeps_its_memory_file(embedded_qemu, tmp_path):  # noqa: F811
+def test_an_external_snapshot_keeps_its_memory_file(embedded_qemu, tmp_path):
     """int1 (shut off), then a live external snapshot with memory (--memspec): after the
     conversion the snapshot still names its memory file, unchanged, and reverting to it
     restores the running guest from it."""
