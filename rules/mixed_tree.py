@@ -8,10 +8,10 @@ def mixed_tree(domain, context):
     What it checks:
         Every domain whose snapshots include at least one internal snapshot (a disk or the
         memory stored inside a qcow2 image) and at least one external snapshot (an overlay
-        or a memory file). One finding per domain, naming the first snapshot whose kind
-        differs from its parent's (the point where the tree crosses from one kind to the
-        other), or, when the kinds sit in separate trees, the oldest snapshot of the kind
-        the domain started without.
+        or a memory file). One finding per domain, naming the oldest internal snapshot
+        whose parent or child is external (where the tree crosses from one kind to the
+        other), or the oldest internal snapshot when the kinds sit in separate trees: the
+        internal snapshots are the ones to convert.
 
     Why:
         Since virt-manager 5 and cockpit-machines switched to external snapshots, every VM
