@@ -1,4 +1,5 @@
-"""Bounded reading of the files snapaudit is given: reports, baselines, configuration.
+"""Bounded reading of the files snapaudit is given: reports, baselines, configuration, and
+the metadata directories and bundles that offline audits read.
 
 A file from elsewhere may be huge, nested 200,000 deep or hold a 5,000-digit number; each
 would exhaust memory or the stack, or raise where nothing expects it. These readers bound the
@@ -9,12 +10,16 @@ length of numbers, and turn every problem into one line that names the file.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 
-from auditor.errors import one_line
+from auditor.display import one_line
 
+MAX_FILE_BYTES = 16 * 1024 * 1024
+_UNTRUSTED_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 MAX_JSON_BYTES = 256 * 1024 * 1024  # far above a report of a large fleet
 MAX_TOML_BYTES = 4 * 1024 * 1024  # a configuration file with thousands of waivers
 MAX_DEPTH = 32  # a report nests 7 deep, a configuration 4
@@ -29,20 +34,25 @@ class InputError(ValueError):
 def read_json(path: Path, error: type[Exception], what: str, max_bytes: int = MAX_JSON_BYTES):
     """The JSON document in PATH, or ERROR with one line naming the file; WHAT names the
     kind of file expected ("snapaudit report")."""
-    raw = _read(path, error, max_bytes)
+    try:
+        return parse_json(_read(path, error, max_bytes))
+    except InputError as exc:
+        raise error(f"{path}: not a {what} ({exc})") from None
+
+
+def parse_json(raw: bytes):
+    """The JSON document in RAW, bounded in depth and number size; InputError otherwise."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise error(f"{path}: not a {what} (not UTF-8 text)") from None
+        raise InputError("not UTF-8 text") from None
+    _check_json_depth(text)
     try:
-        _check_json_depth(text)
         return json.loads(
             text, parse_int=_integer, parse_float=_number, parse_constant=_no_constant
         )
     except json.JSONDecodeError as exc:
-        raise error(f"{path}: not a {what} (not JSON: {exc.msg} at line {exc.lineno})") from None
-    except InputError as exc:
-        raise error(f"{path}: not a {what} ({exc})") from None
+        raise InputError(f"not JSON: {exc.msg} at line {exc.lineno}") from None
 
 
 def read_toml_text(path: Path, error: type[Exception], max_bytes: int = MAX_TOML_BYTES) -> str:
@@ -113,3 +123,56 @@ def _number(text: str) -> float:
 
 def _no_constant(name: str):
     raise InputError(f"{name} is not a JSON number")
+
+
+def read_regular_file(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of PATH, which must be a regular file of at most LIMIT bytes. A symlink
+    fails to open (O_NOFOLLOW); a FIFO or device opens without blocking and is refused."""
+    try:
+        fd = os.open(path, _UNTRUSTED_FLAGS)
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP: the last component is a symlink
+            raise InputError("is a symbolic link: not followed") from None
+        raise InputError(f"cannot open: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"is not a regular file ({_kind(info.st_mode)})")
+        if info.st_size > limit:
+            raise InputError(f"is larger than {limit // (1024 * 1024)} MiB")
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # grew while being read
+                raise InputError(f"is larger than {limit // (1024 * 1024)} MiB")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def check_xml_text(data: bytes) -> None:
+    """Refuse what metadata never holds: DTDs and entity declarations (never expanded by
+    the parser anyway, but a file carrying them was not written by libvirt), and text
+    that is not UTF-8."""
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise InputError("holds a DTD or entity declarations")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"is not UTF-8 (byte {exc.start})") from None
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"

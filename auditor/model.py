@@ -27,11 +27,21 @@ _RANKS = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
 
 @dataclass(frozen=True, slots=True)
 class DiskSource:
-    """Where a disk's data lives: `type` is libvirt's source type (file, block, network...)."""
+    """Where a disk's data lives.
+
+    `type` is the storage the data sits on: libvirt's source type (file, block, network...),
+    or, for a disk of type='volume', the type of the storage volume it names once resolved
+    over the host's connection (file, block, dir, network, netdir, ploop); it stays
+    `volume` when the volume could not be resolved.
+    """
 
     type: str
-    path: str | None  # file path, block device, or a protocol/name label for network disks
+    # file path, block device, a resolved volume's target path, or a label (protocol/name
+    # for network disks, POOL/VOLUME for unresolved volumes)
+    path: str | None
     format: str | None  # the <driver type>, e.g. qcow2 or raw
+    volume: str | None = None  # POOL/VOLUME, for disks that name a storage volume
+    unresolved: str | None = None  # why that volume could not be resolved, if it could not
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +55,9 @@ class SnapshotDisk:
     state_image: DiskSource | None
     device: str | None  # disk | cdrom | floppy | lun; None when the domain is not embedded
     readonly: bool
-    # True when the disk was missing from <disks> and libvirt's default mode was applied.
+    # True when the snapshot gives no snapshot= for the disk and libvirt's default applied.
     defaulted: bool = False
+    listed: bool = True  # whether the snapshot's <disks> lists the disk
 
     @property
     def storage(self) -> DiskSource | None:
@@ -115,6 +126,9 @@ class FileFacts:
     backing_chain: tuple[str, ...] = ()  # the images below this one, nearest first
     internal_snapshots: tuple[str, ...] = ()  # qcow2 snapshot tags held in this image
     error: str | None = None  # why the image or its backing chain could not be opened
+    # What the path is (stat, following links): file (a regular file), block, char,
+    # directory, fifo or socket; None when it is missing or could not be stat'ed.
+    file_type: str | None = None
     # The chain's depth where it is known without its images' names (a report read back);
     # otherwise chain_depth counts backing_chain.
     known_depth: int | None = None

@@ -36,22 +36,31 @@ def run(
     select: Sequence[str] = (),
     ignore: Sequence[str] = (),
     fail_on: str | None = None,
+    timeout: float | None = None,
     baseline: Path | None = None,
     progress: Progress | None = None,
+    offline: Sequence[Path] = (),
+    domain_xml: Path | None = None,
+    host_name: str | None = None,
+    workers: int | None = None,
 ) -> tuple[ScanResult, Config]:
-    """Audit URIS (and the demo host; libvirt's default URI when there is neither) under the
-    configuration and command-line choices, then apply waivers and the baseline. Raises
-    ConfigError or BaselineError, before anything is scanned, when either cannot be used."""
+    """Audit URIS, the OFFLINE bundles and metadata directories, and the demo host (libvirt's
+    default URI when there is none of them) under the configuration and command-line
+    choices, then apply waivers and the baseline. Raises ConfigError, BaselineError or
+    NotASource, before anything is scanned, when one of them cannot be used."""
     from auditor.engine.registry import load_rules
     from auditor.policy.config import find_config, load_config
     from auditor.policy.selection import selected_rules, with_command_line
     from auditor.policy.waivers import apply_baseline, apply_waivers, read_baseline
+    from auditor.sources.offline import check_source
 
     all_rules, load_errors = load_rules()
     config = load_config(find_config(config_file), all_rules)
-    config = with_command_line(config, all_rules, select, ignore, fail_on)
+    config = with_command_line(config, all_rules, select, ignore, fail_on, timeout)
     rules, policy = selected_rules(config, all_rules)
     known = read_baseline(baseline) if baseline else None
+    for path in offline:
+        check_source(path)
 
     started = time.monotonic()
     with demo_node_file() if demo else nullcontext() as demo_path:
@@ -59,12 +68,15 @@ def run(
         if demo:
             targets.append(f"test://{demo_path}")
         result = audit_hosts(
-            targets or [None],
+            targets or ([] if offline else [None]),
             rules,
             check_files=check_files,
             progress=progress,
             load_errors=load_errors,
             policy=policy,
+            timeout=config.timeout.value,
+            offline=[(p, domain_xml, host_name) for p in offline],
+            workers=workers,
         )
     result = apply_waivers(result, config.waivers, result.generated_at.date())
     if known is not None:
@@ -82,16 +94,26 @@ def audit_hosts(
     progress: Progress | None = None,
     load_errors: Sequence[RuleError] = (),
     policy: Policy | None = None,
+    timeout: float | None = None,
+    offline: Sequence[tuple[Path, Path | None, str | None]] = (),
+    workers: int | None = None,
 ) -> ScanResult:
     """The source and audit steps: scan every host at once (each result in the order of
     URIS), then run RULES over them with POLICY's severities and parameters (default: the
     rules' own). A host that cannot be scanned is in the result with its error."""
     from auditor.engine.audit import audit
-    from auditor.sources.scanner import scan_hosts
+    from auditor.sources.fleet import scan_hosts
+    from auditor.sources.offline import read_source
 
     scans = [None] * len(uris)
-    for index, host_scan in scan_hosts(uris, progress, check_files):
+    for index, host_scan in scan_hosts(uris, progress, check_files, timeout, workers):
         scans[index] = host_scan
+    for path, domain_xml, host_name in offline:  # (path, --domain-xml, --host-name)
+        scans.append(
+            read_source(
+                path, domain_xml=domain_xml, host_name=host_name, check_files=bool(check_files)
+            )
+        )
     # The clock is read once the hosts are read: ages are as of the report's time.
     return audit(scans, rules, load_errors, now=report_time(), policy=policy)
 

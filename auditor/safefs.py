@@ -1,23 +1,349 @@
-"""Writing reports and state files."""
+"""Writing files safely as root: reports, baselines, journals and new images.
+
+Every writer goes through here, so that each rule is written and tested once:
+- a regular file or a new path is replaced atomically (an exclusive temporary file beside it);
+- a character device, a FIFO or standard output is written straight through, never replaced;
+- a symlink is never replaced: it is followed only when it and its directory belong to root
+  or the invoking user (a link planted in /tmp must not redirect root's write);
+- a new file gets 0666 & ~umask, a replaced one keeps its mode and owner, set on the file
+  descriptor (a path can be swapped between two calls, a descriptor cannot);
+- files that must not clobber anything are renamed into place with RENAME_NOREPLACE.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import os
-import tempfile
-from pathlib import Path
+import re
+import secrets
+import stat
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+_FD_PATH = re.compile(r"^/(?:dev/fd/(\d+)|proc/self/fd/(\d+)|dev/(stdout|stderr))$")
 
 
-def write_atomically(path: Path, text: str) -> None:
-    # A half-written file must never be picked up by a mail job, a collector or CI.
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+class WriteError(OSError):
+    """A file that cannot or must not be written; the message is one line naming it."""
+
+
+def trusted_uids() -> frozenset[int]:
+    """Root and the invoking user (under sudo, the user who ran sudo too)."""
+    uids = {0, os.getuid(), os.geteuid()}
+    sudo = os.environ.get("SUDO_UID", "")
+    if os.geteuid() == 0 and sudo.isdigit():
+        uids.add(int(sudo))
+    return frozenset(uids)
+
+
+def untrusted_directory(path: str, owner: int, mode: int, trusted: frozenset[int]) -> str | None:
+    """Why another user could swap files in directory PATH under us, or None."""
+    if mode & stat.S_IWOTH:
+        return f"{path} is writable by every user (mode {stat.S_IMODE(mode):04o})"
+    if owner not in trusted:
+        return f"{path} belongs to uid {owner}, neither root nor the invoking user"
+    return None
+
+
+@dataclass(frozen=True)
+class _Target:
+    kind: str  # "fd", "new", "replace", "through"
+    path: str  # where the original path's symlinks lead
+    fd: int = -1
+    st: os.stat_result | None = None
+
+
+def _resolve(path: str) -> _Target:
+    """Where a write to PATH goes, following only symlinks that we trust."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+        return _follow(path)
+    except WriteError:
         raise
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _follow(path: str) -> _Target:
+    current, trusted = path, trusted_uids()
+    for _ in range(40):  # as many links as the kernel follows
+        match = _FD_PATH.match(os.path.normpath(os.path.abspath(current)))
+        if match:
+            number, other, name = match.groups()
+            fd = int(number or other) if (number or other) else (1 if name == "stdout" else 2)
+            return _Target("fd", current, fd)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return _Target("new", current)
+        if stat.S_ISLNK(st.st_mode):
+            directory = os.path.dirname(current) or "."
+            owners = [(f"symlink {current}", st.st_uid), (directory, os.stat(directory).st_uid)]
+            for what, owner in owners:
+                if owner not in trusted:
+                    raise WriteError(
+                        f"cannot write {path}: {what} belongs to uid {owner}, neither root nor "
+                        "the invoking user"
+                    )
+            current = os.path.join(directory, os.readlink(current))
+        elif stat.S_ISREG(st.st_mode):
+            return _Target("replace", current, st=st)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+            return _Target("through", current)
+        else:
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a file, device or FIFO"
+            raise WriteError(f"cannot write {path}: it is {what}")
+    raise WriteError(f"cannot write {path}: too many levels of symlinks")
+
+
+def output_problem(*paths: os.PathLike | str | None) -> str | None:
+    """Why the first of PATHS (None: standard output) could not be written, as one line;
+    checked before any work is done."""
+    try:
+        for shown in (os.fspath(p) for p in paths if p is not None):
+            target = _resolve(shown)
+            if target.kind == "through" and not os.access(target.path, os.W_OK):
+                raise WriteError(f"cannot write {shown}: permission denied")
+            directory = os.path.dirname(target.path) or "."
+            if target.kind in ("new", "replace") and not os.path.isdir(directory):
+                raise WriteError(f"cannot write {shown}: directory {directory} does not exist")
+            if target.kind in ("new", "replace") and not os.access(directory, os.W_OK | os.X_OK):
+                raise WriteError(f"cannot write {shown}: directory {directory} is not writable")
+    except WriteError as exc:
+        return str(exc)
+    return None
+
+
+def attempt(write: Callable[..., object], *args: object) -> str | None:
+    """Run one WRITE; its WriteError as one line, so that the other outputs still get written."""
+    try:
+        write(*args)
+    except WriteError as exc:
+        return str(exc)
+    return None
+
+
+def write_file(path: os.PathLike | str, text: str | bytes) -> None:
+    """Write a report or a baseline to PATH by the rules in this module's docstring."""
+    shown = os.fspath(path)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    target = _resolve(shown)
+    try:
+        if target.kind == "fd":
+            if target.fd in (1, 2):
+                (sys.stdout if target.fd == 1 else sys.stderr).flush()
+            _write_all(target.fd, data)
+        elif target.kind == "through":
+            _write_through(target.path, data)
+        else:
+            _replace(target.path, data, target.st)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(f"cannot write {shown}: {exc.strerror or exc}") from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_through(path: str, data: bytes) -> None:
+    # No O_CREAT, no O_TRUNC: a device or a FIFO is written, never made into a file.
+    fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+            raise WriteError(f"cannot write {path}: it was replaced while being opened")
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _replace(path: str, data: bytes, old: os.stat_result | None) -> None:
+    directory, name = os.path.split(path)
+    dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with _temporary(dir_fd, name) as (fd, tmp):
+            _write_all(fd, data)
+            if old is None:
+                mask = os.umask(0o022)  # the only way to read the umask is to set it
+                os.umask(mask)
+                os.fchmod(fd, 0o666 & ~mask)
+            else:
+                if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                    with contextlib.suppress(PermissionError):  # only root can give files away
+                        os.fchown(fd, old.st_uid, old.st_gid)
+                os.fchmod(fd, stat.S_IMODE(old.st_mode))  # after fchown, which clears set-id
+            os.fsync(fd)
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def _temporary(dir_fd: int, name: str) -> Iterator[tuple[int, str]]:
+    """A new file beside NAME that nobody else created or can redirect; removed unless it was
+    renamed away."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    tmp = f".{name[:200]}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
+    try:
+        yield fd, tmp
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    finally:
+        os.close(fd)
+
+
+# -- Files created exclusively (fix mode) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What a file was when we made it: a later check tells it from anything put in its place."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStamp:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def rename_noreplace(src: str, dst: str, *, src_dir_fd: int | None, dst_dir_fd: int | None):
+    """Rename SRC to DST, failing with FileExistsError when anything is at DST."""
+    old, new = (_AT_FDCWD if fd is None else fd for fd in (src_dir_fd, dst_dir_fd))
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(old, os.fsencode(src), new, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (0, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), dst)
+    # The file system has no RENAME_NOREPLACE; link() never replaces either.
+    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+    os.unlink(src, dir_fd=src_dir_fd)
+
+
+def create_file(path: str, data: bytes, mode: int = 0o600) -> FileStamp:
+    """A new file at PATH holding DATA, complete or absent; FileExistsError if PATH is taken."""
+    directory, name = os.path.split(path)
+    dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with _temporary(dir_fd, name) as (fd, tmp):
+            _write_all(fd, data)
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+            stamp = FileStamp.of(os.fstat(fd))
+            rename_noreplace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return stamp
+
+
+def append_file(path: str, data: bytes) -> None:
+    """Append DATA to the existing file PATH (never through a symlink) and flush it."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PrivateDir:
+    """A directory only we can enter, for tools that create their output by name (qemu-img):
+    nobody can plant a symlink inside it, and renaming it away does not redirect the tools,
+    which reach it through our open descriptor."""
+
+    def __init__(self, path: str):
+        self.path = path
+        directory, self.name = os.path.split(path)
+        self.parent_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.mkdir(self.name, 0o700, dir_fd=self.parent_fd)  # fails on anything there
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            self.fd = os.open(self.name, flags, dir_fd=self.parent_fd)
+        except BaseException as exc:
+            os.close(self.parent_fd)
+            if isinstance(exc, FileExistsError):
+                raise WriteError(f"cannot create {path}: something is already there") from None
+            raise
+        st = os.fstat(self.fd)
+        self.inode = st.st_ino
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            self.close()
+            raise WriteError(f"cannot create {path}: it was replaced by another user's directory")
+
+    def tool_path(self, name: str) -> str:
+        """NAME inside this directory, as a path another process (a tool we run) can open."""
+        return f"/proc/{os.getpid()}/fd/{self.fd}/{name}"
+
+    def finish(self, name: str, final: str, *, like: os.stat_result) -> FileStamp:
+        """Give NAME the owner and mode of LIKE, flush it and move it to FINAL beside this
+        directory, replacing nothing."""
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        try:
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, like.st_uid, like.st_gid)
+            os.fchmod(fd, stat.S_IMODE(like.st_mode))
+            os.fsync(fd)
+            stamp = FileStamp.of(os.fstat(fd))
+        finally:
+            os.close(fd)
+        try:
+            rename_noreplace(name, final, src_dir_fd=self.fd, dst_dir_fd=self.parent_fd)
+        except FileExistsError:
+            raise WriteError(f"cannot create {final}: something is already there") from None
+        os.fsync(self.parent_fd)
+        return stamp
+
+    def close(self) -> None:
+        for entry in os.listdir(self.fd):
+            os.unlink(entry, dir_fd=self.fd)
+        with contextlib.suppress(FileNotFoundError):
+            if os.lstat(self.name, dir_fd=self.parent_fd).st_ino == self.inode:
+                os.rmdir(self.name, dir_fd=self.parent_fd)
+        os.close(self.fd)
+        os.close(self.parent_fd)
+
+    def __enter__(self) -> PrivateDir:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
+def remove_private_dir(path: str) -> None:
+    """Remove what a killed run left at PATH: our private directory and its files, or a plain
+    file or symlink (never followed). Another user's directory is not ours to empty."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # ELOOP: a symlink, not followed
+            raise
+        os.unlink(path)
+        return
+    try:
+        owner = os.fstat(fd).st_uid
+        if owner != os.geteuid():
+            raise WriteError(f"{path} belongs to uid {owner}: not removing it")
+        for entry in os.listdir(fd):
+            os.unlink(entry, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path)

@@ -6,11 +6,15 @@ def internal_disk(snapshot, context):
     """A disk's state is stored inside its own qcow2 image.
 
     What it checks:
-        Every disk of the snapshot whose mode is `snapshot='internal'`, one finding per disk.
-        A disk missing from the snapshot's `<disks>` takes libvirt's default: the domain
-        disk's own `snapshot=` attribute if it has one, `no` for an empty drive, otherwise
-        `external` when the snapshot is external in any way (disk-only state, external memory
-        or another external disk) and `internal` when it is not.
+        Every disk of the snapshot whose mode is `internal`, one finding per disk, with the
+        mode libvirt resolves when it aligns a snapshot's disks with the domain's. A listed
+        disk without `snapshot=` is external when it names a new image (a `<source>` or a
+        `<driver type>`); otherwise it, like a disk missing from `<disks>`, takes the domain
+        disk's own `snapshot=` attribute, or the snapshot's default location: `external`
+        when the snapshot is external in any way (disk-only state, external memory, an
+        external disk), `internal` when it is not. An internal snapshot takes only
+        `snapshot='no'` from a listed disk's domain attribute, and an empty drive is never
+        captured. A disk named by its source path is the domain disk with that source.
 
     Why:
         Internal disk snapshots are deprecated on RHEL 10 and not supported for production
@@ -23,18 +27,21 @@ def internal_disk(snapshot, context):
           <memory snapshot='no'/>
           <disks>
             <disk name='vda' snapshot='internal'/>
+            <disk name='/var/lib/libvirt/images/data.qcow2'/>  <!-- vdb: internal -->
           </disks>
         </domainsnapshot>
 
     Compliant:
         <domainsnapshot>
-          <state>shutoff</state>
+          <state>disk-snapshot</state>
           <memory snapshot='no'/>
           <disks>
             <disk name='vda' snapshot='external' type='file'>
               <driver type='qcow2'/>
               <source file='/var/lib/libvirt/images/vm.snap1'/>
             </disk>
+            <disk name='vdb'/>  <!-- disk-only: external -->
+            <disk name='vdc'><driver type='qcow2'/></disk>  <!-- external: a new image -->
           </disks>
         </domainsnapshot>
 
@@ -49,7 +56,10 @@ def internal_disk(snapshot, context):
     """
     for disk in snapshot.disks:
         if disk.mode == "internal":
-            how = "; libvirt's default for a disk the snapshot does not list" * disk.defaulted
+            how = ""
+            if disk.defaulted:
+                listed = "a listed disk without snapshot=" if disk.listed else None
+                how = f"; libvirt's default for {listed or 'a disk the snapshot does not list'}"
             yield Violation(
                 f"disk {disk.name} is captured inside its own image (internal snapshot{how})",
                 disk=disk.name,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 from conftest import CLOCK, REPO, fixture_uri
 from lxml import etree
@@ -73,14 +75,55 @@ def test_systemd_accepts_the_units(tmp_path):
     for name in ("snapaudit.service", "snapaudit.timer"):
         text = (EXAMPLES / "systemd" / name).read_text()
         # verify checks that ExecStart's program exists: use the one under test.
-        (tmp_path / name).write_text(text.replace("/usr/local/bin/snapaudit", SNAPAUDIT))
+        (tmp_path / name).write_text(text.replace("/usr/bin/snapaudit", SNAPAUDIT))
+    # verify also checks that Documentation=man:snapaudit(1) opens: the shipped man page.
+    (tmp_path / "man" / "man1").mkdir(parents=True)
+    shutil.copy(REPO / "packaging" / "snapaudit.1", tmp_path / "man" / "man1")
     proc = subprocess.run(
         [analyze, "verify", str(tmp_path / "snapaudit.timer"), str(tmp_path / "snapaudit.service")],
+        env={**os.environ, "MANPATH": str(tmp_path / "man")},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert (proc.returncode, proc.stderr) == (0, "")
+
+
+# The stated bar for the shipped unit: systemd's overall exposure score at most 1.0 ("SAFE";
+# 10 is an unsandboxed service; --threshold counts in tenths). The unit scores 0.5 as shipped.
+EXPOSURE_THRESHOLD = 1.0
+
+
+def test_service_is_hardened_for_a_read_only_scan():
+    analyze = tool("systemd-analyze")
+    path = EXAMPLES / "systemd" / "snapaudit.service"
+    proc = subprocess.run(
+        [
+            analyze,
+            "security",
+            "--offline=yes",
+            f"--threshold={round(EXPOSURE_THRESHOLD * 10)}",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (score,) = re.findall(r"Overall exposure level for snapaudit.service: (\d+\.\d)", proc.stdout)
+    assert float(score) <= EXPOSURE_THRESHOLD
+    service = unit(path)["Service"]
+    assert (service["User"], service["Group"]) == (["snapaudit"], ["snapaudit"])
+    for setting, value in {
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+        "CapabilityBoundingSet": "",
+        "RestrictAddressFamilies": "AF_UNIX",
+        "PrivateNetwork": "yes",
+    }.items():
+        assert service[setting] == [value], setting
 
 
 def test_timer_runs_the_service_nightly_and_catches_up():
@@ -98,7 +141,7 @@ def test_service_writes_the_reports_and_metrics(tmp_path):
     assert service["Service"]["Type"] == ["oneshot"]
     (command,) = service["Service"]["ExecStart"]
     argv = shlex.split(command)
-    assert argv[:4] == ["/usr/local/bin/snapaudit", "scan", "-c", "qemu:///system"]
+    assert argv[:4] == ["/usr/bin/snapaudit", "scan", "-c", "qemu:///system"]
     outputs = {}
     for i, arg in enumerate(argv):
         if argv[i - 1] == "--format":
@@ -108,10 +151,11 @@ def test_service_writes_the_reports_and_metrics(tmp_path):
     assert outputs == {
         "json": Path("/var/lib/snapaudit/report.json"),
         "html": Path("/var/lib/snapaudit/report.html"),
-        "prometheus": Path("/var/lib/prometheus/node-exporter/snapaudit.prom"),
+        "prometheus": Path("/var/lib/snapaudit/snapaudit.prom"),
     }
-    # Reports land in the unit's state directory.
+    # Reports land in the unit's state directory, the one place it may write.
     assert service["Service"]["StateDirectory"] == ["snapaudit"]
+    assert service["Service"]["ReadWritePaths"] == ["/var/lib/snapaudit"]
     proc = run([SNAPAUDIT, *argv[1:3], SEED, *argv[4:]], tmp_path)
     # Findings do not fail the unit; only what could not be audited would (exit 3).
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
@@ -189,7 +233,16 @@ def test_gitlab_job_gates_and_reports_junit(tmp_path):
 def test_playbook_structure():
     (play,) = yaml.safe_load((EXAMPLES / "ansible" / "snapaudit-fleet.yml").read_text())
     assert (play["hosts"], play["become"]) == ("hypervisors", True)
-    scan, fetch, merge = play["tasks"]
+    rpm, pip, scan, fetch, merge = play["tasks"]
+    assert rpm["ansible.builtin.dnf"] == {
+        "name": "{{ snapaudit_package | default('snapaudit') }}",
+        "state": "present",
+    }
+    assert (rpm["when"], pip["when"]) == ("install == 'rpm'", "install == 'pip'")
+    assert pip["ansible.builtin.pip"]["extra_args"] == "--only-binary=:all:"
+    assert pip["ansible.builtin.pip"]["virtualenv_command"].endswith(
+        " -m venv --system-site-packages"
+    )
     assert scan["ansible.builtin.command"]["argv"][1:3] == ["scan", "-c"]
     assert scan["failed_when"] == "snapaudit_scan.rc not in [0, 3]"
     assert fetch["ansible.builtin.fetch"]["flat"] is True
@@ -217,8 +270,26 @@ def test_playbook_syntax():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_playbook_audits_two_hypervisors_and_merges_their_reports(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (built,) = out.glob("snapaudit-*.whl")
+    return built
+
+
+def test_playbook_installs_audits_two_hypervisors_and_merges_their_reports(tmp_path, wheel):
     playbook = tool("ansible-playbook", BIN)
+    system_python = "/usr/bin/python3"
+    require(
+        subprocess.run([system_python, "-c", "import libvirt, lxml, venv"]).returncode == 0,
+        "the system Python lacks python3-libvirt, python3-lxml or venv (scripts/setup.sh --test)",
+    )
     # Two "hypervisors" on this machine over a local connection, each auditing a test host.
     inventory = tmp_path / "inventory.ini"
     inventory.write_text(
@@ -231,7 +302,11 @@ def test_playbook_audits_two_hypervisors_and_merges_their_reports(tmp_path):
     extra = {
         "ansible_become": False,  # already root here; no sudo in the test
         "ansible_python_interpreter": sys.executable,
-        "snapaudit_bin": SNAPAUDIT,
+        # The pip path on the hypervisors: the built wheel into a venv of the system's Python.
+        "snapaudit_install": "pip",
+        "snapaudit_package": str(wheel),
+        "snapaudit_venv": str(tmp_path / "venv"),
+        "snapaudit_python": system_python,
         "snapaudit_local_bin": SNAPAUDIT,
         "snapaudit_report_dir": str(tmp_path / "reports"),
     }
@@ -247,6 +322,7 @@ def test_playbook_audits_two_hypervisors_and_merges_their_reports(tmp_path):
         tmp_path,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "venv" / "bin" / "snapaudit").exists()
     reports = tmp_path / "reports"
     assert sorted(p.name for p in reports.iterdir()) == [
         "fleet.html",

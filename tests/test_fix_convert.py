@@ -200,8 +200,8 @@ def test_rollback_refuses_to_lose_writes_made_after_the_conversion(conn, libvirt
     proc = run_cli("fix", "--rollback", str(journal))
     assert proc.returncode == 3
     assert proc.stdout == (
-        f"domain 'written': FAILED: disk vda was written to after the conversion ({top}); "
-        "rolling back would lose those writes\n"
+        f"domain 'written': FAILED: disk vda: the guest wrote to the converted image {top} "
+        "after the conversion; rolling back would lose that: the conversion is complete\n"
     )
     assert tree.metadata() == before
 

@@ -335,12 +335,12 @@ def test_journal_survives_a_torn_last_line_and_rejects_garbage(tmp_path):
 
 def test_lock_is_exclusive_and_released(tmp_path):
     busy = pytest.raises(LockBusy, match="another snapaudit fix is working on this domain")
-    with domain_lock(tmp_path, UUID) as path:
+    with domain_lock(UUID, tmp_path) as path:
         assert path == tmp_path / f"{UUID}.lock"
-        with busy, domain_lock(tmp_path, UUID):
+        with busy, domain_lock(UUID, tmp_path):
             pass
-        with domain_lock(tmp_path, "another-uuid"):
+        with domain_lock("another-uuid", tmp_path):
             pass
-    with domain_lock(tmp_path, UUID):
+    with domain_lock(UUID, tmp_path):
         pass
     assert Path(tmp_path / f"{UUID}.lock").exists()

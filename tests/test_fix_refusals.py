@@ -140,7 +140,7 @@ def test_not_enough_free_space(conn, libvirtd, tmp_path):  # noqa: F811
     small.mkdir()
     fix = [str(Path(sys.executable).parent / "snapaudit"), "fix", "-c", libvirtd.uri]
     fix += ["--domain", "crowded", "--target-dir", str(small), "--apply"]
-    script = f'mount -t tmpfs -o size=1M tmpfs "{small}" && exec "$@"'
+    script = f'mount -t tmpfs -o size=1M,mode=0755 tmpfs "{small}" && exec "$@"'
     proc = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *fix],
         capture_output=True,
@@ -177,7 +177,7 @@ def test_read_only_and_remote_connections_are_refused(libvirtd):  # noqa: F811
 def test_a_domain_being_fixed_is_locked(conn, libvirtd, tmp_path):  # noqa: F811
     tree = one_snapshot(conn, "locked", tmp_path / "images")
     state = tmp_path / "state"
-    with domain_lock(state, tree.dom.UUIDString()) as lock:
+    with domain_lock(tree.dom.UUIDString()) as lock:
         proc = run_cli(
             "fix", "-c", libvirtd.uri, "--state-dir", str(state), "--domain", "locked", "--apply"
         )

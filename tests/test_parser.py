@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from auditor.model import DiskSource, SnapshotDisk
-from auditor.sources.parser import SnapshotXMLError, parse_snapshot
+from auditor.sources.parser import SnapshotXMLError, Volume, parse_snapshot
 
 
 def parse(xml: str):
@@ -58,9 +58,10 @@ def test_fields_and_disk_join():
             "disk",
             False,
             defaulted=True,
+            listed=False,
         ),
         # Unlisted empty CD-ROM: never captured.
-        SnapshotDisk("sda", "no", None, None, "cdrom", True, defaulted=True),
+        SnapshotDisk("sda", "no", None, None, "cdrom", True, defaulted=True, listed=False),
     )
 
 
@@ -133,3 +134,84 @@ def test_markup_in_names_is_kept_verbatim():
         "<state>shutoff</state></domainsnapshot>"
     )
     assert snap.name == "<img src=x onerror=alert(1)>"
+
+
+TWO_ON_ONE_IMAGE = """
+  <domain type='kvm'><name>vm</name><devices>
+    <disk type='file'><source file='/images/shared.qcow2'/><target dev='vda'/></disk>
+    <disk type='file'><source file='/images/shared.qcow2'/><target dev='vdb'/><readonly/></disk>
+    <disk type='file' snapshot='external'><source file='/images/c.qcow2'/><target dev='vdc'/>
+    </disk>
+  </devices></domain>"""
+
+
+def test_a_path_that_names_two_disks_matches_neither():
+    # libvirt refuses such metadata; snapaudit keeps the entry as written, not guessed.
+    snap = parse(f"""<domainsnapshot><name>s</name><state>shutoff</state>
+      <disks><disk name='/images/shared.qcow2' snapshot='internal'/></disks>
+      {TWO_ON_ONE_IMAGE}</domainsnapshot>""")
+    assert [(d.name, d.mode, d.listed) for d in snap.disks] == [
+        ("vda", "internal", False),
+        ("vdb", "internal", False),
+        ("vdc", "external", False),  # unlisted: its own snapshot= even in an internal snapshot
+        ("/images/shared.qcow2", "internal", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("disk", "mode"),
+    [
+        ("<disk name='vdc'/>", "internal"),  # internal snapshot: the domain's external is ignored
+        ("<disk name='vdc'><source/></disk>", "internal"),  # an empty <source> names nothing
+        ("<disk name='vdc'><driver type='qcow2'/></disk>", "external"),
+        ("<disk name='vdc'><source file='/images/c.s'/></disk>", "external"),
+        ("<disk name='/images/c.qcow2'/>", "internal"),
+    ],
+)
+def test_listed_disk_without_mode(disk, mode):
+    snap = parse(f"""<domainsnapshot><name>s</name><state>shutoff</state>
+      <disks>{disk}</disks>{TWO_ON_ONE_IMAGE}</domainsnapshot>""")
+    vdc = next(d for d in snap.disks if d.name == "vdc")
+    assert (vdc.mode, vdc.defaulted, vdc.listed) == (mode, mode == "internal", True)
+    assert len(snap.disks) == 3
+
+
+@pytest.mark.parametrize(
+    ("memory", "state", "expected"),
+    [
+        ("<memory file='/m'/>", "running", ("external", "/m")),
+        ("<memory/>", "paused", ("internal", None)),
+        ("", "nostate", ("no", None)),
+        ("<memory snapshot='no'/>", "running", ("no", None)),
+    ],
+)
+def test_memory_mode(memory, state, expected):
+    snap = parse(f"<domainsnapshot><name>s</name><state>{state}</state>{memory}</domainsnapshot>")
+    assert (snap.memory, snap.memory_file) == expected
+
+
+def test_volumes_are_resolved_by_the_given_lookup():
+    looked_up = []
+
+    def volumes(pool, name):
+        looked_up.append((pool, name))
+        return Volume("block", "/dev/vg0/d") if pool == "vg0" else Volume(None, None, "no pool")
+
+    snap = parse_snapshot(
+        """<domainsnapshot><name>s</name><state>shutoff</state><domain><devices>
+          <disk type='volume'><source pool='vg0' volume='d'/><target dev='vda'/></disk>
+          <disk type='volume'><source pool='x' volume='e'/><target dev='vdb'/></disk>
+          <disk type='volume'><source pool='x'/><target dev='vdc'/></disk>
+        </devices></domain></domainsnapshot>""",
+        host="h",
+        domain="vm",
+        domain_uuid="u",
+        current=False,
+        volumes=volumes,
+    )
+    assert [d.state_image for d in snap.disks] == [
+        DiskSource("block", "/dev/vg0/d", None, volume="vg0/d"),
+        DiskSource("volume", "x/e", None, volume="x/e", unresolved="no pool"),
+        DiskSource("volume", "x/None", None, volume="x/None", unresolved="no pool or volume named"),
+    ]
+    assert looked_up == [("vg0", "d"), ("x", "e")]

@@ -115,7 +115,7 @@ def subprocess_in(cwd: Path, *args: str):
     [
         (
             "colour = 1\n",
-            ":1: unknown key 'colour' (known: select, ignore, fail_on, rules, "
+            ":1: unknown key 'colour' (known: select, ignore, fail_on, timeout, rules, "
             "waivers, waivers_file)",
         ),
         ('select = ["SNAP001"]\nignore = ["SNAP999"]\n', ":2: unknown rule, name or tag 'SNAP999'"),
@@ -191,6 +191,7 @@ def test_config_show_prints_every_value_and_its_origin(tmp_path):
         select                            = (every rule that is on by default)  # default
         ignore                            = ["SNAP008"]  # {path}:1
         fail_on                           = "error"  # default
+        timeout                           = 300  # default
         rules.HOST001                     = on (no-external-revert)  # select/ignore
         rules.HOST001.severity            = "warning"  # default
         rules.SNAP001                     = on (internal-memory)  # select/ignore

@@ -10,7 +10,8 @@ from __future__ import annotations
 import libvirt
 from conftest import fixture_uri
 
-from auditor.sources.scanner import _scan_connection, scan_host, scan_hosts
+from auditor.sources.fleet import scan_hosts
+from auditor.sources.scanner import _scan_connection, scan_host
 
 SEED = fixture_uri("seed_examples.xml")
 
@@ -61,7 +62,7 @@ def test_snapshot_deleted_after_listing_is_skipped_and_noted():
     wrapped = ConnectionWrapping(
         conn, lambda d: DomainDeletingSnapshots(d, delete={"sample-snapshot-name-2"})
     )
-    scan = _scan_connection(wrapped, SEED, None)
+    scan, _ = _scan_connection(wrapped, SEED, None)
     assert [s.name for s in scan.snapshots] == ["sample-snapshot-name-1"]
     assert [(s.domain, s.snapshot, s.reason, s.vanished) for s in scan.skipped] == [
         ("vm-name", "sample-snapshot-name-2", "snapshot disappeared during the scan", True)
@@ -78,7 +79,7 @@ def test_domain_undefined_after_listing_is_skipped_and_noted():
             domain.destroy()
         return domain
 
-    scan = _scan_connection(ConnectionWrapping(conn, undefine_noagent), uri, None)
+    scan, _ = _scan_connection(ConnectionWrapping(conn, undefine_noagent), uri, None)
     assert [d.name for d in scan.domains] == ["withagent"]
     assert [(s.domain, s.name) for s in scan.snapshots] == [
         ("withagent", "warn-disk-only-with-agent")
@@ -93,7 +94,7 @@ def test_unparseable_snapshot_xml_is_recorded_and_the_scan_goes_on():
     wrapped = ConnectionWrapping(
         conn, lambda d: DomainDeletingSnapshots(d, corrupt={"sample-snapshot-name-1"})
     )
-    scan = _scan_connection(wrapped, SEED, None)
+    scan, _ = _scan_connection(wrapped, SEED, None)
     assert [s.name for s in scan.snapshots] == ["sample-snapshot-name-2"]
     ((domain, snapshot, reason, vanished),) = [
         (s.domain, s.snapshot, s.reason, s.vanished) for s in scan.skipped

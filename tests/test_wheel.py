@@ -7,10 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
+from pathlib import Path
 
 import pytest
 from conftest import REPO
+
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,10 @@ def installed(tmp_path_factory):
 def test_wheel_contents(installed):
     wheel, _ = installed
     names = zipfile.ZipFile(wheel).namelist()
-    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    # .data holds the man page and shell completion, installed under the environment's share/.
+    top_level = {
+        n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))
+    }
     assert top_level == {"auditor"}
     for shipped in (
         "auditor/rules/internal_memory.py",
@@ -87,3 +94,91 @@ def test_installed_wheel_scans_the_demo_host(installed):
         timeout=60,
     )
     assert html.returncode == 1 and "&lt;img src=x onerror=alert(1)&gt;" in html.stdout
+
+
+# --- on the distribution's own Python and bindings --------------------------------------------
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def test_wheel_on_the_system_bindings_at_the_dependency_floors(installed, tmp_path):
+    """pip install --only-binary=:all: into a --system-site-packages venv of the distribution's
+    Python: libvirt-python and lxml are the distribution's own (Debian 12: 9.0 and 4.9, the
+    floors in pyproject.toml), nothing is compiled, and the demo scan gives the same report."""
+    from testlab.pytest_fixtures import require
+
+    probe = "import libvirt, lxml, venv"
+    require(
+        Path(SYSTEM_PYTHON).exists()
+        and subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0,
+        "the system Python lacks python3-libvirt, python3-lxml or venv (scripts/setup.sh --test)",
+    )
+    wheel, _ = installed
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120
+    )
+    pip = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--only-binary=:all:", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    python = str(venv / "bin" / "python")
+    where = subprocess.run(
+        [
+            python,
+            "-c",
+            "import importlib.metadata as m, libvirt, lxml, sys; "
+            "print(m.version('libvirt-python'), m.version('lxml'), libvirt.__file__, "
+            "lxml.__file__, sys.prefix)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    libvirt_version, lxml_version, libvirt_file, lxml_file, prefix = where
+    # The distribution's packages, not copies from the package index inside the venv.
+    assert not libvirt_file.startswith(prefix) and not lxml_file.startswith(prefix)
+    floors = {
+        name: version
+        for name, _, version in (
+            dep.partition(">=")
+            for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+                "dependencies"
+            ]
+        )
+    }
+    assert libvirt_version.split(".")[:2] == floors["libvirt-python"].split(".")
+    assert lxml_version.split(".")[:2] == floors["lxml"].split(".")
+    # The man page and completion land in the venv's share/, where man and bash look.
+    assert (venv / "share" / "man" / "man1" / "snapaudit.1").is_file()
+    assert (venv / "share" / "bash-completion" / "completions" / "snapaudit").is_file()
+
+    snapaudit = str(venv / "bin" / "snapaudit")
+    scan = subprocess.run(
+        [snapaudit, "scan", "--demo", "--format", "json"],
+        env={**os.environ, "SOURCE_DATE_EPOCH": "1764000000"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert scan.returncode == 1, scan.stderr
+    report = json.loads(scan.stdout)
+    assert report["summary"]["findings"] == {"error": 8, "warning": 8, "info": 0}
+    assert report["rule_errors"] == []
+    reference = subprocess.run(
+        [str(BIN / "snapaudit"), "scan", "--demo", "--format", "json"],
+        env={**os.environ, "SOURCE_DATE_EPOCH": "1764000000"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # The same findings as from the development install; only the demo file's path differs.
+    def without_host(findings):
+        return [{**f, "host": None} for f in findings]
+
+    expected = json.loads(reference.stdout)["findings"]
+    assert without_host(report["findings"]) == without_host(expected)

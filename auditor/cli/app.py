@@ -10,6 +10,7 @@ import typer
 
 from auditor import __version__
 from auditor.cli import exits
+from auditor.cli.collect import collect
 from auditor.cli.fix import fix
 from auditor.cli.reportcmds import diff_reports, merge_reports
 from auditor.cli.rulecmds import explain, list_rules, show_config
@@ -46,10 +47,13 @@ app.command("explain")(explain)
 app.command("fix")(fix)
 app.command("diff")(diff_reports)
 app.command("merge")(merge_reports)
+app.command("collect")(collect)
 
 
 def main() -> None:
     # libvirt's client library logs its warnings and errors straight to stderr; snapaudit
     # reports every error itself, as one line. Read when libvirt is first imported.
     os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", "4:file:/dev/null")
-    app()
+    from auditor.stopping import run_main
+
+    run_main(app)

@@ -119,7 +119,7 @@ def _plan_command(
 ) -> None:
     import libvirt
 
-    from auditor.errors import one_line
+    from auditor.display import one_line
     from auditor.fix.gather import ConnectionRefused, connect
     from auditor.reports import fixplan
 
@@ -178,8 +178,8 @@ def _one_domain(
 
     from auditor.fix.execute import FixFailed, run
     from auditor.fix.gather import read_domain
-    from auditor.fix.journal import Journal
-    from auditor.fix.lock import LockBusy, domain_lock
+    from auditor.fix.journal import Journal, JournalError
+    from auditor.fix.lock import LockBusy, LockError, domain_lock
     from auditor.fix.names import journal_name
     from auditor.fix.planner import plan_domain
     from auditor.fix.steps import DomainPlan, quoted
@@ -199,11 +199,12 @@ def _one_domain(
     journal = None
     try:
         # Plan under the lock, so that what another fix did before we got it is seen.
-        with domain_lock(state_dir, uuid):
+        with domain_lock(uuid):
             facts = read_domain(conn, dom, host=host, target_dir=target_dir)
             plan = plan_domain(facts, options)
             if plan.status != "ready":
                 return Outcome(plan)
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             path = state_dir / journal_name(name, uuid, datetime.now(UTC))
             journal = Journal.create(path, host, plan)
             exits.error(f"domain {quoted(name)}: journal {path}")  # error() escapes it
@@ -211,28 +212,38 @@ def _one_domain(
             return Outcome(plan, "converted", str(path))
     except LockBusy as exc:
         return Outcome(DomainPlan(host, name, uuid, refusals=(str(exc),)))
-    except (FixFailed, libvirt.libvirtError, OSError) as exc:
+    except (FixFailed, JournalError, LockError, libvirt.libvirtError, OSError) as exc:
         plan = journal.plan if journal else DomainPlan(host, name, uuid)
-        return Outcome(plan, "failed", str(journal.path) if journal else None, _reason(exc))
+        where = str(journal.path) if journal else None
+        return Outcome(plan, "failed", where, _reason(exc, journal, "--resume"))
 
 
-def _reason(exc: BaseException) -> str:
-    from auditor.errors import one_line
-    from auditor.fix.execute import FixFailed
+def _reason(exc: BaseException, journal=None, option: str = "--resume") -> str:
+    """One line, no Python class names; a journal that could not be written says what then."""
+    from auditor.display import one_line
+    from auditor.fix.journal import JournalError
 
-    return str(exc) if isinstance(exc, FixFailed) else one_line(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    elif type(exc).__name__ in ("libvirtError", "ImageError"):
+        text = one_line(exc).removeprefix("ImageError: ")
+    else:
+        text = str(exc)
+    if isinstance(exc, JournalError) and journal is not None:
+        text += f"; once it can be written, run snapaudit fix {option} {journal.path}"
+    return text
 
 
 def _journal_command(path: Path, uri: str | None, output_format: Format, *, rollback: bool):
     import libvirt
 
-    from auditor.display import clean
-    from auditor.errors import one_line
+    from auditor.display import clean, one_line
     from auditor.fix.execute import FixFailed, run
-    from auditor.fix.execute import rollback as roll_back
     from auditor.fix.gather import ConnectionRefused, connect
+    from auditor.fix.images import ImageError, remove_stale_exports
     from auditor.fix.journal import FINISHED, Journal, JournalError
-    from auditor.fix.lock import LockBusy, domain_lock
+    from auditor.fix.lock import LockBusy, LockError, domain_lock, journal_lock
+    from auditor.fix.rollback import rollback as roll_back
     from auditor.fix.steps import quoted
     from auditor.reports import fixplan
 
@@ -249,7 +260,8 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
     plan = journal.plan
     what = "rolled back" if rollback else "converted"
     try:
-        with domain_lock(path.resolve().parent, plan.uuid):
+        with domain_lock(plan.uuid), journal_lock(path):
+            remove_stale_exports()
             # Read again under the lock: another fix may have been writing it until now.
             journal = Journal.load(path, repair=True)
             if rollback:
@@ -261,8 +273,9 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
         outcome = fixplan.Outcome(plan, what, str(path))
     except LockBusy as exc:
         exits.fail(exits.REFUSED, str(exc))
-    except (FixFailed, JournalError, libvirt.libvirtError, OSError) as exc:
-        outcome = fixplan.Outcome(plan, "failed", str(path), _reason(exc))
+    except (FixFailed, JournalError, LockError, ImageError, libvirt.libvirtError, OSError) as exc:
+        option = "--rollback" if rollback else "--resume"
+        outcome = fixplan.Outcome(plan, "failed", str(path), _reason(exc, journal, option))
     finally:
         conn.close()
     if output_format is Format.json:

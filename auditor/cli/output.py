@@ -13,11 +13,11 @@ def emit(name: str, path: Path | None, result: ScanResult) -> None:
     """Render RESULT as NAME to PATH (atomically), or to stdout; colour only for text on a
     terminal."""
     from auditor.reports import render
-    from auditor.safefs import write_atomically
+    from auditor.safefs import write_file
 
     color = path is None and name == "text" and sys.stdout.isatty()
     report = render(name, result, color=color and "NO_COLOR" not in os.environ)
     if path is None:
         sys.stdout.write(report)
     else:
-        write_atomically(path, report)
+        write_file(path, report)

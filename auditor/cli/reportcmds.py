@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from auditor import safefs
 from auditor.cli import exits
 from auditor.cli.gate import FailOn, exit_code
 from auditor.cli.output import emit
@@ -57,7 +58,7 @@ def merge_reports(
     ] = "json",
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the report to FILE.", dir_okay=False),
+        typer.Option("--output", "-o", help="Write the report to FILE."),
     ] = None,
 ) -> None:
     """Combine JSON reports (say, one per hypervisor) into one report or one HTML page.
@@ -70,6 +71,8 @@ def merge_reports(
 
     if output_format not in FORMATS:
         exits.fail(exits.USAGE, f"unknown format {output_format!r} (known: {', '.join(FORMATS)})")
+    if problem := safefs.output_problem(output):
+        exits.fail(exits.USAGE, problem)
     results = _load_reports(reports)
     try:
         merged = merge_results(list(zip(reports, results, strict=True)))
@@ -80,7 +83,8 @@ def merge_reports(
         from auditor.engine.registry import load_rules
 
         merged = with_rule_docs(merged, load_rules()[0])
-    emit(output_format, output, merged)
+    if problem := safefs.attempt(emit, output_format, output, merged):
+        exits.fail(exits.USAGE, problem)
 
 
 def _load_reports(paths: list[Path]) -> list:

@@ -10,9 +10,11 @@ from typing import Annotated
 
 import typer
 
+from auditor import safefs
 from auditor.cli import exits
 from auditor.cli.gate import FailOn, exit_code
 from auditor.cli.output import emit
+from auditor.cli.problems import problem_lines
 
 
 def scan(
@@ -40,7 +42,7 @@ def scan(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the report to FILE.", dir_okay=False),
+        typer.Option("--output", "-o", help="Write the report to FILE."),
     ] = None,
     fail_on: Annotated[
         FailOn | None,
@@ -79,14 +81,63 @@ def scan(
         Path | None,
         typer.Option("--write-baseline", help="Record the current findings as a baseline."),
     ] = None,
+    sources: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from",
+            metavar="PATH",
+            help="Audit a bundle written by `snapaudit collect`, or a directory laid out like "
+            "libvirt's snapshot metadata (DOMAIN/SNAPSHOT.xml), without a daemon (repeatable).",
+        ),
+    ] = None,
+    domain_xml: Annotated[
+        Path | None,
+        typer.Option(
+            "--domain-xml",
+            metavar="DIR",
+            file_okay=False,
+            help="With --from DIR: the domain definitions, as DOMAIN.xml (/etc/libvirt/qemu).",
+        ),
+    ] = None,
+    host_name: Annotated[
+        str | None,
+        typer.Option(
+            "--host-name",
+            metavar="NAME",
+            help="With one --from DIR: the host's name in reports (default: the path).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Give up on a host that takes longer, connect included. Default: 300.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            metavar="N",
+            help="libvirt calls in flight per host. Default: 64 for remote hosts, 4 for local.",
+        ),
+    ] = None,
 ) -> None:
     """Audit every snapshot of every domain on one or more hosts (read-only)."""
     from auditor.pipeline import run
     from auditor.policy.config import ConfigError
     from auditor.policy.waivers import BaselineError
     from auditor.policy.waivers import write_baseline as save_baseline
+    from auditor.sources.offline import NotASource
 
     outputs = _outputs(formats, output)
+    if (domain_xml or host_name) and not sources:
+        exits.fail(exits.USAGE, "--domain-xml and --host-name go with --from")
+    if host_name and len(sources) > 1:
+        exits.fail(exits.USAGE, "--host-name names one --from directory; several were given")
+    if problem := safefs.output_problem(*(path for _, path in outputs), write_baseline):
+        exits.fail(exits.USAGE, problem)
     try:
         with _progress() as progress:
             result, config = run(
@@ -97,25 +148,27 @@ def scan(
                 select=_split(select),
                 ignore=_split(ignore),
                 fail_on=fail_on and fail_on.value,
+                timeout=timeout,
                 baseline=baseline,
                 progress=progress,
+                offline=sources or [],
+                domain_xml=domain_xml,
+                host_name=host_name,
+                workers=workers,
             )
-    except (ConfigError, BaselineError) as exc:
+    except (ConfigError, BaselineError, NotASource) as exc:
         exits.fail(exits.USAGE, str(exc))
-    if write_baseline:
-        save_baseline(result, write_baseline)
-
-    for name, path in outputs:
-        emit(name, path, result)
+    unwritten = [safefs.attempt(emit, name, path, result) for name, path in outputs]
+    if write_baseline:  # after the reports, which a bad baseline path must not cost
+        unwritten.append(safefs.attempt(save_baseline, result, write_baseline))
     # Problems go to stderr too, unless a text report on stdout already shows them.
     if any(path is not None or name != "text" for name, path in outputs):
-        for host_scan in result.hosts:
-            if host_scan.host.error:
-                exits.error(f"cannot scan {host_scan.host.uri}: {host_scan.host.error}")
-        for use in result.waivers:
-            if use.status != "active":
-                w = use.waiver
-                exits.error(f"{use.status} waiver for {w.rule} ({w.origin}, expires {w.expires})")
+        for line in problem_lines(result, [path for _, path in outputs]):
+            exits.error(line)
+    for problem in filter(None, unwritten):
+        exits.error(problem)
+    if any(unwritten):
+        raise typer.Exit(exits.USAGE)
     raise typer.Exit(exit_code(result, result.findings, config.fail_on.value))
 
 

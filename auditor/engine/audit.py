@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from auditor.errors import one_line
+from auditor.display import one_line
 from auditor.model import (
     Domain,
     Finding,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from auditor.errors import one_line
+from auditor.display import one_line
 from auditor.model import RuleError
 from auditor.rule import CODE_PATTERN, NAME_PATTERN, Rule
 

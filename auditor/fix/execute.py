@@ -2,8 +2,14 @@
 
 Every step is idempotent or detectably complete, so a run killed at any point (the step it
 was in half done, or done but not journaled) resumes by running that step again. Rollback
-does not trust the journal's list of done steps at all: it compares the host with the
-original metadata the journal holds and repairs whatever differs.
+(rollback.py) does not trust the journal's list of done steps at all: it compares the host
+with the original metadata the journal holds and repairs whatever differs.
+
+The domain cannot run on its originals while they are converted: from the first step to the
+last, fix holds QEMU's own image lock on them (hold.py), so `virsh start` fails, and it checks
+that the domain is shut off before every step and after defining it. Before claiming anything,
+a run checks that every image it created is still the file it created and that no original
+changed since the plan; every failure names the one command that applies next.
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ from collections.abc import Callable
 
 import libvirt
 
-from auditor.errors import one_line
-from auditor.fix import images
-from auditor.fix.gather import SECURE_DOMAIN, SECURE_SNAPSHOT
-from auditor.fix.journal import FINISHED, ROLLED_BACK, Journal
+from auditor import stopping
+from auditor.display import one_line
+from auditor.fix import hold, images
+from auditor.fix.gather import SECURE_DOMAIN
+from auditor.fix.journal import FINISHED, ROLLED_BACK, ROLLING_BACK, Journal, file_id
 from auditor.fix.steps import (
     CreateImage,
     CreateOverlay,
@@ -43,28 +50,119 @@ class FixFailed(Exception):
     """A step failed or the host is not as the journal expects; the message is one line."""
 
 
+def command(journal: Journal, option: str) -> str:
+    return f"snapaudit fix {option} {journal.path}"
+
+
+@stopping.at_step_boundaries  # SIGINT/SIGTERM stop between steps, never inside one
 def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe: Describe) -> None:
     """Run every step the journal has not recorded, then check the result on the host."""
     plan = journal.plan
     if journal.state == ROLLED_BACK:
         raise FixFailed(f"{journal.path} was rolled back; plan a new fix instead")
+    if journal.state == ROLLING_BACK:
+        raise FixFailed(f"a rollback of this conversion began; finish it: {_rollback(journal)}")
     dom = _domain(conn, plan)
     define_step = next(n for n, s in enumerate(plan.steps, 1) if isinstance(s, DefineDomain))
-    for number, step in enumerate(plan.steps, 1):
-        if number in journal.done:
-            continue
-        _guard(dom, plan, step, defined=define_step in journal.done)
-        progress(f"[{number}/{len(plan.steps)}] {describe(step)}")
-        try:
-            _run_step(conn, dom, step)
-        except (libvirt.libvirtError, images.ImageError, OSError) as exc:
-            raise FixFailed(f"step {number} ({step.kind}) failed: {one_line(exc)}") from None
-        _test_kill(number, journaled=False)
-        journal.step_done(number)
-        _test_kill(number, journaled=True)
-    check_converted(dom, plan)
+    if dom.isActive():
+        raise FixFailed(_running(dom, plan, journal))
+    try:
+        with hold.no_writers(o.path for o in plan.originals):
+            check_files(dom, journal)
+            for number, step in enumerate(plan.steps, 1):
+                if number in journal.done:
+                    continue
+                stopping.step_boundary()
+                _guard(dom, journal, step, defined=define_step in journal.done)
+                progress(f"[{number}/{len(plan.steps)}] {describe(step)}")
+                try:
+                    _run_step(conn, dom, journal, step)
+                except (libvirt.libvirtError, images.ImageError, OSError) as exc:
+                    raise FixFailed(
+                        f"step {number} ({step.kind}) failed: {_reason(exc)}; once that is "
+                        f"solved, run {command(journal, '--resume')}"
+                    ) from None
+                if isinstance(step, DefineDomain) and dom.isActive():
+                    raise FixFailed(_running(dom, plan, journal))
+                _test_kill(number, journaled=False)
+                journal.step_done(number)
+                _test_kill(number, journaled=True)
+            check_converted(dom, plan)
+            check_files(dom, journal)
+    except hold.HoldError as exc:
+        raise FixFailed(f"original image {exc}, then run {command(journal, '--resume')}") from None
     if journal.state != FINISHED:
         journal.finish()
+
+
+def _rollback(journal: Journal) -> str:
+    return command(journal, "--rollback")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc) if isinstance(exc, images.ImageError) else one_line(exc)
+
+
+def _running(dom: libvirt.virDomain, plan: DomainPlan, journal: Journal) -> str:
+    """The domain runs while it is being converted: on which images, and what to do."""
+    define = next(s for s in plan.steps if isinstance(s, DefineDomain))
+    live = {d.name: d.source.path for d in parse_domain_disks(dom.XMLDesc(0)) if d.source}
+    on_new = all(live.get(disk) == path for disk, path in define.sources.items())
+    where = "its converted images" if on_new else "its original images"
+    return (
+        f"domain {plan.domain} is running (on {where}): shut it down, then run "
+        f"{command(journal, '--resume')}"
+    )
+
+
+def _defined_on_new(dom: libvirt.virDomain, plan: DomainPlan) -> bool:
+    define = next(s for s in plan.steps if isinstance(s, DefineDomain))
+    now = {
+        d.name: d.source.path for d in parse_domain_disks(dom.XMLDesc(SECURE_DOMAIN)) if d.source
+    }
+    return all(now.get(disk) == path for disk, path in define.sources.items())
+
+
+def original_changed(original) -> bool:
+    ident = file_id(original.path)
+    return ident is not None and (ident[2], ident[3]) != (original.size, original.mtime_ns)
+
+
+def check_files(dom: libvirt.virDomain, journal: Journal) -> None:
+    """Every image a journaled step created is still the file it created (a top image may
+    have been written once the domain is defined on it), and no original changed."""
+    plan = journal.plan
+    define = next(s for s in plan.steps if isinstance(s, DefineDomain))
+    defined = _defined_on_new(dom, plan)
+    tops = set(define.sources.values())
+    only_rollback = f"only {_rollback(journal)} applies"
+    for original in plan.originals:
+        if original_changed(original):
+            raise FixFailed(
+                f"original image {original.path} was written after the conversion began, so "
+                f"the converted images are out of date: {only_rollback} (it keeps the original)"
+            )
+    made = {
+        s.path: n for n, s in enumerate(plan.steps, 1) if isinstance(s, CreateImage | CreateOverlay)
+    }
+    for path, number in made.items():
+        if number not in journal.done:
+            continue
+        ident, recorded = file_id(path), journal.created.get(path)
+        if ident is None:
+            raise FixFailed(f"image {path} that this conversion created is gone: {only_rollback}")
+        if recorded is None:
+            continue  # a journal from before identities were recorded
+        if ident[:2] != recorded[:2]:
+            raise FixFailed(
+                f"{path} is no longer the image this conversion created: {only_rollback}"
+            )
+        if ident != recorded and not (defined and path in tops):
+            raise FixFailed(
+                f"image {path} that this conversion created was written to: {only_rollback}"
+            )
 
 
 def _test_kill(number: int, *, journaled: bool) -> None:
@@ -85,31 +183,35 @@ def _domain(conn: libvirt.virConnect, plan: DomainPlan) -> libvirt.virDomain:
         raise FixFailed(f"domain {plan.domain} ({plan.uuid}): {one_line(exc)}") from None
 
 
-def _guard(dom: libvirt.virDomain, plan: DomainPlan, step: Step, *, defined: bool) -> None:
-    """The plan holds only while nothing else touches the domain and its images."""
+def _guard(dom: libvirt.virDomain, journal: Journal, step: Step, *, defined: bool) -> None:
+    """The plan holds only while nothing else touches the domain and its images. An original
+    is removed only while the domain is shut off and defined on its new images, and the
+    original is still exactly what was verified (its size and mtime as planned)."""
+    plan = journal.plan
     for original in plan.originals:
-        try:
-            stat = os.stat(original.path)
-        except FileNotFoundError:
-            if isinstance(step, RemoveOriginal):
-                continue  # removed by this very step before a crash
-            raise FixFailed(f"original image {original.path} has disappeared") from None
-        if (stat.st_size, stat.st_mtime_ns) != (original.size, original.mtime_ns):
+        if file_id(original.path) is None:
+            if isinstance(step, RemoveOriginal) or (plan.remove_originals and defined):
+                continue  # removed by this very step, or an earlier one, before a crash
             raise FixFailed(
-                f"original image {original.path} changed since the plan was made: the domain "
-                "must stay shut off during the conversion; run --rollback, then fix again"
+                f"original image {original.path} has disappeared: nothing can be converted "
+                "or rolled back; restore it from a backup"
             )
-    if isinstance(step, RemoveOriginal):
-        return  # the domain no longer uses the originals: it may run again
+        if original_changed(original):
+            raise FixFailed(
+                f"original image {original.path} was written after the conversion began: "
+                f"only {_rollback(journal)} applies (it keeps the original)"
+            )
     if dom.isActive():
+        raise FixFailed(_running(dom, plan, journal))
+    if isinstance(step, RemoveOriginal) and not _defined_on_new(dom, plan):
         raise FixFailed(
-            f"domain {plan.domain} was started during the conversion: shut it down, then "
-            "run --resume or --rollback"
+            f"domain {plan.domain} is not defined on its converted images; not removing "
+            f"{step.path}: run {_rollback(journal)}"
         )
     if not defined and not _unchanged_or_ours(dom.XMLDesc(SECURE_DOMAIN), plan):
         raise FixFailed(
-            f"the definition of domain {plan.domain} changed since the plan was made; "
-            "run --rollback, then fix again"
+            f"the definition of domain {plan.domain} changed since the plan was made: "
+            f"run {_rollback(journal)}, then fix again"
         )
 
 
@@ -122,13 +224,19 @@ def _unchanged_or_ours(xml: str, plan: DomainPlan) -> bool:
     return all(now.get(disk) == path for disk, path in define.sources.items())
 
 
-def _run_step(conn: libvirt.virConnect, dom: libvirt.virDomain, step: Step) -> None:
+def _run_step(
+    conn: libvirt.virConnect, dom: libvirt.virDomain, journal: Journal, step: Step
+) -> None:
     match step:
         case CreateImage():
+            _replace_ours(journal, step.path)
             source = (step.source, step.source_format, step.tag)
-            images.create_image(step.path, *source, step.backing, step.cluster_size)
+            created = lambda part: journal.image_created(step.path, part)  # noqa: E731
+            images.create_image(step.path, *source, step.backing, step.cluster_size, created)
         case CreateOverlay():
-            images.create_overlay(step.path, step.backing)
+            _replace_ours(journal, step.path)
+            created = lambda part: journal.image_created(step.path, part)  # noqa: E731
+            images.create_overlay(step.path, step.backing, created)
         case VerifyImage():
             images.verify_image(step.path, step.source, step.source_format, step.tag)
         case DropSnapshotMetadata():
@@ -148,6 +256,16 @@ def _run_step(conn: libvirt.virConnect, dom: libvirt.virDomain, step: Step) -> N
             conn.defineXML(step.xml)
         case RemoveOriginal():
             images.remove_file(step.path)
+
+
+def _replace_ours(journal: Journal, path: str) -> None:
+    """A create step run again replaces only what an earlier attempt of it made."""
+    ident = file_id(path)
+    if ident is not None and journal.created.get(path) != ident:
+        raise FixFailed(
+            f"{path} exists but is not an image this conversion created; not replacing it: "
+            f"move it away, then run {command(journal, '--resume')}"
+        )
 
 
 def _snapshot(dom: libvirt.virDomain, name: str) -> libvirt.virDomainSnapshot | None:
@@ -188,68 +306,3 @@ def check_converted(dom: libvirt.virDomain, plan: DomainPlan) -> None:
             for disk, path in step.sources.items():
                 if now.get(disk) is None or now[disk].path != path:
                     raise FixFailed(f"disk {disk} of domain {plan.domain} is not on {path}")
-
-
-def rollback(conn: libvirt.virConnect, journal: Journal, progress: Progress) -> None:
-    """Put back the original domain definition and snapshot metadata, exactly, and remove
-    every file the conversion created. The original images were never written."""
-    plan, restore = journal.plan, journal.plan.restore
-    if journal.state == ROLLED_BACK:
-        progress(f"{journal.path} was already rolled back")
-        return
-    dom = _domain(conn, plan)
-    if dom.isActive():
-        raise FixFailed(f"domain {plan.domain} is running: shut it down, then run --rollback")
-    for original in plan.originals:
-        if not os.path.exists(original.path):
-            raise FixFailed(
-                f"original image {original.path} was removed (--remove-originals): there is "
-                "nothing to roll back to"
-            )
-    _refuse_losing_writes(dom, plan)
-
-    original_xml = dict(restore.snapshots)
-    names = [name for name, _ in restore.snapshots]
-    for name in reversed(names):  # children first, so no parent's removal rewrites a child
-        snap = _snapshot(dom, name)
-        if snap is not None and snap.getXMLDesc(SECURE_SNAPSHOT) != original_xml[name]:
-            progress(f"drop the converted metadata of snapshot {quoted(name)}")
-            snap.delete(METADATA_ONLY)
-    for name in names:
-        if _snapshot(dom, name) is None:
-            progress(f"restore the original metadata of snapshot {quoted(name)}")
-            flags = REDEFINE | (CURRENT if name == restore.current else 0)
-            dom.snapshotCreateXML(original_xml[name], flags)
-    if restore.current is not None and not dom.snapshotLookupByName(restore.current).isCurrent():
-        dom.snapshotCreateXML(original_xml[restore.current], REDEFINE | CURRENT)
-    if dom.XMLDesc(SECURE_DOMAIN) != restore.domain_xml:
-        progress(f"restore the original definition of domain {plan.domain}")
-        conn.defineXML(restore.domain_xml)
-    for image in plan.images:
-        images.discard(image.path)
-    for directory in {os.path.dirname(i.path) for i in plan.images}:
-        images.fsync_dir(directory)
-    journal.roll_back()
-
-
-def _refuse_losing_writes(dom: libvirt.virDomain, plan: DomainPlan) -> None:
-    """Once the domain runs on its new images, rolling back would drop what it wrote since:
-    refuse unless every new top image still shows exactly its source's content."""
-    define = next(s for s in plan.steps if isinstance(s, DefineDomain))
-    originals = {i.disk: i.source for i in plan.images if i.snapshot is None}
-    formats = {s.path: s.source_format for s in plan.steps if isinstance(s, VerifyImage)}
-    now = {d.name: d.source for d in parse_domain_disks(dom.XMLDesc(0))}
-    for disk, top in define.sources.items():
-        path = now[disk].path if now.get(disk) is not None else None
-        if path == originals[disk]:
-            continue
-        if path != top:
-            raise FixFailed(
-                f"disk {disk} now uses {path}, neither its original image nor the converted "
-                "one: the domain changed after the conversion, not rolling back"
-            )
-        if not images.same_content(top, "qcow2", originals[disk], formats[top]):
-            raise FixFailed(
-                f"disk {disk} was written to after the conversion ({top}); rolling back "
-                "would lose those writes"
-            )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from auditor import safefs
 from auditor.fix.tree import Capture, captures
 from auditor.model import DomainDisk, Snapshot
 
@@ -36,6 +37,8 @@ class ImageFacts:
 class Filesystem:
     device: int
     available: int  # bytes free for writing (f_bavail)
+    owner: int = 0  # of the directory: who else could swap files in it under us
+    mode: int = 0o40755
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class DomainFacts:
     overlay_bytes: Mapping[str, int] = field(default_factory=dict)
     filesystems: Mapping[str, Filesystem] = field(default_factory=dict)  # directory → fs
     existing: frozenset[str] = frozenset()  # paths already present in the target dirs
+    trusted_uids: frozenset[int] = frozenset({0})  # root and the invoking user
     # Overlays of external snapshots (and those libvirt made reverting to them) that the
     # conversion supersedes: read by nothing, written never, removed only on request.
     overlays: tuple[str, ...] = ()
@@ -67,3 +71,8 @@ class DomainFacts:
     @property
     def captures(self) -> list[Capture]:
         return captures([s.model for s in self.snapshots], self.current, self.disks)
+
+    def untrusted_target(self, directory: str) -> str | None:
+        """Why another user could swap our new images in DIRECTORY under us, or None."""
+        fs = self.filesystems[directory]
+        return safefs.untrusted_directory(directory, fs.owner, fs.mode, self.trusted_uids)

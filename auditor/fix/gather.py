@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import libvirt
 
+from auditor import safefs
 from auditor.fix import images
 from auditor.fix.facts import (
     DEFAULT_CLUSTER,
@@ -19,6 +20,7 @@ from auditor.fix.facts import (
     SnapshotFacts,
 )
 from auditor.fix.tree import Capture, parents_first
+from auditor.sources.connection import open_read_write
 from auditor.sources.files import files_visible
 from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
 from auditor.sources.qcow2 import Qcow2Error, Qcow2Tables, backing_chain
@@ -48,7 +50,7 @@ def connect(uri: str | None) -> libvirt.virConnect:
     """A read-write connection to a local QEMU driver, or ConnectionRefused."""
     if uri is not None and not files_visible(uri):
         raise ConnectionRefused(_not_local(uri))
-    conn = libvirt.open(uri)
+    conn = open_read_write(uri)
     actual = conn.getURI()
     if not files_visible(actual):
         conn.close()
@@ -165,9 +167,9 @@ def _with_files(facts: DomainFacts, target_dir: str | None) -> DomainFacts:
     filesystems, existing = {}, set()
     for directory in set(dirs.values()):
         try:
-            stat = os.statvfs(directory)
+            stat, st = os.statvfs(directory), os.stat(directory)
             filesystems[directory] = Filesystem(
-                os.stat(directory).st_dev, stat.f_bavail * stat.f_frsize
+                st.st_dev, stat.f_bavail * stat.f_frsize, st.st_uid, st.st_mode
             )
             existing.update(os.path.join(directory, entry) for entry in os.listdir(directory))
         except OSError:
@@ -187,6 +189,7 @@ def _with_files(facts: DomainFacts, target_dir: str | None) -> DomainFacts:
         overlay_bytes=overlay_bytes,
         filesystems=filesystems,
         existing=frozenset(existing),
+        trusted_uids=safefs.trusted_uids(),
     )
 
 

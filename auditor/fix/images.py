@@ -2,8 +2,15 @@
 
 A source image (the domain's original qcow2) is only ever opened read-only: `qemu-nbd -r`,
 `qemu-img convert/measure/compare/info` reading it (`info -U` when a running VM holds it,
-for a plan that will refuse the domain anyway). New images are written to
-`PATH.part`, flushed, then renamed, so a complete-looking file is always a complete one.
+for a plan that will refuse the domain anyway). New images are written inside
+`PATH.part`, a directory only we can enter, flushed, then renamed to PATH without replacing
+anything, so a complete-looking file is always a complete one, and another user who can write
+to the directory cannot redirect the write or the chown/chmod that follows it.
+
+Every child process dies with fix (PR_SET_PDEATHSIG), SIGKILL included, so no `qemu-img`
+goes on writing once fix is gone; a killed child is reported with the signal that killed it.
+The private directories of NBD sockets are removed on every way out, and those a killed fix
+left behind are removed by the next one.
 """
 
 from __future__ import annotations
@@ -12,19 +19,47 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from auditor import safefs
 from auditor.sources import qemu
 
 NBD_START_TIMEOUT = 30.0
+PART = "image.qcow2"  # the new image, inside PATH.part: a directory only we can enter
 _PR_SET_PDEATHSIG = 1
+_EXPORTS = "snapaudit-nbd-"  # + the pid of the fix that made it
+
+
+def remove_stale_exports() -> None:
+    """Remove the socket directories that fix processes no longer alive left behind."""
+    base = tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for name in os.listdir(base):
+            pid = name.removeprefix(_EXPORTS).split("-")[0]
+            if not name.startswith(_EXPORTS) or not pid.isdigit() or _alive(int(pid)):
+                continue
+            path = os.path.join(base, name)
+            with contextlib.suppress(OSError):
+                if os.lstat(path).st_uid == os.getuid() and stat.S_ISDIR(os.lstat(path).st_mode):
+                    shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class ImageError(RuntimeError):
@@ -32,10 +67,26 @@ class ImageError(RuntimeError):
 
 
 def _run(*args: str) -> str:
+    proc = _child(args)
+    if proc.returncode:
+        raise ImageError(f"{args[0]} {args[1]}: {_failure(proc)}")
+    return proc.stdout
+
+
+def _child(args: tuple[str, ...] | list[str]) -> subprocess.CompletedProcess:
     try:
-        return qemu.run(*args)
-    except qemu.QemuToolError as exc:
-        raise ImageError(f"{args[0]} {args[1]}: {exc}") from None
+        return subprocess.run(args, capture_output=True, text=True, preexec_fn=_die_with_parent)
+    except OSError as exc:
+        raise ImageError(f"{args[0]}: {exc.strerror}") from None
+
+
+def _failure(proc: subprocess.CompletedProcess) -> str:
+    """Why a tool failed: the signal that killed it, or its own last line of errors."""
+    if proc.returncode < 0:
+        return f"killed by {signal.Signals(-proc.returncode).name}"
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    tool = proc.args[0]
+    return lines[-1].removeprefix(f"{tool}: ") if lines else f"failed (exit {proc.returncode})"
 
 
 def snapshot_option(tag: str) -> str:
@@ -75,7 +126,8 @@ def _die_with_parent() -> None:
 def export(source: str, fmt: str, tag: str | None) -> Iterator[str]:
     """Serve SOURCE, or its internal snapshot TAG, read-only over NBD on a private socket;
     yields the NBD URI. qemu-img opens it as a raw image."""
-    with tempfile.TemporaryDirectory(prefix="snapaudit-nbd-") as tmp:
+    remove_stale_exports()
+    with tempfile.TemporaryDirectory(prefix=f"{_EXPORTS}{os.getpid()}-") as tmp:
         sock = os.path.join(tmp, "nbd.sock")
         args = ["qemu-nbd", "--read-only", "--persistent", "--shared=8", "--format", fmt]
         args += ["--socket", sock] + (["--load-snapshot", snapshot_option(tag)] if tag else [])
@@ -104,6 +156,8 @@ def _wait_for_socket(proc: subprocess.Popen, sock: str, errors) -> None:
             errors.seek(0)
             lines = errors.read().decode(errors="replace").strip().splitlines()
             last = lines[-1].removeprefix("qemu-nbd: ") if lines else "exited"
+            if proc.returncode < 0:
+                last = f"killed by {signal.Signals(-proc.returncode).name}"
             raise ImageError(f"qemu-nbd: {last}")
         with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
             probe.settimeout(max(deadline - time.monotonic(), 0.001))
@@ -120,9 +174,9 @@ def part_path(path: str) -> str:
 
 def discard(path: str) -> None:
     """Remove PATH and its unfinished .part, if there."""
-    for name in (part_path(path), path):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
+    safefs.remove_private_dir(part_path(path))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def create_image(
@@ -132,43 +186,41 @@ def create_image(
     tag: str | None,
     backing: str | None,
     cluster_size: int,
-) -> None:
+    created: Callable[[str], None] = lambda made: None,
+) -> safefs.FileStamp:
     """PATH holds SOURCE's content at internal snapshot TAG (None: the active layer): a full
-    image when BACKING is None, otherwise an overlay on BACKING holding only what differs."""
+    image when BACKING is None, otherwise an overlay on BACKING holding only what differs.
+    CREATED is told the finished file before it is renamed into place (its identity stays)."""
     discard(path)  # what an interrupted attempt left behind
-    part = part_path(path)
     options = f"cluster_size={cluster_size}"
-    if backing is None:
-        args = ["qemu-img", "convert", "-q", "-f", fmt, "-O", "qcow2", "-o", options]
-        _run(*args, *(["-l", snapshot_option(tag)] if tag is not None else []), source, part)
-    else:
-        # The overlay starts on the source state itself; safe-mode rebase onto the parent's
-        # image then writes exactly the clusters whose content differs (LAB.md).
-        with export(source, fmt, tag) as nbd:
-            create = ["qemu-img", "create", "-q", "-f", "qcow2", "-o", options]
-            _run(*create, "-b", nbd, "-F", "raw", part)
-            _run("qemu-img", "rebase", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", part)
-    _finish(part, path, like=source)
+    with safefs.PrivateDir(part_path(path)) as work:
+        part = work.tool_path(PART)
+        if backing is None:
+            args = ["qemu-img", "convert", "-q", "-f", fmt, "-O", "qcow2", "-o", options]
+            _run(*args, *(["-l", snapshot_option(tag)] if tag is not None else []), source, part)
+        else:
+            # The overlay starts on the source state itself; safe-mode rebase onto the parent's
+            # image then writes exactly the clusters whose content differs (LAB.md).
+            with export(source, fmt, tag) as nbd:
+                create = ["qemu-img", "create", "-q", "-f", "qcow2", "-o", options]
+                _run(*create, "-b", nbd, "-F", "raw", part)
+                rebase = ["qemu-img", "rebase", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2"]
+                _run(*rebase, part)
+        created(part)
+        return work.finish(PART, os.path.basename(path), like=os.stat(source))
 
 
-def create_overlay(path: str, backing: str) -> None:
+def create_overlay(
+    path: str, backing: str, created: Callable[[str], None] = lambda made: None
+) -> safefs.FileStamp:
     """An empty qcow2 overlay on BACKING (one of our new images, never an original)."""
     discard(path)
-    part = part_path(path)
-    _run("qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", part)
-    _finish(part, path, like=backing)
-
-
-def _finish(part: str, path: str, *, like: str) -> None:
-    """Give PART the owner and mode of the image it copies, make it durable, then put it in
-    place: a file at PATH is always complete."""
-    reference = os.stat(like)
-    with contextlib.suppress(PermissionError):
-        os.chown(part, reference.st_uid, reference.st_gid)
-    os.chmod(part, stat.S_IMODE(reference.st_mode))
-    fsync_file(part)
-    os.replace(part, path)
-    fsync_dir(os.path.dirname(path))
+    with safefs.PrivateDir(part_path(path)) as work:
+        create = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2"]
+        made = work.tool_path(PART)
+        _run(*create, made)
+        created(made)
+        return work.finish(PART, os.path.basename(path), like=os.stat(backing))
 
 
 def verify_image(path: str, source: str, fmt: str, tag: str | None) -> None:
@@ -179,33 +231,22 @@ def verify_image(path: str, source: str, fmt: str, tag: str | None) -> None:
         if want != have:
             raise ImageError(f"{path}: virtual size {have}, source has {want}")
         # Not strict: an unallocated cluster and a zeroed one are the same to the guest.
-        proc = subprocess.run(
-            ["qemu-img", "compare", "-q", "-f", "qcow2", "-F", "raw", path, nbd],
-            capture_output=True,
-            text=True,
-        )
+        proc = _child(["qemu-img", "compare", "-q", "-f", "qcow2", "-F", "raw", path, nbd])
     if proc.returncode == 1:
         raise ImageError(f"{path}: content differs from its source")
     if proc.returncode:
-        raise ImageError(f"qemu-img compare: {proc.stderr.strip() or 'failed'}")
+        raise ImageError(f"qemu-img compare: {_failure(proc)}")
 
 
 def same_content(path: str, fmt: str, other: str, other_fmt: str) -> bool:
-    """Whether two images (or chains) show the guest the same bytes, both read-only."""
+    """Whether two images (or chains) show the guest the same bytes, both read-only. A
+    comparison that could not be made (exit 2, or killed) raises ImageError: it proves
+    nothing either way."""
     with export(other, other_fmt, None) as nbd:
-        proc = subprocess.run(
-            ["qemu-img", "compare", "-q", "-f", fmt, "-F", "raw", path, nbd],
-            capture_output=True,
-        )
+        proc = _child(["qemu-img", "compare", "-q", "-f", fmt, "-F", "raw", path, nbd])
+    if proc.returncode not in (0, 1):
+        raise ImageError(f"qemu-img compare {path} {other}: {_failure(proc)}")
     return proc.returncode == 0
-
-
-def fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_dir(path: str) -> None:

@@ -6,28 +6,45 @@ a journal either holds its whole plan or does not exist. Every later line is app
 fsynced before the next step starts. A torn last line (killed mid-write) is ignored, and cut
 off before anything is appended: its step counts as not done and is run again, which every
 step allows.
+
+Besides the steps it records the identity (device, inode, size, mtime) of every image as it is
+created, so that resume and rollback touch only files this conversion made and that are
+still exactly those files, and the progress of a rollback, so that a conversion whose rollback
+began is never resumed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import signal
+import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from auditor import safefs
 from auditor.fix.codec import plan_from_json, plan_to_json
-from auditor.fix.images import fsync_dir
-from auditor.fix.steps import DomainPlan
+from auditor.fix.steps import CreateImage, CreateOverlay, DomainPlan, RemoveOriginal
 
 SCHEMA = "snapaudit/fix-journal/v1"
-OPEN, FINISHED, ROLLED_BACK = "open", "finished", "rolled back"
+OPEN, FINISHED, ROLLING_BACK, ROLLED_BACK = "open", "finished", "rolling back", "rolled back"
+MAX_BYTES = 64 * 1024 * 1024  # far beyond any real plan; a bound for a hostile file
+FileId = tuple[int, int, int, int]  # device, inode, size, mtime in ns
 
 
 class JournalError(Exception):
-    """The file is not a journal this version can use."""
+    """The file is not a journal this version can use, or cannot be written; one line."""
+
+
+def file_id(path: str) -> FileId | None:
+    """The identity of the file at PATH itself (a symlink is not followed), None if absent."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _now() -> str:
@@ -41,6 +58,7 @@ class Journal:
     plan: DomainPlan
     done: set[int] = field(default_factory=set)
     state: str = OPEN
+    created: dict[str, FileId] = field(default_factory=dict)  # image path → identity
 
     @classmethod
     def create(cls, path: Path, uri: str, plan: DomainPlan) -> Journal:
@@ -51,18 +69,8 @@ class Journal:
             "uri": uri,
             "plan": plan_to_json(plan, secrets=True),
         }
-        # mkstemp creates the file 0600: the journal holds the XML's secrets.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(json.dumps(header, ensure_ascii=False) + "\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.rename(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        fsync_dir(str(path.parent))
+        # 0600: the journal holds the XML's secrets. Created, never replacing anything.
+        safefs.create_file(str(path), (json.dumps(header, ensure_ascii=False) + "\n").encode())
         return cls(path, uri, plan)
 
     @classmethod
@@ -71,44 +79,90 @@ class Journal:
         by a crash. REPAIR (only while holding the domain's lock, as the next writer) cuts it
         off, so that the next record starts on a line of its own."""
         try:
-            data = path.read_bytes()
+            with path.open("rb") as source:
+                if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+                    raise JournalError(f"{path} is not a snapaudit fix journal (not a file)")
+                data = source.read(MAX_BYTES + 1)
         except OSError as exc:
             raise JournalError(f"cannot read journal {path}: {exc.strerror}") from None
+        if len(data) > MAX_BYTES:
+            raise JournalError(f"{path} is not a snapaudit fix journal (over 64 MiB)")
         complete = data.rfind(b"\n") + 1
         if repair and complete < len(data):
             with path.open("r+b") as out:
                 out.truncate(complete)
                 os.fsync(out.fileno())
         records = []
-        for number, line in enumerate(data[:complete].decode("utf-8").splitlines(), 1):
+        try:
+            lines = data[:complete].decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise JournalError(f"{path} is not a snapaudit fix journal (not UTF-8)") from None
+        for number, line in enumerate(lines, 1):
             try:
                 records.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise JournalError(f"{path}: line {number} is not JSON") from None
-        if not records or records[0].get("schema") != SCHEMA:
+        if not records or not isinstance(records[0], dict) or records[0].get("schema") != SCHEMA:
             raise JournalError(f"{path} is not a snapaudit fix journal ({SCHEMA})")
         header = records[0]
-        journal = cls(path, header["uri"], plan_from_json(header["plan"]))
-        for record in records[1:]:
-            journal._apply(record)
+        try:
+            plan = plan_from_json(header["plan"])
+            if not isinstance(header["uri"], str):
+                raise TypeError("uri")
+            _check_plan(plan)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            raise JournalError(f"{path}: line 1 is not a valid plan ({_what(exc)})") from None
+        journal = cls(path, header["uri"], plan)
+        for number, record in enumerate(records[1:], 2):
+            try:
+                journal._apply(record, strict=True)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise JournalError(
+                    f"{path}: line {number} is not a valid record ({_what(exc)})"
+                ) from None
         return journal
 
-    def _apply(self, record: dict[str, Any]) -> None:
+    def _apply(self, record: dict[str, Any], *, strict: bool = False) -> None:
+        if not isinstance(record, dict):
+            raise TypeError("not an object")
         match record.get("type"):
             case "done":
-                self.done.add(int(record["step"]))
+                step = record["step"]
+                if type(step) is not int or not 1 <= step <= len(self.plan.steps):
+                    raise ValueError(f"no step {step!r}")
+                self.done.add(step)
+            case "created":
+                path, ident = record["path"], record["file"]
+                if path not in {i.path for i in self.plan.images}:
+                    raise ValueError(f"{path!r} is not an image of the plan")
+                if not (len(ident) == 4 and all(type(n) is int for n in ident)):
+                    raise ValueError("file identity")
+                self.created[path] = tuple(ident)
             case "finished":
                 self.state = FINISHED
+            case "rollback-started":
+                self.state = ROLLING_BACK
             case "rolled-back":
                 self.state = ROLLED_BACK
+            case other if strict:
+                raise ValueError(f"unknown record type {other!r}")
 
     def _append(self, record: dict[str, Any]) -> None:
         record["at"] = _now()
-        with self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
+        _fault_point(before=True)
+        try:
+            safefs.append_file(str(self.path), (json.dumps(record) + "\n").encode())
+        except OSError as exc:
+            raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
         self._apply(record)
+        _fault_point(before=False)
+
+    def image_created(self, path: str, made: str) -> None:
+        """Record the identity of MADE, the file that becomes image PATH (renaming keeps it)."""
+        ident = file_id(made)
+        if ident is None:
+            raise JournalError(f"{made} disappeared as it was created")
+        self._append({"type": "created", "path": path, "file": list(ident)})
 
     def step_done(self, number: int) -> None:
         self._append({"type": "done", "step": number})
@@ -116,5 +170,49 @@ class Journal:
     def finish(self) -> None:
         self._append({"type": "finished"})
 
+    def rollback_started(self) -> None:
+        if self.state != ROLLING_BACK:
+            self._append({"type": "rollback-started"})
+
     def roll_back(self) -> None:
         self._append({"type": "rolled-back"})
+
+
+def _check_plan(plan: DomainPlan) -> None:
+    """A plan is consistent with itself: it creates exactly its images, and removes only its
+    originals. A journal edited to name other files is refused whole."""
+    made = [s.path for s in plan.steps if isinstance(s, CreateImage | CreateOverlay)]
+    if sorted(made) != sorted(i.path for i in plan.images) or len(set(made)) != len(made):
+        raise ValueError("its images are not the ones its steps create")
+    originals = {o.path for o in plan.originals}
+    sources = {s.source for s in plan.steps if isinstance(s, CreateImage)}
+    if sources != originals or originals & set(made):
+        raise ValueError("its originals are not the ones its steps read")
+    if any(s.path not in originals for s in plan.steps if isinstance(s, RemoveOriginal)):
+        raise ValueError("it removes a file that is not one of its originals")
+    if plan.restore is None:
+        raise ValueError("it holds no original metadata")
+
+
+def _what(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing {exc.args[0]!r}" if exc.args else "a missing field"
+    return str(exc).splitlines()[0] if str(exc) else "malformed"
+
+
+_records = 0
+
+
+def _fault_point(*, before: bool) -> None:
+    # Test hook for the fault-injection tests: SNAPAUDIT_FIX_FAULT_AT=N stops (SIGSTOP, so the
+    # test can change the world and then continue or kill us) or kills (SIGKILL) this process
+    # just before its Nth journal record, or with "N+" just after it.
+    global _records
+    where = os.environ.get("SNAPAUDIT_FIX_FAULT_AT")
+    if where is None:
+        return
+    if before:
+        _records += 1
+    if where == (str(_records) if before else f"{_records}+"):
+        how = os.environ.get("SNAPAUDIT_FIX_FAULT", "kill")
+        os.kill(os.getpid(), signal.SIGSTOP if how == "stop" else signal.SIGKILL)

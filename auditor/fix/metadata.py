@@ -49,7 +49,10 @@ def external_snapshot(
         root.remove(old)
     if revert_overlays:
         revert = etree.Element("revertDisks")
+        tail = disks.tail
         disks.addnext(revert)
+        # lxml before 5.0 hands the anchor's tail to the new sibling: the same bytes on both.
+        disks.tail, revert.tail = tail, None
         for disk in disks.iterfind("disk"):
             copy = etree.SubElement(revert, "disk", dict(disk.attrib))
             for child in disk:

@@ -122,6 +122,8 @@ def target_problems(
     for directory in dict.fromkeys(os.path.dirname(i.path) for i in new_images):
         if directory not in facts.filesystems:
             out.append(f"cannot write new images to {directory}: not a readable directory")
+        elif why := facts.untrusted_target(directory):
+            out.append(f"cannot write new images to {directory}: {why}")
     for image in new_images:
         for path in (image.path, image.path + ".part"):
             if path in facts.existing:

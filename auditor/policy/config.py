@@ -8,6 +8,7 @@ value remembers where it came from (FILE:LINE, the command line, or the default)
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 SEARCH_PATH = (Path("snapaudit.toml"), Path("/etc/snapaudit/config.toml"))
 # The values of fail_on and --fail-on: a severity, or never (the gate never fails).
 FAIL_ON = ("error", "warning", "info", "never")
-TOP_LEVEL = ("select", "ignore", "fail_on", "rules", "waivers", "waivers_file")
+TOP_LEVEL = ("select", "ignore", "fail_on", "timeout", "rules", "waivers", "waivers_file")
 WAIVER_KEYS = ("rule", "reason", "owner", "expires", "host", "domain", "snapshot")
 WAIVER_REQUIRED = ("rule", "reason", "owner", "expires")
 DEFAULT = "default"
@@ -49,6 +50,7 @@ class Config:
     select: Setting = Setting(("ALL-ENABLED",))
     ignore: Setting = Setting(())
     fail_on: Setting = Setting("error")
+    timeout: Setting = Setting(300)  # seconds per host, connect included
     rules: dict[str, dict[str, Setting]] = field(default_factory=dict)  # code → key → value
     waivers: tuple[Waiver, ...] = ()
     sources: tuple[str, ...] = ()
@@ -89,6 +91,10 @@ def load_config(path: Path | None, rules: Sequence[Rule]) -> Config:
         if data["fail_on"] not in FAIL_ON:
             raise where.error(("fail_on",), f"fail_on must be one of {', '.join(FAIL_ON)}")
         config = replace(config, fail_on=Setting(data["fail_on"], where.origin(("fail_on",))))
+    if "timeout" in data:
+        if not positive_seconds(data["timeout"]):
+            raise where.error(("timeout",), "timeout must be a positive number of seconds")
+        config = replace(config, timeout=Setting(data["timeout"], where.origin(("timeout",))))
     rule_settings = _rule_settings(data.get("rules", {}), known, where)
     waivers = list(_waivers(data.get("waivers", []), known, where, ("waivers",)))
     if "waivers_file" in data:
@@ -107,6 +113,17 @@ def load_config(path: Path | None, rules: Sequence[Rule]) -> Config:
         waivers += _waivers(more.get("waivers", []), known, extra_where, ("waivers",))
         config = replace(config, sources=(*config.sources, str(extra)))
     return replace(config, rules=rule_settings, waivers=tuple(waivers))
+
+
+def positive_seconds(value: object) -> bool:
+    # bool is an int in Python; inf and nan are TOML floats but no time limit.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
 
 
 def _rule_settings(table: object, known: RuleIndex, where: _Where) -> dict:

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from auditor.engine.audit import policy_for
 from auditor.model import Policy, Severity
-from auditor.policy.config import COMMAND_LINE, Config, ConfigError, Setting
+from auditor.policy.config import COMMAND_LINE, Config, ConfigError, Setting, positive_seconds
 from auditor.rule import Rule
 
 
@@ -43,6 +43,7 @@ def with_command_line(
     select: Iterable[str] | None,
     ignore: Iterable[str] | None,
     fail_on: str | None,
+    timeout: float | None = None,
 ) -> Config:
     """Command-line options replace the file's values."""
     known = RuleIndex(rules)
@@ -55,6 +56,10 @@ def with_command_line(
         config = replace(config, ignore=Setting(tuple(ignore), COMMAND_LINE))
     if fail_on:
         config = replace(config, fail_on=Setting(fail_on, COMMAND_LINE))
+    if timeout is not None:
+        if not positive_seconds(timeout):
+            raise ConfigError("--timeout must be a positive number of seconds")
+        config = replace(config, timeout=Setting(timeout, COMMAND_LINE))
     return config
 
 

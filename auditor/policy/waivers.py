@@ -12,7 +12,7 @@ from pathlib import Path
 from auditor.inputs import read_json
 from auditor.model import BaselineOutcome, Finding, ScanResult, Waiver, WaiverUse
 from auditor.policy.fingerprint import fingerprint, hostnames
-from auditor.safefs import write_atomically
+from auditor.safefs import write_file
 
 BASELINE_SCHEMA = "snapaudit/baseline/v1"
 
@@ -70,7 +70,7 @@ def write_baseline(result: ScanResult, path: Path) -> None:
         key=lambda e: (e["host"], e["domain"], e["snapshot"], e["rule"], e["disk"] or ""),
     )
     document = {"schema": BASELINE_SCHEMA, "findings": entries}
-    write_atomically(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    write_file(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_baseline(path: Path) -> frozenset[str]:

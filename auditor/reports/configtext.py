@@ -23,6 +23,7 @@ def render(config: Config, rules: Sequence[Rule]) -> str:
         ),
         ("ignore", _toml(list(config.ignore.value)), config.ignore.origin),
         ("fail_on", _toml(config.fail_on.value), config.fail_on.origin),
+        ("timeout", _toml(config.timeout.value), config.timeout.origin),
     ]
     chosen, _ = selected_rules(config, rules)
     running = {r.code for r in chosen}

@@ -85,7 +85,7 @@ def render_text(diff: Diff) -> str:
         disk = f" [{clean(f.disk)}]" if f.disk else ""
         note = " (waived)" if f.waiver else " (baselined)" if f.baselined else ""
         lines.append(
-            f"{label:<10}  {clean(f.host)}  {where}{disk}  {f.rule} {f.severity.value}"
+            f"{label:<10}  {clean(f.host)}  {where}{disk}  {clean(f.rule)} {f.severity.value}"
             f"  {clean(f.message)}{note}"
         )
     lines.append(

@@ -13,7 +13,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from auditor.errors import one_line
+from auditor.display import one_line
 from auditor.inputs import read_json
 from auditor.model import (
     BaselineOutcome,

@@ -18,7 +18,7 @@ def render(result: ScanResult, *, color: bool = False) -> str:
         (
             clean(f.host),
             clean(f"{f.domain}/{f.snapshot_label}"),
-            f.rule,
+            clean(f.rule),
             f.severity,
             clean(f.message) + _accepted(f),
         )
@@ -42,15 +42,16 @@ def render(result: ScanResult, *, color: bool = False) -> str:
     for error in result.rule_errors:
         where = "/".join(clean(p) for p in (error.domain, error.snapshot) if p is not None)
         at = f" on {clean(error.host)} {where}" if error.host else ""
-        lines.append(paint("1;31", f"rule {error.rule} error{at}: {clean(error.message)}"))
+        lines.append(paint("1;31", f"rule {clean(error.rule)} error{at}: {clean(error.message)}"))
 
     for use in result.waivers:
         if use.status != "active":
             w = use.waiver
             lines.append(
-                f"{use.status} waiver: {w.rule} host={clean(w.host)} domain={clean(w.domain)}"
-                f" snapshot={clean(w.snapshot)} (expires {w.expires}, {clean(w.owner)},"
-                f" {clean(w.origin)}): matched {use.matched}"
+                f"{clean(use.status)} waiver: {clean(w.rule)} host={clean(w.host)}"
+                f" domain={clean(w.domain)} snapshot={clean(w.snapshot)}"
+                f" (expires {w.expires}, {clean(w.owner)}, {clean(w.origin)}):"
+                f" matched {use.matched}"
             )
     lines.append(summary_line(result))
     return "\n".join(lines) + "\n"

@@ -1,8 +1,11 @@
 """Facts about the files that snapshot metadata names: existence, size, backing chains and
 internal snapshots. Only for hosts whose files this process can see.
 
-Images are read with `qemu-img info -U` (force share): never opened for writing, and readable
-while a running VM holds them.
+qcow2 headers (and raw images a backing format names) are read natively, each image once
+however many overlays share it: a chain of n snapshots costs n header reads, not n² image
+opens in n processes. Other formats, and chains the native reader cannot follow to the end,
+are read with `qemu-img info -U` (force share): never opened for writing, readable while a
+running VM holds them, and failing with the error messages operators know.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from auditor.model import FileFacts
+from auditor.model import Domain, FileFacts
 from auditor.sources import qcow2, qemu
 from auditor.sources.qemu import QemuToolError
 
 QEMU_IMG_TIMEOUT = 60
+_MAX_CHAIN = 1000  # longer chains are left to qemu-img, which has limits of its own
 WORKERS = 8
 # Connections whose files are this machine's files: no host name and no remote transport.
 _LOCAL_TRANSPORTS = {"", "unix"}
@@ -39,21 +43,100 @@ def gather(images: Iterable[str], plain: Iterable[str] = ()) -> dict[str, FileFa
     facts: dict[str, FileFacts] = {}
     for path in set(plain):
         facts[path] = plain_file(path)
+    headers = _Headers()
+    rest = []  # images qemu-img reads
+    for path in sorted(set(images)):
+        found = headers.chain(path)
+        if found is None:
+            rest.append(path)
+        for item in found or ():
+            facts.setdefault(item.path, item)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        for found in pool.map(image_chain, sorted(set(images))):
+        for found in pool.map(image_chain, rest):
             for item in found:
                 facts.setdefault(item.path, item)
     return facts
 
 
+class _Headers:
+    """Native header reads, each image once; None where qemu-img must read it."""
+
+    def __init__(self) -> None:
+        self._read: dict[tuple[str, str], qcow2.ImageHeader | None] = {}
+
+    def header(self, path: str, fmt: str | None) -> qcow2.ImageHeader | None:
+        key = (path, fmt or "qcow2")  # qcow2 probed or named: one read
+        if key not in self._read:
+            try:
+                self._read[key] = qcow2.read_header(path, fmt)
+            except (OSError, qcow2.Qcow2Error):
+                self._read[key] = None
+        return self._read[key]
+
+    def chain(self, path: str) -> list[FileFacts] | None:
+        """Facts for PATH and each image below it, or None when any image of the chain is
+        not read natively (then qemu-img reads the whole chain, and words any error)."""
+        if not os.path.lexists(path):
+            return [FileFacts(path, exists=False)]
+        names, entries, fmt = [path], [], None
+        while True:
+            found = self.header(names[-1], fmt)
+            if found is None or len(names) > _MAX_CHAIN:
+                return None
+            entries.append(
+                {
+                    "format": found.format,
+                    "actual-size": found.allocated,
+                    "snapshots": [{"name": n} for n in found.snapshots],
+                }
+            )
+            if found.backing_file is None:
+                break
+            below = found.backing_file
+            below = os.path.normpath(
+                below if below.startswith("/") else os.path.join(os.path.dirname(names[-1]), below)
+            )
+            if below in names:
+                return None  # a loop: qemu-img refuses it in its own words
+            names.append(below)
+            fmt = found.backing_format
+        return [
+            _facts(n, e, tuple(names[i + 1 :]))
+            for i, (n, e) in enumerate(zip(names, entries, strict=True))
+        ]
+
+
 def plain_file(path: str) -> FileFacts:
     try:
-        stat = os.stat(path)
+        found = os.stat(path)
     except FileNotFoundError:
         return FileFacts(path, exists=False)
     except OSError as exc:
         return FileFacts(path, exists=True, error=exc.strerror)
-    return FileFacts(path, exists=True, size=stat.st_blocks * 512)
+    return FileFacts(path, exists=True, size=found.st_blocks * 512, file_type=_kind(found))
+
+
+def file_type(path: str) -> str | None:
+    """What PATH is, following links (a logical volume is a link to a block device):
+    file, block, char, directory, fifo or socket; None when it cannot be stat'ed."""
+    try:
+        return _kind(os.stat(path))
+    except OSError:
+        return None
+
+
+_KINDS = (
+    (stat.S_ISREG, "file"),
+    (stat.S_ISBLK, "block"),
+    (stat.S_ISCHR, "char"),
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
+def _kind(found: os.stat_result) -> str | None:
+    return next((name for test, name in _KINDS if test(found.st_mode)), None)
 
 
 def image_chain(path: str) -> list[FileFacts]:
@@ -67,7 +150,7 @@ def image_chain(path: str) -> list[FileFacts]:
         try:
             top = qemu.img_info(path, force_share=True, timeout=QEMU_IMG_TIMEOUT)
         except QemuToolError:
-            return [FileFacts(path, exists=True, error=str(exc))]
+            return [FileFacts(path, exists=True, error=str(exc), file_type=file_type(path))]
         return [_facts(path, top, (), error=str(exc))]
     names = [path] + [_backing_path(entry) for entry in chain[:-1]]
     return [
@@ -85,6 +168,8 @@ def _facts(path: str, entry: dict, backing: tuple[str, ...], error: str | None =
         backing_chain=backing,
         internal_snapshots=tuple(s["name"] for s in entry.get("snapshots", ())),
         error=error,
+        # A relative backing name is relative to its image, not to this process.
+        file_type=file_type(path) if path.startswith("/") else None,
     )
 
 
@@ -92,6 +177,31 @@ def _backing_path(entry: dict) -> str:
     # qemu-img records backing files as written; full-backing-filename resolves relative ones.
     name = entry.get("full-backing-filename") or entry.get("backing-filename") or ""
     return os.path.normpath(name) if name.startswith("/") else name
+
+
+def gather_files(domains: Iterable[Domain]) -> dict[str, FileFacts]:
+    """Inspect every local file the domains and their snapshots name, and the images beside
+    them that none names."""
+    domains = list(domains)
+    images, plain = set(), set()
+    for domain in domains:
+        images.update(s.path for s in domain.disk_sources() if s.type == "file" and s.path)
+        plain.update(s.memory_file for s in domain.snapshots if s.memory_file)
+    found = gather(
+        (p for p in images if p.startswith("/")), (p for p in plain if p.startswith("/"))
+    )
+    # The directories of every image, scanned once each for images nothing names (SNAP018).
+    named = set(images)
+    for path in images:
+        if path in found:
+            named.update(found[path].backing_chain)
+    directories = {os.path.dirname(p) for p in named if p.startswith("/")}
+    referenced = set(found) | named
+    referenced.update(p for f in found.values() for p in f.backing_chain)
+    # libvirt names the overlays it made reverting to a snapshot with children, too.
+    referenced.update(p for d in domains for s in d.snapshots for p in s.revert_overlays)
+    found.update(unreferenced_images(directories, referenced))
+    return found
 
 
 # What fix mode leaves while it writes an image: never an orphan.
@@ -130,7 +240,7 @@ def _unreferenced(path: str) -> FileFacts | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
-        qcow2.read_header(fd, path)
+        qcow2.read_open(fd, path)
     except (OSError, qcow2.Qcow2Error):
         return None
     finally:

@@ -7,6 +7,8 @@ and never touches the network.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lxml import etree
@@ -39,6 +41,20 @@ class SnapshotXMLError(ValueError):
     """The snapshot's XML is not something this parser can read."""
 
 
+@dataclass(frozen=True, slots=True)
+class Volume:
+    """What a host says about a storage volume a disk names: the volume's own type (file,
+    block, dir, network, netdir, ploop) and target path, or why it could not be looked up."""
+
+    type: str | None
+    path: str | None
+    error: str | None = None
+
+
+# Looks a volume up by (pool, volume) on the host the XML came from.
+VolumeResolver = Callable[[str, str], Volume]
+
+
 def parse_xml(text: str | bytes) -> etree._Element:
     data = text.encode() if isinstance(text, str) else text
     try:
@@ -51,8 +67,17 @@ def parse_xml(text: str | bytes) -> etree._Element:
 
 
 def parse_snapshot(
-    text: str | bytes, *, host: str, domain: str, domain_uuid: str, current: bool
+    text: str | bytes,
+    *,
+    host: str,
+    domain: str,
+    domain_uuid: str,
+    current: bool | None,
+    volumes: VolumeResolver | None = None,
 ) -> Snapshot:
+    """One snapshot, with every disk resolved as libvirt would (see resolve_disks). CURRENT
+    None: read it from the file, as libvirt's own metadata files mark the current snapshot
+    (`<active>1</active>`)."""
     root = parse_xml(text)
     if root.tag != "domainsnapshot":
         raise SnapshotXMLError(f"root element is <{root.tag}>, expected <domainsnapshot>")
@@ -65,10 +90,15 @@ def parse_snapshot(
         raise SnapshotXMLError("snapshot has no <name>")
     state = _text(top.get("state")) or ""
     memory = top.get("memory")
-    memory_mode = (memory.get("snapshot") if memory is not None else None) or _default_memory(state)
+    memory_file = memory.get("file") if memory is not None else None
+    memory_mode = (memory.get("snapshot") if memory is not None else None) or (
+        "external" if memory_file else _default_memory(state)
+    )
     definition = top.get("domain")
     devices = definition.find("devices") if definition is not None else None
     parent = top.get("parent")
+    if current is None:
+        current = _text(top.get("active")) == "1"
     return Snapshot(
         host=host,
         domain=domain,
@@ -80,8 +110,8 @@ def parse_snapshot(
         current=current,
         description=_text(top.get("description")),
         memory=memory_mode,
-        memory_file=memory.get("file") if memory is not None else None,
-        disks=_join_disks(top.get("disks"), state, memory_mode, devices),
+        memory_file=memory_file,
+        disks=resolve_disks(top.get("disks"), state, memory_mode, devices, volumes),
         revert_overlays=_revert_overlays(top.get("revertDisks")),
         has_domain_definition=devices is not None,
         has_guest_agent=devices is not None
@@ -92,7 +122,9 @@ def parse_snapshot(
     )
 
 
-def parse_domain_disks(text: str | bytes) -> tuple[DomainDisk, ...]:
+def parse_domain_disks(
+    text: str | bytes, volumes: VolumeResolver | None = None
+) -> tuple[DomainDisk, ...]:
     """The disks of a domain definition (`virDomainGetXMLDesc`)."""
     root = parse_xml(text)
     if root.tag != "domain":
@@ -105,7 +137,7 @@ def parse_domain_disks(text: str | bytes) -> tuple[DomainDisk, ...]:
         disks.append(
             DomainDisk(
                 name=target.get("dev"),
-                source=_domain_disk_source(disk),
+                source=_domain_disk_source(disk, volumes),
                 device=disk.get("device", "disk"),
                 readonly=disk.find("readonly") is not None or disk.get("device") == "cdrom",
             )
@@ -128,8 +160,10 @@ def _text(element) -> str | None:
 
 
 def _default_memory(state: str) -> str:
-    # libvirt infers internal memory for snapshots of running guests when <memory> is absent.
-    return "no" if state in ("shutoff", "disk-snapshot", "") else "internal"
+    # libvirt infers internal memory for snapshots of online guests when <memory> gives
+    # neither snapshot= nor file=. A snapshot without a state, or with the legacy
+    # `nostate` (which libvirt no longer accepts), says nothing of a running guest.
+    return "no" if state in ("shutoff", "disk-snapshot", "", "nostate") else "internal"
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -141,74 +175,111 @@ def _parse_time(text: str | None) -> datetime | None:
         raise SnapshotXMLError(f"invalid <creationTime> {text!r}") from None
 
 
-def _join_disks(disks, state: str, memory: str, devices) -> tuple[SnapshotDisk, ...]:
-    listed = {}
+def resolve_disks(disks, state: str, memory: str, devices, volumes) -> tuple[SnapshotDisk, ...]:
+    """Every disk's effective mode, source and storage, by libvirt's own rules, in one place.
+
+    libvirt reads each listed `<disks>/<disk>` first (virDomainSnapshotDiskDefParseXML): its
+    `snapshot=`, else `external` when it names a new image (a `<source>` path or a
+    `<driver type>`), else no mode yet. Whenever it creates or redefines a snapshot it then
+    aligns that list with the domain's disks (virDomainSnapshotAlignDisks):
+
+    - a listed disk is the domain disk with that target name or, for a name starting with
+      `/`, the one domain disk whose source is that path;
+    - the snapshot's default location is `external` when it is disk-only (`disk-snapshot`),
+      saves its memory externally, or lists an external disk, and `internal` otherwise; an
+      internal snapshot must be uniformly internal (a QEMU savevm covers every disk);
+    - a listed disk without a mode takes the domain disk's own `snapshot=` if it has one
+      (an internal snapshot takes only `snapshot='no'` from it), else the default location;
+    - a disk the snapshot does not list is not captured when its drive is empty; else it
+      takes the domain disk's own `snapshot=` if any (with no internal restriction), else
+      the default location.
+
+    Metadata that libvirt never aligned (test driver, hand-written or older files) is judged
+    as libvirt would align it. A listed disk that matches no domain disk (or a snapshot
+    without an embedded domain) keeps its own mode, else the default location.
+    A disk's storage is its source type; a `type='volume'` disk is resolved by VOLUMES
+    (pool, volume) -> Volume into the volume's own type and target path.
+    """
+    listed = []
     for disk in disks.iterfind("disk") if disks is not None else ():
         name = disk.get("name")
         if not name:
             raise SnapshotXMLError("a <disks>/<disk> has no name")
-        listed[name] = disk
-    default = _default_disk_mode(state, memory, listed.values())
-    disks = []
+        listed.append((name, disk, _listed_mode(disk)))
+    external = (
+        state == "disk-snapshot"
+        or memory == "external"
+        or any(mode == "external" for _, _, mode in listed)
+    )
+    default = "external" if external else "internal"
+    domain_disks = []  # (target, element, raw source path, resolved source)
     for domdisk in devices.iterfind("disk") if devices is not None else ():
         target = domdisk.get("dev") if (t := domdisk.find("target")) is None else t.get("dev")
-        if not target:
-            continue
-        snapdisk = listed.pop(target, None)
-        state_source = _domain_disk_source(domdisk)
-        if snapdisk is not None:
-            mode, defaulted = _disk_mode(snapdisk), False
+        if target:
+            raw = _source_path(domdisk.get("type", "file"), domdisk.find("source"))
+            domain_disks.append((target, domdisk, raw, _domain_disk_source(domdisk, volumes)))
+    matched, orphans = {}, []
+    for name, disk, mode in listed:
+        target = _match(name, domain_disks)
+        if target is None or target in matched:
+            orphans.append((name, disk, mode))  # libvirt would refuse: kept, not lost
         else:
-            # libvirt's own rule for disks a snapshot does not list: an empty drive is not
-            # captured, then the domain disk's own snapshot= attribute, then the default.
-            defaulted = True
-            mode = "no" if state_source is None else domdisk.get("snapshot") or default
-        disks.append(
+            matched[target] = (disk, mode)
+    resolved = []
+    for target, domdisk, _, source in domain_disks:
+        own = domdisk.get("snapshot")
+        snapdisk, mode = matched.get(target, (None, None))
+        if snapdisk is not None:
+            if mode is None:
+                mode = own if own and (default == "external" or own == "no") else default
+                defaulted = True
+            else:
+                defaulted = False
+        else:
+            mode, defaulted = ("no" if source is None else own or default), True
+        resolved.append(
             SnapshotDisk(
                 name=target,
                 mode=mode,
                 overlay=_overlay(snapdisk, mode),
-                state_image=state_source,
+                state_image=source,
                 device=domdisk.get("device", "disk"),
                 readonly=domdisk.find("readonly") is not None or domdisk.get("device") == "cdrom",
                 defaulted=defaulted,
+                listed=snapdisk is not None,
             )
         )
-    # Disks listed in the snapshot but absent from (or without) an embedded domain.
-    for name, snapdisk in listed.items():
-        mode = _disk_mode(snapdisk)
-        disks.append(
+    for name, snapdisk, mode in orphans:
+        resolved.append(
             SnapshotDisk(
                 name=name,
-                mode=mode,
-                overlay=_overlay(snapdisk, mode),
+                mode=mode or default,
+                overlay=_overlay(snapdisk, mode or default),
                 state_image=None,
                 device=None,
                 readonly=False,
+                defaulted=mode is None,
             )
         )
-    return tuple(disks)
+    return tuple(resolved)
 
 
-def _default_disk_mode(state: str, memory: str, listed) -> str:
-    """libvirt's default location for disks a snapshot does not list.
-
-    External when the snapshot is external in any way (disk-only state, external memory or
-    an external disk); internal otherwise, as `virsh snapshot-create-as` does on qcow2.
-    """
-    if state == "disk-snapshot" or memory == "external":
-        return "external"
-    if any(_disk_mode(d) == "external" for d in listed):
-        return "external"
-    return "internal"
-
-
-def _disk_mode(snapdisk) -> str:
+def _listed_mode(snapdisk) -> str | None:
     mode = snapdisk.get("snapshot")
     if mode:
         return mode
-    # libvirt treats a listed disk that names a new file as external.
-    return "external" if snapdisk.find("source") is not None else "internal"
+    driver = snapdisk.find("driver")
+    names_image = _source_path(snapdisk.get("type", "file"), snapdisk.find("source"))
+    return "external" if names_image or (driver is not None and driver.get("type")) else None
+
+
+def _match(name: str, domain_disks) -> str | None:
+    """The target of the domain disk NAME means (libvirt's virDomainDiskByName): a target
+    name, or a source path when it starts with '/', which must name exactly one disk."""
+    if not name.startswith("/"):
+        return name if any(target == name for target, *_ in domain_disks) else None
+    found = [target for target, _, raw, _ in domain_disks if raw == name]
+    return found[0] if len(found) == 1 else None
 
 
 def _overlay(snapdisk, mode: str) -> DiskSource | None:
@@ -223,16 +294,26 @@ def _overlay(snapdisk, mode: str) -> DiskSource | None:
     )
 
 
-def _domain_disk_source(domdisk) -> DiskSource | None:
-    """The disk's source in the embedded domain, or None for an empty drive."""
+def _domain_disk_source(domdisk, volumes: VolumeResolver | None) -> DiskSource | None:
+    """The disk's source in a domain definition, or None for an empty drive."""
     source_type = domdisk.get("type", "file")
-    path = _source_path(source_type, domdisk.find("source"))
+    source = domdisk.find("source")
+    path = _source_path(source_type, source)
     if path is None:
         return None
     driver = domdisk.find("driver")
-    return DiskSource(
-        type=source_type, path=path, format=driver.get("type") if driver is not None else None
-    )
+    form = driver.get("type") if driver is not None else None
+    if source_type != "volume":
+        return DiskSource(type=source_type, path=path, format=form)
+    pool, name = source.get("pool"), source.get("volume")
+    if volumes is None:  # not scanned over a connection: the volume stays what it says
+        return DiskSource("volume", path, form, volume=path)
+    if not pool or not name:
+        return DiskSource("volume", path, form, volume=path, unresolved="no pool or volume named")
+    found = volumes(pool, name)
+    if found.error is not None or found.type is None:
+        return DiskSource("volume", path, form, volume=path, unresolved=found.error or "unknown")
+    return DiskSource(found.type, found.path or path, form, volume=path)
 
 
 def _source_path(source_type: str, source) -> str | None:

@@ -1,9 +1,14 @@
-"""How much an overlay will hold, read off a qcow2 image's cluster tables (read-only).
+"""qcow2 images read natively and read-only: headers (for file checks) and cluster tables
+(for fix mode). Layout from QEMU's docs/interop/qcow2.txt.
 
-Internal snapshots share clusters copy-on-write: a guest cluster whose table entry is the same
-in two snapshots holds the same data in both. Counting the entries that differ gives an upper
-bound of what `qemu-img rebase` will write into an overlay, without reading any data. Layout
-from QEMU's docs/interop/qcow2.txt.
+Headers: format, virtual size, backing file name and format, internal snapshot names, read
+with a few preads and no process; anything this reader does not fully understand (encryption,
+external data files, unknown features, protocol backing names) raises Qcow2Error so that the
+caller asks `qemu-img` instead, which also words errors the way operators know them.
+
+Tables: internal snapshots share clusters copy-on-write: a guest cluster whose table entry is
+the same in two snapshots holds the same data in both. Counting the entries that differ gives
+an upper bound of what `qemu-img rebase` will write into an overlay, without reading any data.
 """
 
 from __future__ import annotations
@@ -21,6 +26,118 @@ _EXTENDED_L2 = 1 << 4  # incompatible feature: 128-bit L2 entries with subcluste
 
 class Qcow2Error(ValueError):
     """Not a qcow2 image this reader understands."""
+
+
+_HEADER_READ = 4096  # the header, its extensions and usually the backing name: one pread
+_EXT_BACKING_FORMAT = 0xE2792ACA
+_EXT_DATA_FILE = 0x44415441
+_KNOWN_INCOMPATIBLE = 0b11111  # dirty, corrupt, data file, compression type, extended L2
+_DATA_FILE = 1 << 2
+
+
+@dataclass(frozen=True, slots=True)
+class ImageHeader:
+    """What `qemu-img info` says of one image, without its backing chain."""
+
+    format: str  # qcow2 or raw
+    virtual_size: int
+    allocated: int  # bytes on disk (qemu-img's actual-size)
+    backing_file: str | None = None  # as written in the image
+    backing_format: str | None = None  # None: qemu probes it
+    snapshots: tuple[str, ...] = ()  # internal snapshot names, in table order
+
+
+def read_header(path: str, fmt: str | None = None) -> ImageHeader:
+    """PATH's header as qcow2 (FMT None or "qcow2") or raw (FMT "raw": never probed, as qemu
+    does when a backing format says so). Qcow2Error: ask qemu-img."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            raise Qcow2Error(f"{path}: not a regular file")
+        allocated = found.st_blocks * 512
+        if fmt == "raw":
+            return ImageHeader("raw", found.st_size, allocated)
+        if fmt not in (None, "qcow2"):
+            raise Qcow2Error(f"{path}: format {fmt} is not read natively")
+        return _qcow2_header(fd, path, found.st_size, allocated)
+    finally:
+        os.close(fd)
+
+
+def _qcow2_header(fd: int, path: str, file_size: int, allocated: int) -> ImageHeader:
+    head = os.pread(fd, _HEADER_READ, 0)
+    if len(head) < 72 or head[:4] != MAGIC:
+        raise Qcow2Error(f"{path}: not a qcow2 image")
+    version, backing_offset, backing_size, cluster_bits, size, crypt = struct.unpack_from(
+        ">IQIIQI", head, 4
+    )
+    nb_snapshots, snapshots_offset = struct.unpack_from(">IQ", head, 60)
+    if version not in (2, 3) or crypt or not 9 <= cluster_bits <= 21:
+        raise Qcow2Error(f"{path}: version {version}, encryption {crypt}: not read natively")
+    header_length, incompatible = 72, 0
+    if version == 3:
+        if len(head) < 104:
+            raise Qcow2Error(f"{path}: truncated header")
+        incompatible = struct.unpack_from(">Q", head, 72)[0]
+        header_length = struct.unpack_from(">I", head, 100)[0]
+    if incompatible & ~_KNOWN_INCOMPATIBLE or incompatible & _DATA_FILE:
+        raise Qcow2Error(f"{path}: incompatible features {incompatible:#x}")
+    backing_format = _backing_format(head, header_length, path)
+    backing = None
+    if backing_offset:
+        raw = os.pread(fd, backing_size, backing_offset)
+        if len(raw) != backing_size or not 0 < backing_size < 1024:
+            raise Qcow2Error(f"{path}: unreadable backing file name")
+        backing = raw.decode("utf-8", "surrogateescape")
+        if _has_protocol(backing):
+            raise Qcow2Error(f"{path}: backing {backing!r} is not a local file")
+    names = _snapshot_names(fd, path, nb_snapshots, snapshots_offset, file_size)
+    return ImageHeader("qcow2", size, allocated, backing, backing_format, names)
+
+
+def _backing_format(head: bytes, offset: int, path: str) -> str | None:
+    found = None
+    while offset + 8 <= len(head):
+        kind, length = struct.unpack_from(">II", head, offset)
+        if kind == 0:
+            return found
+        data = head[offset + 8 : offset + 8 + length]
+        if len(data) != length:
+            break
+        if kind == _EXT_DATA_FILE:
+            raise Qcow2Error(f"{path}: external data file")
+        if kind == _EXT_BACKING_FORMAT:
+            found = data.decode("ascii", "replace")
+        offset += 8 + ((length + 7) & ~7)
+    raise Qcow2Error(f"{path}: header extensions beyond the first {_HEADER_READ} bytes")
+
+
+def _snapshot_names(fd: int, path: str, count: int, offset: int, file_size: int):
+    if not count:
+        return ()
+    # The table is read whole: entries are at most a few hundred bytes each.
+    if count > 65536 or offset >= file_size:
+        raise Qcow2Error(f"{path}: snapshot table out of range")
+    table = os.pread(fd, min(count * 1024 + 4096, file_size - offset), offset)
+    names, at = [], 0
+    for _ in range(count):
+        if at + 40 > len(table):
+            raise Qcow2Error(f"{path}: truncated snapshot table")
+        id_len, name_len = struct.unpack_from(">HH", table, at + 12)
+        extra_len = struct.unpack_from(">I", table, at + 36)[0]
+        name_at = at + 40 + extra_len + id_len
+        if name_at + name_len > len(table):
+            raise Qcow2Error(f"{path}: truncated snapshot table")
+        names.append(table[name_at : name_at + name_len].decode("utf-8", "replace"))
+        at = (name_at + name_len + 7) & ~7
+    return tuple(names)
+
+
+def _has_protocol(name: str) -> bool:
+    """QEMU's path_has_protocol: a colon before any slash (json:, nbd:, ...)."""
+    colon = name.find(":")
+    return colon >= 0 and (name.find("/") < 0 or colon < name.find("/"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,49 +233,14 @@ class Qcow2Tables:
         return differing * self.cluster_size
 
 
-_BACKING_FORMAT = 0xE2792ACA  # header extension: the backing file's format
-_MAX_BACKING_NAME = 1023  # QEMU's limit
-
-
-@dataclass(frozen=True, slots=True)
-class Header:
-    """What a qcow2 header says about the image's place in a chain."""
-
-    virtual_size: int
-    backing_file: str | None  # as recorded: may be relative to the image's directory
-    backing_format: str | None
-
-
-def read_header(fd: int, path: str) -> Header:
-    """The header of the qcow2 image open at FD (read with pread only: any file position);
-    Qcow2Error when it is not one."""
-
-    def read(offset: int, length: int) -> bytes:
-        data = os.pread(fd, length, offset)
-        if len(data) != length:
-            raise Qcow2Error(f"{path}: truncated at offset {offset}")
-        return data
-
-    header = read(0, 72)
-    if header[:4] != MAGIC:
-        raise Qcow2Error(f"{path}: not a qcow2 image")
-    version, backing_offset, backing_size = struct.unpack_from(">IQI", header, 4)
-    virtual_size = struct.unpack_from(">Q", header, 24)[0]
-    if version not in (2, 3) or backing_size > _MAX_BACKING_NAME:
-        raise Qcow2Error(f"{path}: unsupported qcow2 header")
-    backing = None
-    if backing_offset and backing_size:
-        backing = read(backing_offset, backing_size).decode("utf-8", "surrogateescape")
-    backing_format = None
-    offset = struct.unpack_from(">I", read(100, 4))[0] if version >= 3 else 72
-    for _ in range(64):  # header extensions, up to the end marker
-        kind, length = struct.unpack(">II", read(offset, 8))
-        if kind == 0:
-            break
-        if kind == _BACKING_FORMAT:
-            backing_format = read(offset + 8, min(length, 16)).decode("ascii", "replace")
-        offset += 8 + ((length + 7) & ~7)
-    return Header(virtual_size, backing, backing_format)
+def read_open(fd: int, path: str) -> ImageHeader:
+    """The qcow2 header of the file open at FD (read with pread only); Qcow2Error when it is
+    not a regular file or not a qcow2 image this reader understands. For callers that must
+    open the file themselves (O_NOFOLLOW, O_NONBLOCK)."""
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode):
+        raise Qcow2Error(f"{path}: not a regular file")
+    return _qcow2_header(fd, path, found.st_size, found.st_blocks * 512)
 
 
 def backing_path(image: str, recorded: str) -> str:
@@ -169,8 +251,9 @@ def backing_path(image: str, recorded: str) -> str:
 
 
 def backing_chain(path: str, limit: int = 64) -> list[str]:
-    """The images below PATH, nearest first, as far as they are regular qcow2 files that
-    can be opened (read-only, never blocking on a FIFO)."""
+    """The images below PATH, nearest first, as far as they are regular qcow2 files this
+    reader understands (read-only; O_NONBLOCK, so a FIFO named as a backing file cannot
+    block)."""
     chain: list[str] = []
     current = path
     while len(chain) < limit:
@@ -179,14 +262,12 @@ def backing_chain(path: str, limit: int = 64) -> list[str]:
         except OSError:
             break
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                break
-            header = read_header(fd, current)
+            header = read_open(fd, current)
         except (OSError, Qcow2Error):
             break
         finally:
             os.close(fd)
-        if header.backing_file is None or "://" in header.backing_file:
+        if header.backing_file is None:
             break
         current = backing_path(current, header.backing_file)
         if current in chain or current == path:

@@ -1,0 +1,304 @@
+"""Bundles: one host's facts in one portable file, written by `snapaudit collect` and
+audited anywhere later by `snapaudit scan --from`, under whatever policy applies then.
+
+A bundle is a gzip'd tar holding JSON and the XML libvirt returned, never parsed verdicts:
+
+    manifest.json                 format, tool, host identity, when it was collected
+    capabilities.xml              the host's capabilities (HOST001 reads them)
+    domains/N/domain.xml          the domain's definition (fetched without secrets)
+    domains/N/snapshots/M.xml     each snapshot's XML (fetched without secrets)
+    domains/N/index.json          name, UUID, and the snapshots with which one is current
+    volumes.json                  the storage volumes disks name, as the host resolved them
+    files.json                    file facts, when file checks ran at collection
+    skipped.json                  what could not be read at collection
+
+A bundle is untrusted when read: it is never extracted; members with absolute paths, `..`,
+links or devices are refused, and member count and sizes are bounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import re
+import stat
+import tarfile
+import time
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from auditor import __version__
+from auditor.inputs import MAX_FILE_BYTES, InputError, check_xml_text, parse_json
+from auditor.model import FileFacts, Host, HostScan, Skipped
+from auditor.sources.assemble import (
+    RawDomain,
+    RawHost,
+    RawSnapshot,
+    build_domain,
+    external_snapshot_revert,
+)
+from auditor.sources.parser import Volume
+from auditor.sources.volumes import recorded_resolver
+
+FORMAT = "snapaudit/bundle/v1"
+MAX_MEMBERS = 1_000_000
+MAX_TOTAL_BYTES = 4 * 1024**3
+_MEMBER_NAME = re.compile(
+    r"^(manifest\.json|capabilities\.xml|volumes\.json|files\.json|skipped\.json|"
+    r"domains/\d+/(domain\.xml|index\.json|snapshots/\d+\.xml))$"
+)
+_HOST_FIELDS = ("uri", "hostname", "libvirt_version", "hypervisor_version", "driver")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be read, as one line."""
+
+
+def write_bundle(fileobj, raw: RawHost, files: Mapping[str, FileFacts] | None) -> None:
+    """Write RAW (and FILES, when file checks ran) as a bundle to a binary FILEOBJ."""
+    with tarfile.open(fileobj=fileobj, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        host = raw.host
+        manifest = {
+            "format": FORMAT,
+            "tool": f"snapaudit {__version__}",
+            "collected_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            **{key: getattr(host, key) for key in _HOST_FIELDS},
+            "files_checked": files is not None,
+        }
+        _add(tar, "manifest.json", _json(manifest))
+        if raw.capabilities is not None:
+            _add(tar, "capabilities.xml", raw.capabilities.encode())
+        volumes = [
+            {"pool": pool, "volume": name, **dataclasses.asdict(volume)}
+            for (pool, name), volume in sorted(raw.volumes.items())
+        ]
+        _add(tar, "volumes.json", _json(volumes))  # before the domains, which name them
+        for n, domain in enumerate(raw.domains, 1):
+            base = f"domains/{n}"
+            if domain.definition is not None:
+                _add(tar, f"{base}/domain.xml", _bytes(domain.definition))
+            listed = []
+            for m, snap in enumerate(domain.snapshots, 1):
+                _add(tar, f"{base}/snapshots/{m}.xml", _bytes(snap.xml))
+                listed.append({"name": snap.name, "file": m, "current": bool(snap.current)})
+            index = {"name": domain.name, "uuid": domain.uuid, "snapshots": listed}
+            _add(tar, f"{base}/index.json", _json(index))  # last: the domain is complete
+        if files is not None:
+            _add(tar, "files.json", _json([dataclasses.asdict(f) for f in files.values()]))
+        _add(tar, "skipped.json", _json([dataclasses.asdict(s) for s in raw.skipped]))
+
+
+def read_bundle(path: str) -> HostScan:
+    """The host a bundle describes, audited as if it were scanned now."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot open: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise BundleError(f"{path}: not a regular file")
+        try:
+            with tarfile.open(fileobj=handle, mode="r:gz") as tar:
+                return _read(tar, path)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise BundleError(f"{path}: not a readable bundle: {exc}") from None
+
+
+def is_bundle(path: str) -> bool:
+    """A regular file that starts like a gzip stream (the bundle's own checks come later)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, 2) == b"\x1f\x8b"
+    finally:
+        os.close(fd)
+
+
+def _read(tar: tarfile.TarFile, path: str) -> HostScan:
+    manifest = None
+    capabilities = None
+    pending: dict[str, dict[str, bytes]] = {}  # domain dir → member → bytes, until its index
+    domains, skipped, files = [], [], None
+    volumes: dict[tuple[str, str], Volume] = {}
+    count = total = 0
+    for member in tar:
+        count += 1
+        total += member.size
+        if count > MAX_MEMBERS or total > MAX_TOTAL_BYTES:
+            raise BundleError(f"{path}: more members or bytes than a bundle holds")
+        name = member.name
+        if member.isdir():
+            continue
+        if not member.isreg():
+            raise BundleError(f"{path}: member {name!r} is a link or a device: refused")
+        if not _MEMBER_NAME.match(name):
+            raise BundleError(f"{path}: unexpected member {name!r}: refused")
+        if member.size > MAX_FILE_BYTES:
+            raise BundleError(f"{path}: member {name!r} is larger than 16 MiB")
+        data = tar.extractfile(member).read()
+        if manifest is None:
+            if name != "manifest.json":
+                raise BundleError(f"{path}: the first member is not manifest.json")
+            manifest = _manifest(data, path)
+            uri = manifest["uri"]
+            continue
+        if name == "capabilities.xml":
+            capabilities = data
+        elif name == "volumes.json":
+            volumes = _volumes(data, path)
+        elif name == "files.json":
+            files = _files(data, path)
+        elif name == "skipped.json":
+            skipped += _skipped(data, path, uri)
+        elif name.endswith("/index.json"):
+            base = name.rsplit("/", 1)[0]
+            members = pending.pop(base, {})
+            raw, refused = _domain(json_load(data, path, name), members, path, name)
+            skipped += [Skipped(uri, raw.name, snap, reason) for snap, reason in refused]
+            domain, missed = build_domain(uri, raw, recorded_resolver(volumes))
+            skipped += missed
+            if domain is not None:
+                domains.append(domain)
+        else:
+            base = "/".join(name.split("/")[:2])
+            pending.setdefault(base, {})[name[len(base) + 1 :]] = data
+    if manifest is None:
+        raise BundleError(f"{path}: empty bundle")
+    host = Host(
+        **{key: manifest.get(key) for key in _HOST_FIELDS},
+        external_snapshot_revert=external_snapshot_revert(capabilities),
+    )
+    domains.sort(key=lambda d: (d.name, d.uuid))
+    skipped.sort(key=lambda s: (s.domain or "", s.snapshot or "", s.reason))
+    return HostScan(host, tuple(domains), tuple(skipped), files)
+
+
+def _manifest(data: bytes, path: str) -> dict:
+    manifest = json_load(data, path, "manifest.json")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{path}: not a snapaudit bundle ({FORMAT})")
+    for key in _HOST_FIELDS:
+        value = manifest.get(key)
+        if not (value is None or isinstance(value, str)) or (key == "uri" and not value):
+            raise BundleError(f"{path}: manifest.json: {key} must be a string")
+    return manifest
+
+
+def _domain(
+    index: object, members: dict[str, bytes], path: str, name: str
+) -> tuple[RawDomain, list[tuple[str, str]]]:
+    """The domain's raw metadata, and (snapshot, reason) for each XML refused unread."""
+    where = f"{path}: {name}"
+    if not isinstance(index, dict) or not all(
+        isinstance(index.get(k), str) for k in ("name", "uuid")
+    ):
+        raise BundleError(f"{where}: name and uuid must be strings")
+    listed = index.get("snapshots")
+    if not isinstance(listed, list):
+        raise BundleError(f"{where}: snapshots must be a list")
+    snapshots, refused = [], []
+    for item in listed:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and type(item.get("file")) is int
+            and isinstance(item.get("current"), bool)
+        ):
+            raise BundleError(f"{where}: each snapshot needs a name, a file and current")
+        xml = members.get(f"snapshots/{item['file']}.xml")
+        if xml is None:
+            raise BundleError(f"{where}: snapshot {item['name']!r} has no XML in the bundle")
+        try:
+            check_xml_text(xml)
+        except InputError as exc:
+            refused.append((item["name"], f"{where}: snapshot XML {exc}"))
+            continue
+        snapshots.append(RawSnapshot(item["name"], xml, item["current"]))
+    definition = members.get("domain.xml")
+    if definition is not None:
+        try:
+            check_xml_text(definition)
+        except InputError as exc:
+            raise BundleError(f"{where}: domain definition {exc}") from None
+    raw = RawDomain(index["name"], index["uuid"], definition, tuple(snapshots))
+    return raw, refused
+
+
+def _volumes(data: bytes, path: str) -> dict[tuple[str, str], Volume]:
+    records = json_load(data, path, "volumes.json")
+    if not isinstance(records, list):
+        raise BundleError(f"{path}: volumes.json must be a list")
+    found = {}
+    for r in records:
+        keys = ("pool", "volume", "type", "path", "error")
+        if not isinstance(r, dict) or not all(
+            isinstance(r.get(k), str) or (k not in ("pool", "volume") and r.get(k) is None)
+            for k in keys
+        ):
+            raise BundleError(f"{path}: volumes.json: each entry needs pool, volume, type, path")
+        found[r["pool"], r["volume"]] = Volume(r["type"], r["path"], r["error"])
+    return found
+
+
+def _files(data: bytes, path: str) -> dict[str, FileFacts]:
+    records = json_load(data, path, "files.json")
+    fields = {f.name: f.type for f in dataclasses.fields(FileFacts)}
+    facts = {}
+    if not isinstance(records, list):
+        raise BundleError(f"{path}: files.json must be a list")
+    for record in records:
+        if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+            raise BundleError(f"{path}: files.json: each entry needs a path")
+        known = {k: v for k, v in record.items() if k in fields}
+        for key in ("backing_chain", "internal_snapshots"):
+            if key in known:
+                value = known[key]
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise BundleError(f"{path}: files.json: {key} must be a list of strings")
+                known[key] = tuple(value)
+        try:
+            facts[known["path"]] = FileFacts(**known)
+        except TypeError as exc:
+            raise BundleError(f"{path}: files.json: {exc}") from None
+    return facts
+
+
+def _skipped(data: bytes, path: str, uri: str) -> list[Skipped]:
+    records = json_load(data, path, "skipped.json")
+    if not isinstance(records, list):
+        raise BundleError(f"{path}: skipped.json must be a list")
+    out = []
+    for r in records:
+        if not isinstance(r, dict) or not isinstance(r.get("reason"), str):
+            raise BundleError(f"{path}: skipped.json: each entry needs a reason")
+        domain, snapshot = r.get("domain"), r.get("snapshot")
+        if not all(v is None or isinstance(v, str) for v in (domain, snapshot)):
+            raise BundleError(f"{path}: skipped.json: domain and snapshot must be strings")
+        out.append(Skipped(uri, domain, snapshot, r["reason"], bool(r.get("vanished"))))
+    return out
+
+
+def json_load(data: bytes, path: str, name: str):
+    try:
+        return parse_json(data)
+    except InputError as exc:
+        raise BundleError(f"{path}: {name}: {exc}") from None
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _bytes(text: str | bytes) -> bytes:
+    return text.encode() if isinstance(text, str) else text
+
+
+def _json(value: object) -> bytes:
+    return (json.dumps(value, indent=1, ensure_ascii=False) + "\n").encode()

@@ -1,0 +1,76 @@
+"""Many hosts at once: each host's scan on its own daemon thread, bounded in time (a host
+that never answers is reported as timed out, and the others are not held back) and in
+number (hosts at once, and worker threads across them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from auditor.model import Host, HostScan
+from auditor.sources.assemble import RawHost
+from auditor.sources.deadline import Raised, TimedOut, run_each
+from auditor.sources.scanner import (
+    DEFAULT_TIMEOUT,
+    Progress,
+    collect_host,
+    host_error,
+    scan_host,
+    workers_for,
+)
+
+HOST_WORKERS = 32  # hosts scanned at once
+FLEET_THREADS = 512  # worker threads in all, across the hosts scanned at once
+
+
+def scan_hosts(
+    uris: Iterable[str | None],
+    progress: Progress | None = None,
+    check_files: bool | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    workers: int | None = None,
+) -> Iterator[tuple[int, HostScan]]:
+    """Scan several hosts at once; yields (position in `uris`, scan) as each host finishes,
+    or as its TIMEOUT seconds run out (None: no limit). WORKERS: calls in flight per host
+    (None: sized for each host's link), within FLEET_THREADS across the hosts."""
+
+    def job(uri: str | None, calls: int) -> HostScan:
+        return scan_host(uri, progress, check_files, calls)
+
+    for index, outcome in _each_host(uris, job, timeout, workers):
+        yield index, outcome if isinstance(outcome, HostScan) else outcome[0]
+
+
+def collect_hosts(
+    uris: Iterable[str | None],
+    check_files: bool | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    workers: int | None = None,
+) -> Iterator[tuple[int, HostScan, RawHost | None]]:
+    """`collect_host` for several hosts at once, bounded like `scan_hosts`."""
+
+    def job(uri: str | None, calls: int) -> tuple[HostScan, RawHost | None]:
+        return collect_host(uri, check_files, calls)
+
+    for index, outcome in _each_host(uris, job, timeout, workers):
+        yield (index, outcome, None) if isinstance(outcome, HostScan) else (index, *outcome)
+
+
+def _each_host(uris, job, timeout, workers) -> Iterator[tuple[int, Any]]:
+    """(index, JOB(uri, calls)) for every host as it finishes, or (index, HostScan with the
+    error) for a host that timed out or raised."""
+    uris = list(uris)
+    at_once = max(1, min(HOST_WORKERS, len(uris)))
+    cap = max(1, FLEET_THREADS // at_once)
+
+    def bound(uri: str | None) -> Callable[[], Any]:
+        calls = min(cap, workers or workers_for(uri))
+        return lambda: job(uri, calls)
+
+    for index, outcome in run_each([bound(uri) for uri in uris], timeout, at_once):
+        uri = uris[index] or "(default)"
+        if isinstance(outcome, TimedOut):
+            outcome = HostScan(Host(uri=uri, error=f"timed out after {outcome.seconds:g} s"))
+        elif isinstance(outcome, Raised):
+            outcome = HostScan(Host(uri=uri, error=host_error(outcome.exception)))
+        yield index, outcome

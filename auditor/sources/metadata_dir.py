@@ -1,0 +1,118 @@
+"""A host's snapshot metadata read from files instead of a daemon: libvirt's own directory
+(`/var/lib/libvirt/qemu/snapshot/DOMAIN/SNAPSHOT.xml`, or a copy of it), optionally with
+the domain definitions (`/etc/libvirt/qemu/DOMAIN.xml`). Files written by
+`virsh snapshot-dumpxml` in the same layout work too; they just cannot say which snapshot
+is current.
+
+Everything here is untrusted: entries that are not regular files are never opened, and a
+file that cannot be audited is recorded as skipped while the others are.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from auditor.inputs import InputError, check_xml_text, read_regular_file
+from auditor.model import Domain, Host, HostScan, Skipped
+from auditor.sources.assemble import RawDomain, RawSnapshot, build_domain
+
+_UUID = re.compile(rb"<uuid>\s*([0-9a-fA-F-]{32,36})\s*</uuid>")
+
+
+class NotMetadataError(ValueError):
+    """The path is not a metadata directory."""
+
+
+def is_metadata_dir(path: Path) -> bool:
+    """A directory of per-domain directories (or an empty one), not a directory of XML
+    files (that is one domain's directory, or the domain definitions)."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.name.endswith(".xml") and entry.is_file(follow_symlinks=False):
+                return False
+    return True
+
+
+def scan_metadata_dir(
+    root: Path, domain_xml: Path | None = None, host_name: str | None = None
+) -> HostScan:
+    if not is_metadata_dir(root):
+        raise NotMetadataError(f"{root}: not a snapshot metadata directory (DOMAIN/NAME.xml)")
+    uri = host_name or os.path.abspath(root)
+    skipped: list[Skipped] = []
+    definitions = _definitions(domain_xml, uri, skipped) if domain_xml else {}
+    domains: list[Domain] = []
+    names = set()
+    for entry in _entries(root):
+        if not entry.is_dir(follow_symlinks=False):
+            skipped.append(Skipped(uri, entry.name, None, f"{entry.path}: {_not_dir(entry)}"))
+            continue
+        names.add(entry.name)
+        raw = _raw_domain(entry, definitions.get(entry.name), uri, skipped)
+        domain, missed = build_domain(uri, raw)
+        skipped.extend(missed)
+        if domain is not None:
+            domains.append(domain)
+    for name, definition in definitions.items():  # domains without snapshots
+        if name not in names:
+            domain, missed = build_domain(uri, RawDomain(name, _uuid(definition), definition, ()))
+            skipped.extend(missed)
+            if domain is not None:
+                domains.append(domain)
+    domains.sort(key=lambda d: (d.name, d.uuid))
+    skipped.sort(key=lambda s: (s.domain or "", s.snapshot or "", s.reason))
+    return HostScan(Host(uri=uri), tuple(domains), tuple(skipped))
+
+
+def _raw_domain(entry: os.DirEntry, definition: bytes | None, uri: str, skipped) -> RawDomain:
+    snapshots = []
+    uuid = _uuid(definition) if definition else ""
+    for item in _entries(Path(entry.path)):
+        if not item.name.endswith(".xml"):
+            continue  # libvirt keeps nothing else here; editors' backups are not metadata
+        name = item.name[: -len(".xml")]
+        try:
+            data = read_regular_file(item.path)
+            check_xml_text(data)
+        except InputError as exc:
+            skipped.append(Skipped(uri, entry.name, name, f"{item.path}: {exc}"))
+            continue
+        uuid = uuid or _uuid(data)
+        snapshots.append(RawSnapshot(name, data, None))
+    return RawDomain(entry.name, uuid, definition, tuple(snapshots))
+
+
+def _definitions(directory: Path, uri: str, skipped: list[Skipped]) -> dict[str, bytes]:
+    found = {}
+    for item in _entries(directory):
+        if not item.name.endswith(".xml"):
+            continue
+        name = item.name[: -len(".xml")]
+        try:
+            data = read_regular_file(item.path)
+            check_xml_text(data)
+        except InputError as exc:
+            skipped.append(Skipped(uri, name, None, f"{item.path}: {exc}"))
+            continue
+        found[name] = data
+    return found
+
+
+def _entries(directory: Path) -> list[os.DirEntry]:
+    with os.scandir(directory) as entries:
+        return sorted(entries, key=lambda e: e.name)
+
+
+def _uuid(data: bytes | None) -> str:
+    match = _UUID.search(data or b"")
+    return match.group(1).decode().lower() if match else ""
+
+
+def _not_dir(entry: os.DirEntry) -> str:
+    if entry.is_symlink():
+        return "is a symbolic link: not followed"
+    return "is not a directory"

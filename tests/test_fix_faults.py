@@ -1,0 +1,308 @@
+"""Fix mode under faults, on the real lab: whatever happens at whichever journal record of
+--apply, --resume or --rollback, one of --resume and --rollback then finishes, and every byte
+the guest ever wrote is intact (or nothing changed at all).
+
+The fix process stops itself (SIGSTOP) or dies (SIGKILL) just before or just after its Nth
+journal record (SNAPAUDIT_FIX_FAULT_AT=N or N+, a test hook in auditor.fix.journal). While it
+is stopped a test changes the world: it starts the domain, writes to the original image, makes
+the journal immutable (chattr +i) or fills its filesystem (a tiny tmpfs). Recovery follows the
+messages: a failed command must name the one command that applies, which is then run.
+
+One small domain per scenario (one 8 MiB disk, s1 ── s2 (current) ── now), converted with
+--remove-originals, the riskiest mode: 12 steps, 16 journal records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import libvirt
+import pytest
+from conftest import CLOCK, run_cli
+
+from testlab.pytest_fixtures import libvirtd  # noqa: F401
+from testlab.trees import SnapshotTree, disk_sources, read_back
+
+pytestmark = pytest.mark.qemu
+WORKERS = 4
+RECORDS = 16  # 3 images created (2 records each), 3 verified, 4 metadata steps, define,
+# remove the original, finished
+BOUNDARIES = [f"{n}{edge}" for n in range(1, RECORDS + 1) for edge in ("", "+")]
+NEXT = re.compile(r"snapaudit fix (--resume|--rollback) (\S+)")
+
+
+def small_tree(conn: libvirt.virConnect, name: str, directory: Path) -> SnapshotTree:
+    tree = SnapshotTree(conn, name, directory)
+    tree.write("vda", 0, 0x11, 2)
+    tree.snapshot("s1")
+    tree.write("vda", 2, 0x22)
+    tree.snapshot("s2")
+    tree.write("vda", 3, 0x33)
+    return tree
+
+
+def snapaudit(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "snapaudit"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK, **(env or {})},
+    )
+
+
+def wait_stopped(proc: subprocess.Popen) -> bool:
+    """Wait until PROC stops itself at its fault point; False if it ended first."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T":
+                return True
+        time.sleep(0.01)
+    raise AssertionError("the fix never reached its fault point")
+
+
+class Scenario:
+    def __init__(self, uri: str, root: Path):
+        self.uri, self.root = uri, root
+        self.conn = libvirt.open(uri)
+        self.images, self.state = root / "images", root / "state"
+        self.tree = small_tree(self.conn, root.name, self.images)
+        self.original = self.tree.images["vda"]
+        self.before = self.tree.metadata()
+        self.files = sorted(self.images.iterdir())
+        self.problems: list[str] = []
+
+    def journal(self) -> Path:
+        (journal,) = self.state.glob("*.journal")
+        return journal
+
+    def apply(self, env: dict) -> subprocess.Popen:
+        args = ["-c", self.uri, "--state-dir", str(self.state), "--domain", self.root.name]
+        return snapaudit("fix", *args, "--apply", "--remove-originals", env=env)
+
+    def defined_on_original(self) -> bool:
+        return disk_sources(self.tree.dom.XMLDesc())["vda"] == str(self.original)
+
+    def write_original(self) -> None:
+        """The guest ran on its original image and wrote to it (fix not running)."""
+        if self.original.exists():
+            self.tree.write("vda", 5, 0x55)
+
+    def try_start(self) -> None:
+        """Start the domain while fix is stopped at a boundary: it must not run on its
+        originals; on its new images it may, and then it is shut off again."""
+        try:
+            self.tree.dom.create()
+        except libvirt.libvirtError as exc:
+            if "lock" not in str(exc):
+                self.problems.append(f"start failed, not on a lock: {exc}")
+            return
+        on_original = self.defined_on_original()
+        self.tree.dom.destroy()
+        if on_original:
+            self.problems.append("the domain started on its original image")
+
+    def recover(self, first: str, env: dict | None = None) -> str:
+        """Run FIRST, then whatever each failure names, until one succeeds."""
+        option, seen = first, []
+        for _ in range(4):
+            proc = run_cli("fix", option, str(self.journal()), env=env or {})
+            env = None
+            seen.append(f"{option}: exit {proc.returncode}: {proc.stdout.strip()}")
+            if proc.returncode == 0:
+                return option
+            if proc.returncode < 0:
+                option = first
+                continue
+            if "Traceback" in proc.stderr or "Error:" in proc.stdout:
+                self.problems.append(f"a traceback or class name: {proc.stdout}{proc.stderr}")
+            named = NEXT.findall(proc.stdout)
+            if len(named) > 1:
+                self.problems.append(f"more than one command named: {proc.stdout.strip()}")
+                return ""
+            # Nothing named: the job is done one way (the conversion finished, or was rolled
+            # back), so the other command has nothing to do and says so.
+            other = "--rollback" if option == "--resume" else "--resume"
+            option = named[0][0] if named else other
+        self.problems.append("dead end: " + " | ".join(seen))
+        return ""
+
+    def check(self, finished: str) -> list[str]:
+        tree, problems = self.tree, self.problems
+        if self.tree.dom.isActive():
+            problems.append("the domain was left running")
+        if finished == "--resume":
+            for name, states in tree.states.items():
+                xml = tree.dom.snapshotLookupByName(name).getXMLDesc()
+                problems += read_back(disk_sources(xml, "domain")["vda"], states["vda"])
+            problems += read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"])
+            if self.original.exists():
+                problems.append("the original was not removed")
+            if list(self.images.glob("*.part")):
+                problems.append("unfinished .part files left behind")
+        elif finished == "--rollback":
+            if tree.metadata() != self.before:
+                problems.append("metadata differs from the original")
+            if sorted(self.images.iterdir()) != self.files:
+                problems.append(f"files left: {sorted(self.images.iterdir())}")
+            for name, states in tree.states.items():
+                problems += read_back(self.original, states["vda"], snapshot=name)
+            problems += read_back(self.original, tree.now["vda"])
+        for entry in Path("/tmp").glob("snapaudit-nbd-*-*"):
+            pid = entry.name.split("-")[2]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                problems.append(f"stale {entry}")
+        return problems
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def fill_the_last_page(journal: Path) -> None:
+    """Pad the last record with blanks (still the same JSON) up to a page boundary, so that
+    the next record needs a new block of the (then full) filesystem."""
+    data = journal.read_bytes()
+    with journal.open("r+b") as out:
+        out.write(data[:-1] + b" " * (-len(data) % 4096) + b"\n")
+
+
+def run_scenario(uri: str, root: Path, case: tuple[str, str, str]) -> list[str]:
+    """PHASE (apply, or resume or rollback of an apply killed midway) stops at WHERE, meets
+    FAULT, then recovery runs, and the result is checked."""
+    phase, where, fault = case
+    scenario = Scenario(uri, root)
+    try:
+        if fault == "full":
+            scenario.state.mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(scenario.state)])
+        stop = {"SNAPAUDIT_FIX_FAULT_AT": where, "SNAPAUDIT_FIX_FAULT": "stop"}
+        if phase == "apply":
+            proc = scenario.apply(stop)
+            first = "--resume" if BOUNDARIES.index(where) % 2 else "--rollback"
+        else:
+            killed = scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": PHASES[phase]})
+            killed.communicate(timeout=120)
+            proc = snapaudit("fix", f"--{phase}", str(scenario.journal()), env=stop)
+            first = "--rollback" if phase == "resume" else "--resume"
+        own = "--rollback" if phase == "rollback" else "--resume"
+        return fault_then_recover(scenario, proc, fault, first, own)
+    finally:
+        if fault == "full":
+            subprocess.run(["umount", "-l", str(scenario.state)])
+        scenario.close()
+
+
+def fault_then_recover(
+    scenario: Scenario, proc: subprocess.Popen, fault: str, first: str, own: str
+) -> list[str]:
+    if not wait_stopped(proc):
+        return [f"ran to the end: {proc.communicate()}"]
+    try:
+        if fault == "start":
+            scenario.try_start()
+        elif fault == "kill":
+            proc.kill()
+        elif fault == "write":
+            proc.kill()
+            proc.wait()
+            scenario.write_original()
+        elif fault == "immutable":
+            subprocess.run(["chattr", "+i", str(scenario.journal())], check=True)
+        elif fault == "full":
+            fill_the_last_page(scenario.journal())
+            filler = scenario.state / "filler"
+            subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+    out, _ = proc.communicate(timeout=120)
+    if fault in ("immutable", "full"):
+        if proc.returncode != 3 or "cannot write journal" not in out:
+            scenario.problems.append(f"run on a broken journal: {proc.returncode} {out}")
+        again = run_cli("fix", first, str(scenario.journal()))
+        if again.returncode != 3:
+            scenario.problems.append(f"{first} on a broken journal: {again.stdout}")
+        if fault == "immutable":
+            subprocess.run(["chattr", "-i", str(scenario.journal())], check=True)
+        else:
+            (scenario.state / "filler").unlink()
+    elif fault == "start" and proc.returncode == 0:
+        return scenario.check(own)
+    return scenario.check(scenario.recover(first))
+
+
+FAULTS = ("kill", "write", "start", "immutable", "full")
+# Where the apply is killed before a resume or rollback is faulted: before the third image's
+# record; after define-domain ran but before its record.
+PHASES = {"resume": "7", "rollback": "14"}
+RESUME_RECORDS = 10  # from the third image on
+ROLLBACK_RECORDS = 2  # rollback-started, rolled-back
+
+
+def cases() -> list[tuple[str, str, str]]:
+    # Every fault lands on both edges of records of every kind, cycling through the faults:
+    # each boundary meets one fault, not all five.
+    every = [("apply", where) for where in BOUNDARIES]
+    every += [("resume", f"{n}{e}") for n in range(1, RESUME_RECORDS + 1) for e in ("", "+")]
+    every += [("rollback", f"{n}{e}") for n in range(1, ROLLBACK_RECORDS + 1) for e in ("", "+")]
+    found = [(phase, where, FAULTS[i % len(FAULTS)]) for i, (phase, where) in enumerate(every)]
+    # A rollback that did its work but could not record its end (then --resume is tried).
+    extra = [("rollback", "2", "immutable"), ("rollback", "2", "full")]
+    return found + [case for case in extra if case not in found]
+
+
+def test_every_fault_at_every_journal_record(conn, libvirtd, tmp_path):  # noqa: F811
+    every = cases()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        results = pool.map(
+            lambda c: run_scenario(libvirtd.uri, tmp_path / "-".join(c).replace("+", "p"), c),
+            every,
+        )
+        problems = {" ".join(c): p for c, p in zip(every, results, strict=True) if p}
+    assert problems == {}
+
+
+def test_a_forged_or_malformed_journal_is_refused_whole(conn, libvirtd, tmp_path):  # noqa: F811
+    scenario = Scenario(libvirtd.uri, tmp_path / "forged")
+    try:
+        scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": "3"}).communicate(timeout=120)
+        lines = scenario.journal().read_text().splitlines()
+    finally:
+        scenario.close()
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    header = json.loads(lines[0])
+    image = dict(header["plan"]["images"][0], path=str(victim))
+    header["plan"]["images"].append(image)
+    forged = tmp_path / "forged.journal"
+    forged.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    bad_record = tmp_path / "bad-record.journal"
+    bad_record.write_text("\n".join([lines[0], '{"type": "done", "step": 99}']) + "\n")
+    created = json.dumps({"type": "created", "path": str(victim), "file": [1, 2, 3, 4]})
+    bad_path = tmp_path / "bad-path.journal"
+    bad_path.write_text("\n".join([lines[0], created]) + "\n")
+
+    for journal, why in [
+        (forged, "line 1 is not a valid plan (its images are not the ones its steps create)"),
+        (bad_record, "line 2 is not a valid record (no step 99)"),
+        (bad_path, f"line 2 is not a valid record ('{victim}' is not an image of the plan)"),
+    ]:
+        proc = run_cli("fix", "--rollback", str(journal))
+        assert (proc.returncode, proc.stdout, proc.stderr) == (
+            2,
+            "",
+            f"snapaudit: {journal}: {why}\n",
+        )
+    assert victim.read_text() == "keep me"

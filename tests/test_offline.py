@@ -1,0 +1,188 @@
+"""Offline sources: libvirt's metadata directory and bundles, read as untrusted files."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from auditor.model import Host
+from auditor.sources.assemble import RawDomain, RawHost, RawSnapshot
+from auditor.sources.bundle import BundleError, is_bundle, read_bundle, write_bundle
+from auditor.sources.metadata_dir import NotMetadataError, is_metadata_dir, scan_metadata_dir
+
+BROKEN = "Premature end of data in tag name line 1, line 1, column 23"
+LINKED = "domains/1/domain.xml"
+UUID = "6f1c3c8e-4c1e-4a8e-9d3b-7b1a2f0c9e11"
+
+
+def snapshot_xml(name: str, *, active: int | None = None, mode: str = "internal") -> bytes:
+    active_xml = "" if active is None else f"<active>{active}</active>"
+    return (
+        f"<domainsnapshot><name>{name}</name><state>shutoff</state>"
+        "<creationTime>1700000000</creationTime><memory snapshot='no'/>"
+        f"<disks><disk name='vda' snapshot='{mode}'/></disks>"
+        f"<domain type='kvm'><name>web</name><uuid>{UUID}</uuid><devices>"
+        "<disk type='file' device='disk'><driver type='qcow2'/>"
+        "<source file='/images/web.qcow2'/><target dev='vda'/></disk></devices></domain>"
+        f"{active_xml}</domainsnapshot>"
+    ).encode()
+
+
+def test_metadata_dir_reads_every_snapshot_and_the_current_one(tmp_path):
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "a.xml").write_bytes(snapshot_xml("a", active=0))
+    (tmp_path / "web" / "b.xml").write_bytes(snapshot_xml("b", active=1, mode="external"))
+    scan = scan_metadata_dir(tmp_path, host_name="hv1")
+    assert scan.host == Host(uri="hv1")
+    [domain] = scan.domains
+    assert (domain.name, domain.uuid) == ("web", UUID)
+    assert [(s.name, s.current, s.disks[0].mode) for s in domain.snapshots] == [
+        ("a", False, "internal"),
+        ("b", True, "external"),
+    ]
+    assert scan.skipped == ()
+    assert scan_metadata_dir(tmp_path).host.uri == str(tmp_path)
+
+
+def test_hostile_entries_are_skipped_one_line_each_and_the_rest_audited(tmp_path):
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "good.xml").write_bytes(snapshot_xml("good"))
+    (web / "link.xml").symlink_to("/etc/shadow")
+    os.mkfifo(web / "fifo.xml")
+    os.mknod(web / "dev.xml", 0o600 | 0o020000, os.makedev(1, 3))  # like /dev/null
+    (web / "big.xml").write_bytes(b"<a>" + b" " * (16 * 1024 * 1024) + b"</a>")
+    (web / "latin1.xml").write_bytes(snapshot_xml("caf\xe9").replace(b"caf", b"caf\xe9"))
+    (web / "dtd.xml").write_bytes(b'<!DOCTYPE x [<!ENTITY e "boom">]>' + snapshot_xml("dtd"))
+    (web / "other.xml").write_bytes(b"<domain><name>x</name></domain>")
+    (web / "broken.xml").write_bytes(b"<domainsnapshot><name>")
+    (web / "unreadable.xml").mkdir()
+    (tmp_path / "linked-domain").symlink_to(web)
+    scan = scan_metadata_dir(tmp_path, host_name="hv")
+    assert [s.name for d in scan.domains for s in d.snapshots] == ["good"]
+    path = str(web)
+    assert [(s.domain, s.snapshot, s.reason) for s in scan.skipped] == [
+        ("linked-domain", None, f"{tmp_path}/linked-domain: is a symbolic link: not followed"),
+        ("web", "big", f"{path}/big.xml: is larger than 16 MiB"),
+        (
+            "web",
+            "broken",
+            "invalid XML: Premature end of data in tag name line 1, line 1, column 23",
+        ),
+        ("web", "dev", f"{path}/dev.xml: is not a regular file (a character device)"),
+        ("web", "dtd", f"{path}/dtd.xml: holds a DTD or entity declarations"),
+        ("web", "fifo", f"{path}/fifo.xml: is not a regular file (a FIFO)"),
+        ("web", "latin1", f"{path}/latin1.xml: is not UTF-8 (byte 25)"),
+        ("web", "link", f"{path}/link.xml: is a symbolic link: not followed"),
+        ("web", "other", "root element is <domain>, expected <domainsnapshot>"),
+        ("web", "unreadable", f"{path}/unreadable.xml: is not a regular file (a directory)"),
+    ]
+
+
+def test_what_is_not_a_metadata_dir(tmp_path):
+    (tmp_path / "web.xml").write_bytes(b"<domain/>")
+    assert not is_metadata_dir(tmp_path)
+    assert not is_metadata_dir(tmp_path / "web.xml")
+    assert not is_metadata_dir(tmp_path / "missing")
+    with pytest.raises(NotMetadataError, match="not a snapshot metadata directory"):
+        scan_metadata_dir(tmp_path)
+
+
+def raw_host() -> RawHost:
+    domain = RawDomain(
+        "web",
+        UUID,
+        None,
+        (RawSnapshot("a", snapshot_xml("a"), False), RawSnapshot("b", snapshot_xml("b"), True)),
+    )
+    host = Host(uri="qemu:///system", hostname="hv1", libvirt_version="11.3.0", driver="QEMU")
+    return RawHost(
+        host,
+        "<capabilities><guest><features><externalSnapshot/></features></guest></capabilities>",
+        (domain,),
+    )
+
+
+def test_a_bundle_round_trips(tmp_path):
+    path = tmp_path / "hv1.tar.gz"
+    with path.open("wb") as out:
+        write_bundle(out, raw_host(), None)
+    assert is_bundle(str(path))
+    scan = read_bundle(str(path))
+    assert scan.host == Host(
+        uri="qemu:///system",
+        hostname="hv1",
+        libvirt_version="11.3.0",
+        driver="QEMU",
+        external_snapshot_revert=True,
+    )
+    assert [(s.name, s.current) for d in scan.domains for s in d.snapshots] == [
+        ("a", False),
+        ("b", True),
+    ]
+    assert scan.files is None and scan.skipped == ()
+
+
+def hostile_bundle(tmp_path: Path, member: tarfile.TarInfo, data: bytes = b"") -> str:
+    good = io.BytesIO()
+    write_bundle(good, raw_host(), None)
+    good.seek(0)
+    path = tmp_path / "evil.tar.gz"
+    with tarfile.open(fileobj=good, mode="r:gz") as src, tarfile.open(path, "w:gz") as dst:
+        for m in src:
+            dst.addfile(m, src.extractfile(m))
+            if m.name == "manifest.json":
+                dst.addfile(member, io.BytesIO(data) if member.isreg() else None)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "message"),
+    [
+        ("/etc/cron.d/x", tarfile.REGTYPE, "unexpected member '/etc/cron.d/x': refused"),
+        ("domains/1/../../x", tarfile.REGTYPE, "unexpected member 'domains/1/../../x': refused"),
+        (
+            "domains/1/domain.xml",
+            tarfile.SYMTYPE,
+            f"member {LINKED!r} is a link or a device: refused",
+        ),
+        (
+            "domains/1/domain.xml",
+            tarfile.LNKTYPE,
+            f"member {LINKED!r} is a link or a device: refused",
+        ),
+        (
+            "domains/1/domain.xml",
+            tarfile.CHRTYPE,
+            f"member {LINKED!r} is a link or a device: refused",
+        ),
+    ],
+)
+def test_hostile_bundle_members_are_refused(tmp_path, name, kind, message):
+    member = tarfile.TarInfo(name)
+    member.type = kind
+    member.linkname = "/etc/shadow"
+    path = hostile_bundle(tmp_path, member, b"x")
+    with pytest.raises(BundleError) as caught:
+        read_bundle(path)
+    assert str(caught.value) == f"{path}: {message}"
+    assert not (tmp_path / "x").exists() and not Path("/etc/cron.d/x").exists()
+
+
+def test_not_a_bundle(tmp_path):
+    text = tmp_path / "x.tar.gz"
+    text.write_bytes(b"\x1f\x8bnot really")
+    with pytest.raises(BundleError, match="not a readable bundle"):
+        read_bundle(str(text))
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w:gz") as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"{}"))
+    text.write_bytes(plain.getvalue())
+    with pytest.raises(BundleError, match=r"not a snapaudit bundle \(snapaudit/bundle/v1\)"):
+        read_bundle(str(text))

@@ -1,0 +1,102 @@
+"""SIGINT and SIGTERM: a scan stuck on a host that never answers stops at once (no report,
+exit 130 or 143, no traceback); a conversion stops between two steps with its journal
+consistent, and `--resume` finishes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import libvirt
+import pytest
+from conftest import CLOCK, fixture_uri, run_cli
+from test_fix_crash import crash_tree
+
+from auditor.fix.journal import Journal
+from testlab.pytest_fixtures import libvirtd  # noqa: F401
+from testlab.trees import disk_sources, read_back, removed_afterwards
+
+SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
+CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [SNAPAUDIT, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK},
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_scan_stuck_on_a_silent_host_stops_on_the_signal(tmp_path, signum):
+    server = socket.socket()  # accepts, never reads or answers
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    server.settimeout(30)
+    uri = f"qemu+tcp://127.0.0.1:{server.getsockname()[1]}/system"
+    out = tmp_path / "report.json"
+    proc = start("scan", "-c", fixture_uri("seed_examples.xml"), "-c", uri, "-o", str(out))
+    try:
+        connection, _ = server.accept()  # the scan is now waiting on the silent host
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+        server.close()
+    connection.close()
+    assert (proc.returncode, stdout) == (CODES[signum], "")
+    assert stderr == f"snapaudit: stopped by {signal.Signals(signum).name}\n"
+    assert took < 2
+    assert list(tmp_path.iterdir()) == []  # no report, not even a temporary file
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_fix_stops_between_steps_and_resume_finishes(libvirtd, tmp_path, signum):  # noqa: F811
+    conn = libvirt.open(libvirtd.uri)
+    name = f"stop-{signum}"
+    with removed_afterwards(conn):
+        tree = crash_tree(conn, name, tmp_path / "images")
+        state = tmp_path / "state"
+        args = ("fix", "-c", libvirtd.uri, "--state-dir", str(state), "--domain", name)
+        proc = start(*args, "--apply")
+        announced = []
+        for line in proc.stderr:
+            if line.startswith("snapaudit: ["):
+                announced.append(line)
+            if line.startswith("snapaudit: [3/"):
+                proc.send_signal(signum)  # while step 3 runs
+                break
+        rest = proc.stderr.read()
+        proc.wait(timeout=60)
+        assert proc.returncode == CODES[signum], rest
+        assert rest.endswith(f"snapaudit: stopped by {signal.Signals(signum).name}\n")
+        announced += [line for line in rest.splitlines(True) if line.startswith("snapaudit: [")]
+        assert "Traceback" not in rest
+        (path,) = state.glob("*.journal")
+        journal = Journal.load(path)
+        # Stopped at a boundary: every step it began was finished and journaled, no more.
+        assert sorted(journal.done) == list(range(1, len(announced) + 1))
+        assert len(announced) >= 3
+        assert not list((tmp_path / "images").glob("*.part"))
+
+        resumed = run_cli("fix", "--resume", str(path))
+        assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+        problems = []
+        for snap, states in tree.states.items():
+            image = disk_sources(tree.dom.snapshotLookupByName(snap).getXMLDesc(), "domain")
+            problems += read_back(image["vda"], states["vda"])
+        problems += read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"])
+        assert problems == []
+    conn.close()
