@@ -55,10 +55,9 @@ def test_usage_errors_exit_2():
 
 # The seed examples are two snapshots of one VM, one of each kind: a mixed tree.
 MIXED = (
-    "mixed snapshot tree: internal 'sample-snapshot-name-2' and external"
-    " 'sample-snapshot-name-1'; libvirt refuses to delete an external snapshot whose parent is"
-    " internal (older libvirt deleted the base image), and a revert across kinds strands"
-    " overlays"
+    "mixed snapshot tree: 1 internal snapshot and 1 external; libvirt refuses to delete an"
+    " external snapshot whose parent is internal (older libvirt deleted the base image), and a"
+    " revert across kinds strands overlays"
 )
 
 

@@ -39,10 +39,9 @@ F002 = (
 F013 = ("SNAP013", "warning", *WHERE, None, "snapshot is 540 days old (limit: 30 days)")
 # The seed's two snapshots, one of each kind, are one VM's: a mixed tree.
 MIXED = (
-    "mixed snapshot tree: internal 'sample-snapshot-name-2' and external"
-    " 'sample-snapshot-name-1'; libvirt refuses to delete an external snapshot whose parent is"
-    " internal (older libvirt deleted the base image), and a revert across kinds strands"
-    " overlays"
+    "mixed snapshot tree: 1 internal snapshot and 1 external; libvirt refuses to delete an"
+    " external snapshot whose parent is internal (older libvirt deleted the base image), and a"
+    " revert across kinds strands overlays"
 )
 F017 = ("SNAP017", "error", *WHERE, None, MIXED)
 SEED_TEXT = [

@@ -210,10 +210,9 @@ def test_seed_document_examples():
             "domain": "vm-name",
             "snapshot": "sample-snapshot-name-2",
             "disk": None,
-            "message": "mixed snapshot tree: internal 'sample-snapshot-name-2' and external "
-            "'sample-snapshot-name-1'; libvirt refuses to delete an external snapshot whose "
-            "parent is internal (older libvirt deleted the base image), and a revert across "
-            "kinds strands overlays",
+            "message": "mixed snapshot tree: 1 internal snapshot and 1 external; libvirt "
+            "refuses to delete an external snapshot whose parent is internal (older libvirt "
+            "deleted the base image), and a revert across kinds strands overlays",
             "image": None,
         },
     ]

@@ -166,7 +166,7 @@ def test_wheel_on_the_system_bindings_at_the_dependency_floors(installed, tmp_pa
     )
     assert scan.returncode == 1, scan.stderr
     report = json.loads(scan.stdout)
-    assert report["summary"]["findings"] == {"error": 8, "warning": 8, "info": 0}
+    assert report["summary"]["findings"] == {"error": 9, "warning": 8, "info": 0}
     assert report["rule_errors"] == []
     reference = subprocess.run(
         [str(BIN / "snapaudit"), "scan", "--demo", "--format", "json"],
