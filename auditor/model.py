@@ -132,6 +132,9 @@ class FileFacts:
     # The chain's depth where it is known without its images' names (a report read back);
     # otherwise chain_depth counts backing_chain.
     known_depth: int | None = None
+    # Found by scanning a directory that holds the host's images, and named by no domain's
+    # metadata there (disks, snapshots, their backing chains): a candidate orphan.
+    unreferenced: bool = False
 
     @property
     def chain_depth(self) -> int | None:

@@ -111,9 +111,10 @@ def audit_hosts(
     by_host: dict[int, dict] = {}  # host position -> (domain, uuid) -> (findings, errors)
 
     def on_domain(index: int, domain: Domain, files: Mapping | None) -> None:
-        by_host.setdefault(index, {})[domain.name, domain.uuid] = auditor.domain(
-            domain.host, domain, files
-        )
+        if files is None:  # with file checks, rules see the whole host's files: see below
+            by_host.setdefault(index, {})[domain.name, domain.uuid] = auditor.domain(
+                domain.host, domain, files
+            )
 
     scans = [None] * len(uris)
     audited = {}
@@ -136,6 +137,8 @@ def _host_findings(auditor, scan: HostScan, done: Mapping) -> tuple[list, list]:
     """The host's findings in `audit`'s order, from those of its domains audited as they
     were read (DONE) and the host's own rules."""
     findings, errors = auditor.host(scan)
+    # Domains whose files were checked are audited once the host is complete: whether an
+    # image is referenced by no domain (SNAP018) is known only then.
     for domain in scan.domains:
         found, failed = done.get((domain.name, domain.uuid)) or auditor.domain(
             scan.host.uri, domain, scan.files

@@ -53,6 +53,14 @@ def test_usage_errors_exit_2():
     )
 
 
+# The seed examples are two snapshots of one VM, one of each kind: a mixed tree.
+MIXED = (
+    "mixed snapshot tree: 1 internal snapshot and 1 external; libvirt refuses to delete an"
+    " external snapshot whose parent is internal (older libvirt deleted the base image), and a"
+    " revert across kinds strands overlays"
+)
+
+
 def test_text_report_is_exact():
     proc = run_cli("scan", "-c", SEED, "-c", CLEAN)
     assert proc.returncode == 1
@@ -64,7 +72,8 @@ def test_text_report_is_exact():
         " its own image (internal snapshot)\n"
         f"{SEED}  vm-name/sample-snapshot-name-2  SNAP013 warning  snapshot is 540 days old"
         " (limit: 30 days)\n"
-        "2 hosts, 3 domains, 3 snapshots: 2 compliant, 1 noncompliant; findings: 2 error,"
+        f"{SEED}  vm-name/sample-snapshot-name-2  SNAP017 error    {MIXED}\n"
+        "2 hosts, 3 domains, 3 snapshots: 2 compliant, 1 noncompliant; findings: 3 error,"
         " 1 warning, 0 info\n"
     )
 
@@ -94,7 +103,8 @@ def test_host_column_is_as_wide_as_the_longest_host_uri_up_to_48():
             f"{b}  {seed}002 error    disk vda is captured inside its own image"
             " (internal snapshot)",
             f"{b}  {seed}013 warning  snapshot is 540 days old (limit: 30 days)",
-            "2 hosts, 2 domains, 4 snapshots: 3 compliant, 1 noncompliant; findings: 2 error,"
+            f"{b}  {seed}017 error    {MIXED}",
+            "2 hosts, 2 domains, 4 snapshots: 3 compliant, 1 noncompliant; findings: 3 error,"
             " 2 warning, 0 info",
         ]
         # A URI longer than 48 widens the column to 48, and runs past it.
@@ -138,7 +148,7 @@ def test_unreachable_host_is_one_line_and_the_others_are_still_scanned(tmp_path)
     assert [h["uri"] for h in report["hosts"]] == ["bogus+scheme:///x", SEED, MISSING]
     assert [h["error"] is None for h in report["hosts"]] == [False, True, False]
     assert report["summary"]["snapshots"] == 2
-    assert [f["rule"] for f in report["findings"]] == ["SNAP001", "SNAP002", "SNAP013"]
+    assert [f["rule"] for f in report["findings"]] == ["SNAP001", "SNAP002", "SNAP013", "SNAP017"]
 
 
 def test_text_report_names_hosts_that_were_not_scanned():

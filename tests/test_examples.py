@@ -163,6 +163,7 @@ def test_service_writes_the_reports_and_metrics(tmp_path):
         "SNAP001",
         "SNAP002",
         "SNAP013",
+        "SNAP017",
     ]
     assert "<!DOCTYPE html>" in (tmp_path / "report.html").read_text()
     metrics = (tmp_path / "snapaudit.prom").read_text()
@@ -201,7 +202,7 @@ def test_github_actions_job_gates_and_uploads_sarif(tmp_path):
         jsonschema.Draft4Validator(schema).validate(sarif)
         results = sarif["runs"][0]["results"]
         assert [r["ruleId"] for r in results] == (
-            ["SNAP001", "SNAP002", "SNAP013"] if uri == SEED else []
+            ["SNAP001", "SNAP002", "SNAP013", "SNAP017"] if uri == SEED else []
         )
 
 
@@ -332,7 +333,12 @@ def test_playbook_installs_audits_two_hypervisors_and_merges_their_reports(tmp_p
     fleet = json.loads((reports / "fleet.json").read_text())
     assert sorted(h["uri"] for h in fleet["hosts"]) == sorted([SEED, CLEAN])
     assert fleet["summary"]["hosts"] == 2
-    assert sorted(f["rule"] for f in fleet["findings"]) == ["SNAP001", "SNAP002", "SNAP013"]
+    assert sorted(f["rule"] for f in fleet["findings"]) == [
+        "SNAP001",
+        "SNAP002",
+        "SNAP013",
+        "SNAP017",
+    ]
 
 
 def test_collect_playbook_structure():

@@ -17,7 +17,6 @@ from auditor.display import human_size
 from auditor.fix.lock import domain_lock
 from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
 from testlab.trees import SnapshotTree
-from testlab.vms import snapshot_external_offline
 
 pytestmark = pytest.mark.qemu
 
@@ -49,6 +48,22 @@ def block_disk_domain(conn: libvirt.virConnect, directory: Path) -> None:
     dom.snapshotCreateXML(snapshot, libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
 
 
+def manual_disk_domain(conn: libvirt.virConnect, directory: Path) -> None:
+    """An internal snapshot, then one whose disk was left to be snapshotted by hand
+    (metadata only: libvirt records what the user said was done)."""
+    tree = one_snapshot(conn, "manual", directory)
+    snapshot = (
+        "<domainsnapshot><name>by-hand</name><state>disk-snapshot</state>"
+        "<parent><name>one</name></parent><creationTime>1700000100</creationTime>"
+        "<memory snapshot='no'/><disks><disk name='vda' snapshot='manual'/></disks>"
+        f"{tree.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)}</domainsnapshot>"
+    )
+    flags = (
+        libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+    )
+    tree.dom.snapshotCreateXML(snapshot, flags)
+
+
 def test_refusals_each_with_its_reason(conn, libvirtd, tmp_path):  # noqa: F811
     images = tmp_path / "images"
     running = one_snapshot(conn, "running", images)
@@ -61,9 +76,8 @@ def test_refusals_each_with_its_reason(conn, libvirtd, tmp_path):  # noqa: F811
     memory.snapshot_live("live")
     stranded = one_snapshot(conn, "stranded", images)
     subprocess.run(["qemu-img", "snapshot", "-c", "hidden", stranded.images["vda"]], check=True)
-    mixed = one_snapshot(conn, "mixed", images)
-    snapshot_external_offline(mixed.dom, "outside", images)
-    names = ("running", "paused", "on-block", "with-memory", "stranded", "mixed", "nowhere")
+    manual_disk_domain(conn, images)
+    names = ("running", "paused", "on-block", "with-memory", "stranded", "manual", "nowhere")
     before = {name: conn.lookupByName(name).XMLDesc(0) for name in names[:-1]}
 
     args = [arg for name in names for arg in ("--domain", name)]
@@ -93,9 +107,10 @@ def test_refusals_each_with_its_reason(conn, libvirtd, tmp_path):  # noqa: F811
         f"  - image {hidden} holds internal snapshot 'hidden', which libvirt does not list: "
         "converting would strand it\n"
         "\n"
-        "domain 'mixed': refused\n"
-        "  - snapshot 'outside' is not internal: domains that mix internal and external "
-        "snapshots are not converted\n"
+        "domain 'manual': refused\n"
+        "  - snapshot 'by-hand' leaves disk vda to be snapshotted by hand (snapshot='manual'): "
+        "its state is in no image libvirt knows; delete that snapshot (virsh snapshot-delete "
+        "manual by-hand --metadata) and rerun\n"
         "\n"
         "domain 'nowhere': refused\n"
         "  - Domain not found: no domain with matching name 'nowhere'\n"

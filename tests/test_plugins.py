@@ -78,7 +78,7 @@ def plugin_path(tmp_path, monkeypatch):
 def test_plugins_load_beside_built_ins_and_broken_ones_are_reported(plugin_path):
     rules, errors = load_rules()
     assert [r.code for r in rules] == ["ACME001", "ACME002", "HOST001"] + [
-        f"SNAP{i:03d}" for i in range(1, 17)
+        f"SNAP{i:03d}" for i in range(1, 19)
     ]
     assert [(e.rule, e.message) for e in errors] == [
         (
@@ -140,6 +140,7 @@ def test_a_raising_rule_is_recorded_and_the_scan_goes_on(plugin_path):
         ("SNAP002", "sample-snapshot-name-2"),
         ("SNAP013", "sample-snapshot-name-2"),
         ("ACME001", "sample-snapshot-name-1"),
+        ("SNAP017", "sample-snapshot-name-2"),
     ]
 
 

@@ -37,6 +37,13 @@ F002 = (
     "disk vda is captured inside its own image (internal snapshot)",
 )
 F013 = ("SNAP013", "warning", *WHERE, None, "snapshot is 540 days old (limit: 30 days)")
+# The seed's two snapshots, one of each kind, are one VM's: a mixed tree.
+MIXED = (
+    "mixed snapshot tree: 1 internal snapshot and 1 external; libvirt refuses to delete an"
+    " external snapshot whose parent is internal (older libvirt deleted the base image), and a"
+    " revert across kinds strands overlays"
+)
+F017 = ("SNAP017", "error", *WHERE, None, MIXED)
 SEED_TEXT = [
     f"{SEED}  vm-name/sample-snapshot-name-2  SNAP001 error    memory state is stored inside"
     " the disk image (internal snapshot)",
@@ -44,6 +51,7 @@ SEED_TEXT = [
     " own image (internal snapshot)",
     f"{SEED}  vm-name/sample-snapshot-name-2  SNAP013 warning  snapshot is 540 days old"
     " (limit: 30 days)",
+    f"{SEED}  vm-name/sample-snapshot-name-2  SNAP017 error    {MIXED}",
 ]
 
 
@@ -86,7 +94,7 @@ def test_snapaudit_toml_in_the_working_directory_is_used(tmp_path):
     proc = subprocess_in(tmp_path, "scan", "-c", SEED, "--format", "json")
     assert (proc.returncode, proc.stderr) == (1, "")
     report = json.loads(proc.stdout)
-    assert findings(report) == [F001, F013]
+    assert findings(report) == [F001, F013, F017]
     assert report["policy"]["sources"] == ["snapaudit.toml"]
 
 
@@ -222,6 +230,10 @@ def test_config_show_prints_every_value_and_its_origin(tmp_path):
         rules.SNAP016.severity            = "warning"  # default
         rules.SNAP016.pattern             = ""  # default
         rules.SNAP016.require_description = false  # default
+        rules.SNAP017                     = on (mixed-snapshot-tree)  # select/ignore
+        rules.SNAP017.severity            = "error"  # default
+        rules.SNAP018                     = on (orphaned-overlay)  # select/ignore
+        rules.SNAP018.severity            = "warning"  # default
         """
     ) + (
         "waiver                            = SNAP002 host=* domain=qa-* snapshot=*"
@@ -234,14 +246,14 @@ def test_config_show_prints_every_value_and_its_origin(tmp_path):
 @pytest.mark.parametrize(
     ("args", "found"),
     [
-        ([], [F001, F002, F013]),
-        (["--select", "internal"], [F001, F002]),  # a tag
+        ([], [F001, F002, F013, F017]),
+        (["--select", "internal"], [F001, F002, F017]),  # a tag
         (["--select", "internal-memory,SNAP013"], [F001, F013]),  # name, code
-        (["--ignore", "policy"], [F001, F002]),
-        (["--select", "ALL", "--ignore", "SNAP001", "--ignore", "snapshot-age"], [F002]),
+        (["--ignore", "policy"], [F001, F002, F017]),
+        (["--select", "ALL", "--ignore", "SNAP001", "--ignore", "snapshot-age"], [F002, F017]),
         # Codes and names in any case.
         (["--select", "Internal-Memory,snap013"], [F001, F013]),
-        (["--select", "ALL", "--ignore", "snap001", "--ignore", "SNAPSHOT-AGE"], [F002]),
+        (["--select", "ALL", "--ignore", "snap001", "--ignore", "SNAPSHOT-AGE"], [F002, F017]),
     ],
 )
 def test_select_and_ignore_by_code_name_or_tag(args, found):
@@ -266,6 +278,8 @@ def test_severity_override_and_parameters(tmp_path):
         severity = "warning"
         [rules.internal-disk]
         severity = "warning"
+        [rules.mixed-snapshot-tree]
+        severity = "warning"
         [rules.SNAP013]
         max_age_days = 600
         """,
@@ -273,7 +287,7 @@ def test_severity_override_and_parameters(tmp_path):
     code, report, _ = scan_json("-c", SEED, "--config", str(path))
     assert code == 0  # nothing at error any more
     # 540 days old: under the 600-day limit.
-    assert findings(report) == [as_warning(F001), as_warning(F002)]
+    assert findings(report) == [as_warning(F001), as_warning(F002), as_warning(F017)]
     assert [(r["code"], r["severity"], r["params"]) for r in report["policy"]["rules"]] == [
         ("HOST001", "warning", {}),
         ("SNAP001", "warning", {}),
@@ -291,6 +305,8 @@ def test_severity_override_and_parameters(tmp_path):
         ("SNAP013", "warning", {"max_age_days": 600}),
         ("SNAP014", "warning", {"max_depth": 8}),
         ("SNAP015", "warning", {"max_snapshots": 16}),
+        ("SNAP017", "warning", {}),
+        ("SNAP018", "warning", {}),
     ]  # every rule that is on by default; SNAP016 is off
     assert report["policy"]["sources"] == [str(path)]
     fail_on_warning = run_cli("scan", "-c", SEED, "--config", str(path), "--fail-on", "warning")
@@ -329,6 +345,7 @@ def test_waivers_active_expired_and_stale(tmp_path):
         ("SNAP001", None),
         ("SNAP002", "kept until the migration"),
         ("SNAP013", None),
+        ("SNAP017", None),
     ]
     assert [(w["rule"], w["status"], w["matched"], w["origin"]) for w in report["waivers"]] == [
         ("SNAP002", "active", 1, f"{path}:1"),
@@ -344,11 +361,12 @@ def test_waivers_active_expired_and_stale(tmp_path):
         SEED_TEXT[0],
         SEED_TEXT[1] + "  [waived until 2099-12-31: kept until the migration]",
         SEED_TEXT[2],
+        SEED_TEXT[3],
         f"expired waiver: SNAP001 host={SEED} domain=* snapshot=* (expires 2020-01-01,"
         f" dba@example.com, {path}:9): matched 1",
         f"stale waiver: SNAP005 host=* domain=* snapshot=* (expires 2099-12-31,"
         f" ops@example.com, {path}:16): matched 0",
-        "1 host, 1 domain, 2 snapshots: 1 compliant, 1 noncompliant; findings: 2 error,"
+        "1 host, 1 domain, 2 snapshots: 1 compliant, 1 noncompliant; findings: 3 error,"
         " 1 warning, 0 info (1 waived)",
     ]
 
@@ -364,6 +382,11 @@ def test_a_waived_error_does_not_fail_the_gate(tmp_path):
         expires = 2099-01-01
         [[waivers]]
         rule = "SNAP002"
+        reason = "r"
+        owner = "o"
+        expires = 2099-01-01
+        [[waivers]]
+        rule = "SNAP017"
         reason = "r"
         owner = "o"
         expires = 2099-01-01
@@ -407,22 +430,27 @@ def test_baseline_gates_only_on_new_findings(tmp_path):
             "snapshot": "sample-snapshot-name-2",
             "disk": disk,
         }
-        for rule, disk in (("SNAP001", None), ("SNAP002", "vda"), ("SNAP013", None))
+        for rule, disk in (
+            ("SNAP001", None),
+            ("SNAP002", "vda"),
+            ("SNAP013", None),
+            ("SNAP017", None),
+        )
     ]
     # Same host again: everything is known, the gate passes.
     code, report, _ = scan_json("-c", SEED, "--baseline", str(baseline))
     assert code == 0
-    assert report["baseline"] == {"path": str(baseline), "known": 3, "new": 0, "fixed": 0}
-    assert [f["baselined"] for f in report["findings"]] == [True, True, True]
-    # A host with other findings: they are new and fail; the seed's three count as fixed.
+    assert report["baseline"] == {"path": str(baseline), "known": 4, "new": 0, "fixed": 0}
+    assert [f["baselined"] for f in report["findings"]] == [True, True, True, True]
+    # A host with other findings: they are new and fail; the seed's four count as fixed.
     code, report, _ = scan_json("-c", fixture_uri("rules/SNAP005.xml"), "--baseline", str(baseline))
     assert code == 1
-    assert report["baseline"] == {"path": str(baseline), "known": 0, "new": 1, "fixed": 3}
+    assert report["baseline"] == {"path": str(baseline), "known": 0, "new": 1, "fixed": 4}
     text = run_cli("scan", "-c", SEED, "--baseline", str(baseline)).stdout.splitlines()
     assert text == [
         *(line + "  [baselined]" for line in SEED_TEXT),
-        "1 host, 1 domain, 2 snapshots: 1 compliant, 1 noncompliant; findings: 2 error,"
-        " 1 warning, 0 info (3 baselined, 0 fixed since the baseline)",
+        "1 host, 1 domain, 2 snapshots: 1 compliant, 1 noncompliant; findings: 3 error,"
+        " 1 warning, 0 info (4 baselined, 0 fixed since the baseline)",
     ]
 
 

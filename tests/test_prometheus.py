@@ -92,6 +92,8 @@ def test_scan_writes_metrics_atomically(tmp_path):
         'suppressed="false"} 1\n'
         f'snapaudit_findings{{host="{SEED}",domain="vm-name",rule="SNAP013",severity="warning",'
         'suppressed="false"} 1\n'
+        f'snapaudit_findings{{host="{SEED}",domain="vm-name",rule="SNAP017",severity="error",'
+        'suppressed="false"} 1\n'
         "# HELP snapaudit_snapshots Snapshots per domain.\n"
         "# TYPE snapaudit_snapshots gauge\n"
         f'snapaudit_snapshots{{host="{SEED}",domain="vm-name"}} 2\n'

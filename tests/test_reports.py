@@ -86,7 +86,7 @@ def test_html_summary_counts():
     html = run_cli("scan", "--demo", "--format", "html", env=EPOCH).stdout
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
     assert "Hosts 1 Domains 7 Snapshots 9 Compliant 44% 4 of 9" in text
-    assert "Error findings 8 Warning findings 8 Info findings 0" in text
+    assert "Error findings 9 Warning findings 8 Info findings 0" in text
 
 
 def hostile_result():

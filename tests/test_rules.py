@@ -45,6 +45,8 @@ BUILT_IN = {
     "SNAP014": ("chain-depth", Severity.WARNING),
     "SNAP015": ("snapshot-count", Severity.WARNING),
     "SNAP016": ("naming", Severity.WARNING),
+    "SNAP017": ("mixed-snapshot-tree", Severity.ERROR),
+    "SNAP018": ("orphaned-overlay", Severity.WARNING),
     "HOST001": ("no-external-revert", Severity.WARNING),
 }
 OFF_BY_DEFAULT = {"SNAP016"}
@@ -177,7 +179,8 @@ def test_remediation_comes_from_the_rules_documentation():
 
 
 def test_seed_document_examples():
-    """The supported example yields nothing; the unsupported one exactly SNAP001 + SNAP002."""
+    """The supported example yields nothing; the unsupported one exactly SNAP001 + SNAP002;
+    and since both are snapshots of one VM, its tree is mixed (SNAP017)."""
     result = audit_fixture("seed_examples.xml")
     assert finding_rows(result) == [
         {
@@ -198,6 +201,18 @@ def test_seed_document_examples():
             "snapshot": "sample-snapshot-name-2",
             "disk": "vda",
             "message": "disk vda is captured inside its own image (internal snapshot)",
+            "image": None,
+        },
+        {
+            "rule": "SNAP017",
+            "name": "mixed-snapshot-tree",
+            "severity": "error",
+            "domain": "vm-name",
+            "snapshot": "sample-snapshot-name-2",
+            "disk": None,
+            "message": "mixed snapshot tree: 1 internal snapshot and 1 external; libvirt "
+            "refuses to delete an external snapshot whose parent is internal (older libvirt "
+            "deleted the base image), and a revert across kinds strands overlays",
             "image": None,
         },
     ]

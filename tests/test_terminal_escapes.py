@@ -61,7 +61,11 @@ def test_diff_escapes_strings_read_from_reports(tmp_path):
         "  disk vda is captured inside its own image (internal snapshot)",
         f"new         {HOST_SHOWN}  vm-name/sample-snapshot-name-2  SNAP013 warning"
         "  snapshot is 540 days old (limit: 30 days)",
-        "3 new, 0 fixed, 0 unchanged, 0 unverified (not audited in the new report)",
+        f"new         {HOST_SHOWN}  vm-name/sample-snapshot-name-2  SNAP017 error"
+        "  mixed snapshot tree: 1 internal snapshot and 1 external; libvirt refuses to delete"
+        " an external snapshot whose parent is internal (older libvirt deleted the base image),"
+        " and a revert across kinds strands overlays",
+        "4 new, 0 fixed, 0 unchanged, 0 unverified (not audited in the new report)",
     ]
 
 
@@ -73,7 +77,7 @@ def test_merge_text_escapes_strings_read_from_reports(tmp_path):
         f"{HOST_SHOWN}  vm-name/sample-snapshot-name-2  {RULE_SHOWN} error    memory state is"
         " stored inside the disk image (internal snapshot)"
     )
-    assert lines[3:5] == [
+    assert lines[4:6] == [
         "rule acme\\x1b]0;pwned\\x07 error: raised",
         "expired waiver: SNAP001\\u202e\\u2066 host=* domain=* snapshot=*"
         f" (expires 2020-01-01, o\\x1b[2J\\x1b[H, {tmp_path / 'w.toml'}:1): matched 1",

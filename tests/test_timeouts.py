@@ -68,7 +68,7 @@ def test_a_silent_host_times_out_and_the_other_hosts_are_reported(silent_host, t
     ]
     _, alone, _ = scan_json("-c", SEED)
     assert report["findings"] == alone["findings"]
-    assert len(report["findings"]) == 3
+    assert len(report["findings"]) == 4
 
 
 def test_timeout_comes_from_the_configuration_file_and_the_command_line_wins(silent_host, tmp_path):
@@ -117,7 +117,7 @@ def test_a_host_whose_scan_raises_is_that_hosts_error(bad_utf8_host, tmp_path):
     assert proc.stderr == f"snapaudit: cannot scan {uri}: {error}\n"
     report = json.loads(out.read_text())
     assert [(h["uri"], h["error"]) for h in report["hosts"]] == [(uri, error), (SEED, None)]
-    assert [f["rule"] for f in report["findings"]] == ["SNAP001", "SNAP002", "SNAP013"]
+    assert [f["rule"] for f in report["findings"]] == ["SNAP001", "SNAP002", "SNAP013", "SNAP017"]
 
 
 def test_scan_hosts_reports_every_host_in_place(bad_utf8_host, silent_host):

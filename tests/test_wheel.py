@@ -74,7 +74,7 @@ def test_installed_wheel_scans_the_demo_host(installed):
     listing = subprocess.run([snapaudit, "rules"], capture_output=True, text=True, timeout=60)
     assert listing.returncode == 0 and listing.stderr == ""
     assert [line.split()[0] for line in listing.stdout.splitlines()] == ["HOST001"] + [
-        f"SNAP{i:03d}" for i in range(1, 17)
+        f"SNAP{i:03d}" for i in range(1, 19)
     ]
     scan = subprocess.run(
         [snapaudit, "scan", "--demo", "--format", "json"],
@@ -85,7 +85,7 @@ def test_installed_wheel_scans_the_demo_host(installed):
     )
     assert scan.returncode == 1, scan.stderr
     report = json.loads(scan.stdout)
-    assert report["summary"]["findings"] == {"error": 8, "warning": 8, "info": 0}
+    assert report["summary"]["findings"] == {"error": 9, "warning": 8, "info": 0}
     assert report["rule_errors"] == []
     html = subprocess.run(
         [snapaudit, "scan", "--demo", "--format", "html"],
@@ -166,7 +166,7 @@ def test_wheel_on_the_system_bindings_at_the_dependency_floors(installed, tmp_pa
     )
     assert scan.returncode == 1, scan.stderr
     report = json.loads(scan.stdout)
-    assert report["summary"]["findings"] == {"error": 8, "warning": 8, "info": 0}
+    assert report["summary"]["findings"] == {"error": 9, "warning": 8, "info": 0}
     assert report["rule_errors"] == []
     reference = subprocess.run(
         [str(BIN / "snapaudit"), "scan", "--demo", "--format", "json"],

@@ -19,6 +19,10 @@ def step_to_json(step: Step, *, secrets: bool) -> dict[str, Any]:
 
 def step_from_json(data: dict[str, Any]) -> Step:
     cls = _BY_KIND[data["kind"]]
+    if "tag" not in data and "source" in data:
+        # Journals written before trees could hold external snapshots read every state at
+        # the internal snapshot of its own name.
+        data = {**data, "tag": data["snapshot"]}
     return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
@@ -37,6 +41,7 @@ def plan_to_json(plan: DomainPlan, *, secrets: bool = False) -> dict[str, Any]:
         "originals": [asdict(o) for o in plan.originals],
         "remove_originals": plan.remove_originals,
         "steps": [step_to_json(s, secrets=secrets) for s in plan.steps],
+        "notes": list(plan.notes),
     }
     if secrets and plan.restore is not None:
         data["restore"] = asdict(plan.restore)
@@ -58,6 +63,7 @@ def plan_from_json(data: dict[str, Any]) -> DomainPlan:
         originals=tuple(Original(**o) for o in data["originals"]),
         remove_originals=data["remove_originals"],
         steps=tuple(step_from_json(s) for s in data["steps"]),
+        notes=tuple(data.get("notes", ())),
         restore=None
         if restore is None
         else Restore(

@@ -235,7 +235,7 @@ def _run_step(
     match step:
         case CreateImage():
             _replace_ours(journal, step.path)
-            source = (step.source, step.source_format, step.snapshot)
+            source = (step.source, step.source_format, step.tag)
             created = lambda part: journal.image_created(step.path, part)  # noqa: E731
             images.create_image(step.path, *source, step.backing, step.cluster_size, created)
         case CreateOverlay():
@@ -243,7 +243,7 @@ def _run_step(
             created = lambda part: journal.image_created(step.path, part)  # noqa: E731
             images.create_overlay(step.path, step.backing, created)
         case VerifyImage():
-            images.verify_image(step.path, step.source, step.source_format, step.snapshot)
+            images.verify_image(step.path, step.source, step.source_format, step.tag)
         case DropSnapshotMetadata():
             snap = _snapshot(dom, step.snapshot)
             if snap is not None:

@@ -62,6 +62,11 @@ class DomainFacts:
     filesystems: Mapping[str, Filesystem] = field(default_factory=dict)  # directory → fs
     existing: frozenset[str] = frozenset()  # paths already present in the target dirs
     trusted_uids: frozenset[int] = frozenset({0})  # root and the invoking user
+    # Overlays of external snapshots (and those libvirt made reverting to them) that the
+    # conversion supersedes: read by nothing, written never, removed only on request.
+    overlays: tuple[str, ...] = ()
+    # Images other domains on the host use (disks, snapshots, their backing chains).
+    elsewhere: frozenset[str] = frozenset()
 
     @property
     def captures(self) -> list[Capture]:

@@ -22,8 +22,8 @@ from auditor.fix.facts import (
 from auditor.fix.tree import Capture, parents_first
 from auditor.sources.connection import open_read_write
 from auditor.sources.files import files_visible
-from auditor.sources.parser import parse_domain_disks, parse_snapshot
-from auditor.sources.qcow2 import Qcow2Error, Qcow2Tables
+from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
+from auditor.sources.qcow2 import Qcow2Error, Qcow2Tables, backing_chain
 
 SECURE_DOMAIN = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
 # Secrets stay in the XML so that redefinition and rollback are exact; the journal that
@@ -101,12 +101,60 @@ def read_domain(
         snapshots=tuple(snapshots),
         current=next((s.model.name for s in snapshots if s.model.current), None),
     )
-    return _with_files(facts, target_dir)
+    facts = replace(facts, overlays=_overlays(facts))
+    facts = _with_files(facts, target_dir)
+    mine = [c.source.path for c in facts.captures if c.source.path] + list(facts.overlays)
+    return replace(facts, elsewhere=_used_elsewhere(conn, uuid, mine))
+
+
+def _overlays(facts: DomainFacts) -> tuple[str, ...]:
+    """The file overlays the domain's external snapshots name, and those libvirt made
+    reverting to them."""
+    paths: list[str] = []
+    for snap in (s.model for s in facts.snapshots):
+        for disk in snap.disks:
+            overlay = disk.overlay
+            if disk.mode == "external" and overlay and overlay.type == "file" and overlay.path:
+                paths.append(overlay.path)
+        paths += snap.revert_overlays
+    return tuple(dict.fromkeys(paths))
+
+
+def _used_elsewhere(conn: libvirt.virConnect, uuid: str, mine: list[str]) -> frozenset[str]:
+    """Which of MINE another domain of the host uses: as a disk, in a snapshot, or in the
+    backing chain of one of those (linked clones of a shared template)."""
+    used: set[str] = set()
+    for dom in conn.listAllDomains(0):
+        try:
+            if dom.UUIDString() == uuid:
+                continue
+            sources = [d.source for d in parse_domain_disks(dom.XMLDesc(0))]
+            for snap in dom.listAllSnapshots(0):
+                model = parse_snapshot(
+                    snap.getXMLDesc(0), host="", domain="", domain_uuid="", current=False
+                )
+                sources += [d.overlay for d in model.disks] + [d.state_image for d in model.disks]
+                used.update(model.revert_overlays)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in (
+                libvirt.VIR_ERR_NO_DOMAIN,
+                libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT,
+            ):
+                continue  # gone since it was listed
+            return frozenset(mine)  # what it uses is unknown: keep every original
+        except SnapshotXMLError:
+            return frozenset(mine)
+        used.update(s.path for s in sources if s is not None and s.type == "file" and s.path)
+    for path in list(used):
+        used.update(backing_chain(path))
+    real = {os.path.realpath(p) for p in used}
+    return frozenset(p for p in mine if p in used or os.path.realpath(p) in real)
 
 
 def _with_files(facts: DomainFacts, target_dir: str | None) -> DomainFacts:
     caps = facts.captures
     sources = {c.source.path: c.source.format for c in caps if c.source.type == "file"}
+    sources.update((path, "qcow2") for path in facts.overlays if path not in sources)
     found = {
         path: image_facts(path, fmt, force_share=facts.active)
         for path, fmt in sources.items()
@@ -196,12 +244,13 @@ def _estimates(
 def _estimate(cap: Capture, by_key: dict, image: ImageFacts, overhead: dict) -> int:
     base = by_key.get((cap.disk, cap.base)) if cap.base else None
     if base is not None and base.source.path == image.path and image.format == "qcow2":
+        # (Both read through the same backing chain: only this image's tables differ.)
         try:
             with Qcow2Tables(image.path) as tables:
-                differing = tables.differing_bytes(cap.snapshot, base.snapshot)
+                differing = tables.differing_bytes(cap.tag, base.tag)
         except Qcow2Error:
             pass
         else:
             return differing + _overhead(image, overhead)
     # A full copy bounds any overlay from above.
-    return images.measure(image.path, image.format or "qcow2", cap.snapshot)
+    return images.measure(image.path, image.format or "qcow2", cap.tag)

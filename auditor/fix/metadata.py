@@ -28,8 +28,9 @@ def external_snapshot(
     current snapshot when it has children, hold the domain's changes since it was reverted to."""
     root = parse_xml(xml)
     memory = _child(root, "memory", before="disks")
-    memory.attrib.clear()
-    memory.set("snapshot", "no")  # always explicit: libvirt infers internal when missing
+    if memory.get("snapshot") != "external":  # a memory file is kept as it is
+        memory.attrib.clear()
+        memory.set("snapshot", "no")  # always explicit: libvirt infers internal when missing
     if drop_memory:
         state = root.find("state")
         note = DROPPED_MEMORY_NOTE.format(state=state.text)

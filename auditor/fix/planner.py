@@ -32,16 +32,19 @@ from auditor.fix.steps import (
     Space,
     Step,
     VerifyImage,
+    quoted,
 )
-from auditor.fix.tree import Capture, internal_disks
+from auditor.fix.tree import Capture, held_disks, internal_disks
 
 
 def plan_domain(facts: DomainFacts, options: Options) -> DomainPlan:
     plan = DomainPlan(facts.host, facts.name, facts.uuid)
     models = [s.model for s in facts.snapshots]
-    disks = internal_disks(models, facts.disks)
-    if not disks and not any(m.memory == "internal" for m in models):
+    if not internal_disks(models, facts.disks) and not any(m.memory == "internal" for m in models):
         return plan
+    # The whole tree is converted, external snapshots included: a tree of one kind only
+    # is what libvirt can revert to and delete.
+    disks = held_disks(models, facts.disks)
     caps = facts.captures
     reasons = refusals(facts, options, disks, caps)
     if reasons:
@@ -55,9 +58,10 @@ def plan_domain(facts: DomainFacts, options: Options) -> DomainPlan:
         return DomainPlan(plan.host, plan.domain, plan.uuid, refusals=tuple(reasons))
 
     originals = []
-    for path in dict.fromkeys(c.source.path for c in caps):
+    for path in dict.fromkeys([c.source.path for c in caps] + list(facts.overlays)):
         image = facts.images[path]
-        originals.append(Original(path, image.size or 0, image.mtime_ns or 0))
+        if image.exists:
+            originals.append(Original(path, image.size or 0, image.mtime_ns or 0))
     return DomainPlan(
         host=facts.host,
         domain=facts.name,
@@ -73,7 +77,22 @@ def plan_domain(facts: DomainFacts, options: Options) -> DomainPlan:
         restore=Restore(
             facts.xml, tuple((s.model.name, s.xml) for s in facts.snapshots), facts.current
         ),
+        notes=tuple(_overwritten(caps)),
     )
+
+
+def _overwritten(caps: list[Capture]) -> list[str]:
+    """External snapshots whose state image the domain writes to now: a revert to an
+    internal snapshot in that image rewrote it (libvirt does not stop it), so what reverting
+    to the snapshot shows today is what is kept."""
+    now = {c.disk: c.source.path for c in caps if c.snapshot is None}
+    return [
+        f"snapshot {quoted(c.snapshot)}: disk {c.disk}'s state is in {c.source.path}, which "
+        "the domain writes to now (a revert to an internal snapshot rewrote it); it is kept "
+        "as that image is now, as reverting to it shows today"
+        for c in caps
+        if c.snapshot is not None and c.tag is None and c.source.path == now.get(c.disk)
+    ]
 
 
 @dataclass
@@ -159,22 +178,29 @@ def _steps(
     originals: list[Original],
     options: Options,
 ) -> list[Step]:
-    source_of = {(c.disk, c.snapshot): c.source for c in caps}
+    source_of = {(c.disk, c.snapshot): c for c in caps}
     steps: list[Step] = []
     for image in layout.images:
-        source = source_of[(image.disk, image.snapshot)]
-        path = source.path or ""
-        fmt = source.format or facts.images[path].format or "qcow2"
+        cap = source_of[(image.disk, image.snapshot)]
+        path = cap.source.path or ""
+        fmt = cap.source.format or facts.images[path].format or "qcow2"
         if image.after:
             steps.append(CreateOverlay(image.path, image.disk, image.snapshot, image.backing))
         else:
             cluster = facts.images[path].cluster_size or DEFAULT_CLUSTER
             steps.append(
                 CreateImage(
-                    image.path, image.disk, image.snapshot, path, fmt, image.backing, cluster
+                    image.path,
+                    image.disk,
+                    image.snapshot,
+                    path,
+                    fmt,
+                    image.backing,
+                    cluster,
+                    cap.tag,
                 )
             )
-        steps.append(VerifyImage(image.path, image.disk, image.snapshot, path, fmt))
+        steps.append(VerifyImage(image.path, image.disk, image.snapshot, path, fmt, cap.tag))
 
     snapshots = [s.model for s in facts.snapshots]
     # Children before parents: dropping a parent first would rewrite its children's metadata.
@@ -196,5 +222,7 @@ def _steps(
     sources = {d: p for (d, s), p in layout.states.items() if s is None}
     steps.append(DefineDomain(sources, domain_with_sources(facts.xml, sources)))
     if options.remove_originals:
-        steps += [RemoveOriginal(o.path) for o in originals]
+        # Never an image something else still uses: another domain's disk, snapshot or
+        # backing chain (a template shared by linked clones).
+        steps += [RemoveOriginal(o.path) for o in originals if o.path not in facts.elsewhere]
     return steps

@@ -30,11 +30,19 @@ def refusals(
         )
     for snap in (s.model for s in facts.snapshots):
         name = quoted(snap.name)
-        if snap.memory == "external" or any(d.mode in ("external", "manual") for d in snap.disks):
+        # External snapshots are converted with the rest of the tree (their memory files
+        # kept); a manual disk's state is in no image libvirt knows of.
+        manual = [d.name for d in snap.disks if d.mode == "manual"]
+        if manual:
             out.append(
-                f"snapshot {name} is not internal: domains that mix internal and external "
-                "snapshots are not converted"
+                f"snapshot {name} leaves disk {', '.join(manual)} to be snapshotted by hand "
+                f"(snapshot='manual'): its state is in no image libvirt knows; delete that "
+                f"snapshot (virsh snapshot-delete {facts.name} {snap.name} --metadata) and rerun"
             )
+        for disk in snap.disks:
+            overlay = disk.overlay if disk.mode == "external" else None
+            if overlay is not None and overlay.type != "file":
+                out.append(_not_file(disk.name, overlay.type, overlay.path))
         if not snap.has_domain_definition:
             out.append(f"snapshot {name} has no domain definition to redefine it with")
         if snap.memory == "internal" and not options.drop_memory:
@@ -46,12 +54,12 @@ def refusals(
     for disk in disks:
         domain_disk = now.get(disk)
         if domain_disk is None or domain_disk.source is None:
-            out.append(f"disk {disk} holds internal snapshots but is no longer in the domain")
+            out.append(f"disk {disk} holds snapshots but is no longer in the domain")
         elif domain_disk.source.type != "file":
             out.append(_not_file(disk, domain_disk.source.type, domain_disk.source.path))
         for snap in (s.model for s in facts.snapshots):
             held = next((d for d in snap.disks if d.name == disk), None)
-            # (external and manual disks are refused as mixing, above)
+            # (manual disks are refused above)
             if held is None or held.mode != "no" or held.readonly or held.device != "disk":
                 continue
             out.append(
@@ -68,8 +76,8 @@ def refusals(
             out.append(f"image {cap.source.path} of disk {cap.disk} is missing")
         elif image.error:
             out.append(f"image {cap.source.path} cannot be read: {image.error}")
-        elif cap.snapshot is not None and cap.snapshot not in image.snapshots:
-            out.append(f"image {cap.source.path} has no internal snapshot {quoted(cap.snapshot)}")
+        elif cap.tag is not None and cap.tag not in image.snapshots:
+            out.append(f"image {cap.source.path} has no internal snapshot {quoted(cap.tag)}")
         elif (cap.disk, cap.snapshot) not in facts.estimates and not facts.active:
             out.append(f"cannot estimate the size of disk {cap.disk} at {at(cap.snapshot)}")
     out += _stranded(facts, caps)
@@ -88,8 +96,8 @@ def _stranded(facts: DomainFacts, caps: list[Capture]) -> list[str]:
     --no-metadata) would be left behind in an image nothing uses any more."""
     known = defaultdict(set)
     for cap in caps:
-        if cap.snapshot is not None:
-            known[cap.source.path].add(cap.snapshot)
+        if cap.tag is not None:
+            known[cap.source.path].add(cap.tag)
     out = []
     for path in dict.fromkeys(c.source.path for c in caps):
         image = facts.images.get(path)

@@ -31,6 +31,7 @@ class CreateImage:
     source_format: str
     backing: str | None
     cluster_size: int
+    tag: str | None  # the source's internal snapshot to read; None: its active layer
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class VerifyImage:
     snapshot: str | None
     source: str
     source_format: str
+    tag: str | None  # as CreateImage's
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ class DomainPlan:
     remove_originals: bool = False
     steps: tuple[Step, ...] = ()
     restore: Restore | None = None
+    # What the user should know about a state the conversion keeps as libvirt has it now.
+    notes: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:

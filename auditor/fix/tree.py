@@ -1,5 +1,9 @@
 """The snapshot tree, per disk: which states to recreate and which image each one builds on.
 
+A state is either an internal snapshot of an image (read at its tag) or, for an external
+snapshot, the image its overlay was created on, read with its backing chain; a tree may hold
+both kinds.
+
 Pure functions over the audit model. Facts gathering uses them to know which size estimates
 to make; the planner uses them to lay out images and libvirt calls.
 """
@@ -37,8 +41,12 @@ def parents_first(snapshots: Sequence[Snapshot]) -> list[Snapshot]:
     return ordered
 
 
+HOLDING_MODES = ("internal", "external")
+
+
 def captured(snapshot: Snapshot, disk: str) -> bool:
-    return any(d.name == disk and d.mode == "internal" for d in snapshot.disks)
+    """Whether SNAPSHOT keeps a state of DISK (inside an image, or below an overlay)."""
+    return any(d.name == disk and d.mode in HOLDING_MODES for d in snapshot.disks)
 
 
 def internal_disks(snapshots: Sequence[Snapshot], domain_disks: Sequence[DomainDisk]) -> list[str]:
@@ -48,33 +56,42 @@ def internal_disks(snapshots: Sequence[Snapshot], domain_disks: Sequence[DomainD
     return order + sorted(wanted - set(order))
 
 
+def held_disks(snapshots: Sequence[Snapshot], domain_disks: Sequence[DomainDisk]) -> list[str]:
+    """Disks that some snapshot keeps a state of, of either kind, in the same order."""
+    wanted = {d.name for s in snapshots for d in s.disks if d.mode in HOLDING_MODES}
+    order = [d.name for d in domain_disks if d.name in wanted]
+    return order + sorted(wanted - set(order))
+
+
 @dataclass(frozen=True, slots=True)
 class Capture:
     """One state of one disk to recreate: DISK at SNAPSHOT (None: the disk now), read from
-    SOURCE, stored as an overlay on BASE's image (None: as a full image)."""
+    SOURCE (at its internal snapshot TAG; None: its active layer, with its backing chain),
+    stored as an overlay on BASE's image (None: as a full image)."""
 
     disk: str
     snapshot: str | None
     source: DiskSource
     base: str | None
+    tag: str | None = None
 
 
 def captures(
     snapshots: Sequence[Snapshot], current: str | None, domain_disks: Sequence[DomainDisk]
 ) -> list[Capture]:
-    """The states to recreate, per disk in order: each snapshot holding the disk internally
-    (parents first), then the disk's current state."""
+    """The states to recreate, per disk in order: each snapshot holding the disk, internally
+    or externally (parents first), then the disk's current state."""
     ordered = parents_first(snapshots)
     by_name = {s.name: s for s in ordered}
     result: list[Capture] = []
-    for disk in internal_disks(ordered, domain_disks):
+    for disk in held_disks(ordered, domain_disks):
         holders = [s for s in ordered if captured(s, disk)]
         for snap in holders:
-            state = next(d.state_image for d in snap.disks if d.name == disk)
-            if state is not None:
-                result.append(
-                    Capture(disk, snap.name, state, _holding_ancestor(snap, disk, by_name))
-                )
+            held = next(d for d in snap.disks if d.name == disk)
+            if held.state_image is not None:
+                tag = snap.name if held.mode == "internal" else None
+                base = _holding_ancestor(snap, disk, by_name)
+                result.append(Capture(disk, snap.name, held.state_image, base, tag))
         now = next((d for d in domain_disks if d.name == disk), None)
         if now is None or now.source is None or not holders:
             continue

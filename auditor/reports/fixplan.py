@@ -109,6 +109,7 @@ def _plan_lines(plan: DomainPlan) -> list[str]:
     ]
     shown = [quoted(s) + (" (current)" if s == plan.current else "") for s in plan.snapshots]
     lines.append(f"  snapshots, parents first: {', '.join(shown)}")
+    lines += [f"  note: {note}" for note in plan.notes]
     lines.append("  new images (estimated size, at most):")
     width = max((len(human_size(i.estimated_bytes)) for i in plan.images), default=0)
     for image in plan.images:

@@ -220,6 +220,7 @@ class HostFiles:
         self._headers = _Headers()
         self._plain: dict[str, FileFacts] = {}
         self._images: dict[str, FileFacts] = {}
+        self._reverts: set[str] = set()
         self._lock = threading.Lock()
 
     def domain(self, domain: Domain) -> dict[str, FileFacts]:
@@ -230,6 +231,7 @@ class HostFiles:
         plain = {p for p in plain if p.startswith("/")}
         facts = gather(images, plain, self._headers)
         with self._lock:
+            self._reverts.update(p for s in domain.snapshots for p in s.revert_overlays)
             for path, item in facts.items():
                 if path in plain:
                     self._plain[path] = item
@@ -238,8 +240,66 @@ class HostFiles:
         return facts
 
     def all(self) -> dict[str, FileFacts]:
-        """Every domain's facts; a path named as a plain file is described as one."""
+        """Every domain's facts (a path named as a plain file is described as one), and the
+        images beside them that no domain names (SNAP018): each of their directories is
+        scanned once, when every domain of the host is known."""
         merged = dict(self._plain)
         for path in sorted(self._images):
             merged.setdefault(path, self._images[path])
+        directories = {os.path.dirname(p) for p in self._images if p.startswith("/")}
+        referenced = set(merged) | {p for f in merged.values() for p in f.backing_chain}
+        # libvirt names the overlays it made reverting to a snapshot with children, too.
+        referenced |= self._reverts
+        merged.update(unreferenced_images(directories, referenced))
         return merged
+
+
+# What fix mode leaves while it writes an image: never an orphan.
+_UNFINISHED = ".part"
+
+
+def unreferenced_images(directories: Iterable[str], referenced: set[str]) -> dict[str, FileFacts]:
+    """qcow2 images in DIRECTORIES (each listed once) that are not in REFERENCED, with their
+    backing chains. Only regular files are opened (lstat first, then O_NOFOLLOW|O_NONBLOCK,
+    so a symlink is not followed and a FIFO cannot block), and only their headers are read."""
+    found: dict[str, FileFacts] = {}
+    known = referenced | {os.path.realpath(p) for p in referenced}
+    for directory in sorted(set(directories)):
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(directory, name)
+            if name.endswith(_UNFINISHED) or path in known:
+                continue
+            facts = _unreferenced(path)
+            if facts is not None and os.path.realpath(path) not in known:
+                found[path] = facts
+    return found
+
+
+def _unreferenced(path: str) -> FileFacts | None:
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        qcow2.read_open(fd, path)
+    except (OSError, qcow2.Qcow2Error):
+        return None
+    finally:
+        os.close(fd)
+    return FileFacts(
+        path,
+        exists=True,
+        size=info.st_size,  # a file's own size: what removing it frees, near enough
+        format="qcow2",
+        backing_chain=tuple(qcow2.backing_chain(path)),
+        unreferenced=True,
+    )

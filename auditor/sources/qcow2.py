@@ -231,3 +231,46 @@ class Qcow2Tables:
                 for i in range(per_table)
             )
         return differing * self.cluster_size
+
+
+def read_open(fd: int, path: str) -> ImageHeader:
+    """The qcow2 header of the file open at FD (read with pread only); Qcow2Error when it is
+    not a regular file or not a qcow2 image this reader understands. For callers that must
+    open the file themselves (O_NOFOLLOW, O_NONBLOCK)."""
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode):
+        raise Qcow2Error(f"{path}: not a regular file")
+    return _qcow2_header(fd, path, found.st_size, found.st_blocks * 512)
+
+
+def backing_path(image: str, recorded: str) -> str:
+    """A recorded backing file name as a path: relative names are relative to the image."""
+    if recorded.startswith("/"):
+        return os.path.normpath(recorded)
+    return os.path.normpath(os.path.join(os.path.dirname(image), recorded))
+
+
+def backing_chain(path: str, limit: int = 64) -> list[str]:
+    """The images below PATH, nearest first, as far as they are regular qcow2 files this
+    reader understands (read-only; O_NONBLOCK, so a FIFO named as a backing file cannot
+    block)."""
+    chain: list[str] = []
+    current = path
+    while len(chain) < limit:
+        try:
+            fd = os.open(current, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            break
+        try:
+            header = read_open(fd, current)
+        except (OSError, Qcow2Error):
+            break
+        finally:
+            os.close(fd)
+        if header.backing_file is None:
+            break
+        current = backing_path(current, header.backing_file)
+        if current in chain or current == path:
+            break
+        chain.append(current)
+    return chain

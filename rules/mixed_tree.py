@@ -1,0 +1,85 @@
+from auditor.rule import Violation, rule
+
+
+@rule("SNAP017", "mixed-snapshot-tree", "error", tags=("internal", "external"), scope="domain")
+def mixed_tree(domain, context):
+    """A domain's snapshot tree holds both internal and external snapshots.
+
+    What it checks:
+        Every domain whose snapshots include at least one internal snapshot (a disk or the
+        memory stored inside a qcow2 image) and at least one external snapshot (an overlay
+        or a memory file). One finding per domain, naming the oldest internal snapshot
+        whose parent or child is external (where the tree crosses from one kind to the
+        other), or the oldest internal snapshot when the kinds sit in separate trees: the
+        internal snapshots are the ones to convert.
+
+    Why:
+        Since virt-manager 5 and cockpit-machines switched to external snapshots, every VM
+        that already had internal snapshots gets a mixed tree the next time someone clicks
+        "snapshot", and libvirt does not handle the two kinds together:
+        - libvirt refuses to delete an external snapshot whose parent is internal ("deleting
+          external snapshot that has internal snapshot as parent not supported", libvirt
+          11.3): `int1 -> ext1 -> int2` cannot be cleaned up;
+        - older libvirt deleted the base image instead (virt-manager issue #811, libvirt
+          10.10; #800 "all my VM snapshots got ruined"; #862);
+        - reverting from an external snapshot back to an internal one rewrites the base image
+          under the external snapshot's overlay, and deleting the external snapshot then
+          leaves its overlay on disk, referenced by nothing (see SNAP018).
+
+    Noncompliant:
+        $ virsh snapshot-list vm --tree
+        int1                 <- internal (inside vm.qcow2)
+          |
+          +- ext1            <- external (overlay vm.ext1)
+              |
+              +- int2        <- internal (inside vm.ext1)
+
+    Compliant:
+        Every snapshot of the domain is external (or every one internal, which SNAP001 and
+        SNAP002 report on their own).
+
+    Remediation:
+        Convert the whole tree to external snapshots with the VM shut off: `snapaudit fix
+        --domain VM` shows the plan, `--apply` runs it; every state is copied and verified
+        before any metadata changes, and the original images are never written.
+
+    Reference:
+        virt-manager issues #811, #800 and #862 (https://github.com/virt-manager/virt-manager/issues).
+        libvirt knowledge base, Internals of snapshots (https://libvirt.org/kbase/snapshots.html).
+    """
+    kinds = {s.name: _kinds(s) for s in domain.snapshots}
+    present = set().union(*kinds.values()) if kinds else set()
+    if present != {"internal", "external"}:
+        return
+    internal = sum("internal" in k for k in kinds.values())
+    external = sum("external" in k for k in kinds.values())
+    yield Violation(
+        f"mixed snapshot tree: {_count(internal, 'internal')} and {external} external; "
+        "libvirt refuses to delete an external snapshot whose parent is internal (older "
+        "libvirt deleted the base image), and a revert across kinds strands overlays",
+        snapshot=_crossing(domain, kinds),
+    )
+
+
+def _kinds(snapshot):
+    kinds = {d.mode for d in snapshot.disks if d.mode in ("internal", "external")}
+    if snapshot.memory in ("internal", "external"):
+        kinds.add(snapshot.memory)
+    return kinds
+
+
+def _crossing(domain, kinds):
+    """The oldest internal snapshot next to an external one (its parent or its child): where
+    the tree crosses kinds; else the oldest internal snapshot. Only internal snapshots are
+    named, as they are the kind to remove."""
+    parents = {s.name: s.parent for s in domain.snapshots}
+    internal = [s.name for s in domain.snapshots if "internal" in kinds[s.name]]
+    for name in internal:
+        neighbours = [parents.get(name)] + [c for c, p in parents.items() if p == name]
+        if any("external" in kinds.get(n, ()) for n in neighbours if n):
+            return name
+    return internal[0]
+
+
+def _count(number, kind):
+    return f"{number} {kind} snapshot{'s' * (number != 1)}"

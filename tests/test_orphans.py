@@ -1,0 +1,35 @@
+"""The directory scan behind SNAP018: one listing per directory, regular qcow2 files only,
+opened without following symlinks or waiting on FIFOs, headers only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from auditor.sources.files import unreferenced_images
+from testlab.pytest_fixtures import require
+
+
+def qcow2(path, backing=None):
+    args = ["qemu-img", "create", "-q", "-f", "qcow2"]
+    args += ["-b", str(backing), "-F", "qcow2"] if backing else []
+    subprocess.run([*args, str(path), "1M"], check=True)
+
+
+def test_only_regular_qcow2_files_are_read(tmp_path):
+    require(shutil.which("qemu-img"), "qemu-img is not installed")
+    base = tmp_path / "vm.qcow2"
+    qcow2(base)
+    qcow2(tmp_path / "left-over", base)
+    os.mkfifo(tmp_path / "a-fifo")  # opening it for reading without O_NONBLOCK would hang
+    os.symlink(tmp_path / "left-over", tmp_path / "a-link")
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "not-an-image").write_bytes(b"QFI")  # a truncated header
+    qcow2(tmp_path / "writing.part", base)
+
+    found = unreferenced_images([str(tmp_path), str(tmp_path)], {str(base)})
+    assert list(found) == [str(tmp_path / "left-over")]
+    facts = found[str(tmp_path / "left-over")]
+    assert (facts.format, facts.backing_chain, facts.unreferenced) == ("qcow2", (str(base),), True)
+    assert facts.size == (tmp_path / "left-over").stat().st_size
