@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import tarfile
@@ -171,6 +172,48 @@ def test_hostile_bundle_members_are_refused(tmp_path, name, kind, message):
         read_bundle(path)
     assert str(caught.value) == f"{path}: {message}"
     assert not (tmp_path / "x").exists() and not Path("/etc/cron.d/x").exists()
+
+
+def raw_bundle(tmp_path: Path, *blocks: bytes) -> str:
+    """A bundle whose tar stream is the manifest of a good one, then BLOCKS as they are."""
+    good = io.BytesIO()
+    write_bundle(good, raw_host(), None)
+    good.seek(0)
+    with tarfile.open(fileobj=good, mode="r:gz") as src:
+        manifest = src.getmember("manifest.json")
+        data = src.extractfile(manifest).read()
+    stream = manifest.tobuf() + data + b"\0" * (-len(data) % 512) + b"".join(blocks)
+    path = tmp_path / "evil.tar.gz"
+    path.write_bytes(gzip.compress(stream + b"\0" * 1024))
+    return str(path)
+
+
+def header(name: str, kind: bytes, size: int) -> bytes:
+    member = tarfile.TarInfo(name)
+    member.type, member.size = kind, size
+    return member.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        # One pax header of 256 KiB of digits: tarfile's parsing of it is quadratic.
+        [header("x", tarfile.XHDTYPE, 256 * 1024), b"1" * 256 * 1024],
+        [header("g", tarfile.XGLTYPE, 512), b"1" * 512],
+        # A chain of GNU long names: tarfile follows it by recursion.
+        [header("././@LongLink", tarfile.GNUTYPE_LONGNAME, 512), b"a" * 512] * 2000,
+        [header("././@LongLink", tarfile.GNUTYPE_LONGLINK, 512), b"a" * 512],
+        [header("s", tarfile.GNUTYPE_SPARSE, 0)],
+    ],
+    ids=["pax", "pax-global", "long-names", "long-link", "sparse"],
+)
+def test_extended_and_sparse_headers_are_refused_before_tarfile_reads_them(tmp_path, blocks):
+    path = raw_bundle(tmp_path, *blocks)
+    with pytest.raises(BundleError) as caught:
+        read_bundle(path)
+    assert str(caught.value) == (
+        f"{path}: not a readable bundle: an extended or sparse header at byte 1024: refused"
+    )
 
 
 def test_not_a_bundle(tmp_path):
