@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.model import Host
+from auditor.model import FileFacts, Host
 from auditor.sources.assemble import RawDomain, RawHost, RawSnapshot
 from auditor.sources.bundle import BundleError, is_bundle, read_bundle, write_bundle
 from auditor.sources.metadata_dir import NotMetadataError, is_metadata_dir, scan_metadata_dir
@@ -172,6 +173,31 @@ def test_hostile_bundle_members_are_refused(tmp_path, name, kind, message):
         read_bundle(path)
     assert str(caught.value) == f"{path}: {message}"
     assert not (tmp_path / "x").exists() and not Path("/etc/cron.d/x").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("size", "big"),
+        ("size", 1.5),
+        ("exists", "no"),
+        ("error", 5),
+        ("format", ["qcow2"]),
+        ("file_type", 1),
+        ("known_depth", "3"),
+    ],
+)
+def test_file_facts_of_the_wrong_type_are_refused(tmp_path, field, value):
+    facts = FileFacts(path="/images/web.qcow2", exists=True, size=1)
+    path = tmp_path / "hv1.tar.gz"
+    with path.open("wb") as out:
+        bad = {"/images/web.qcow2": dataclasses.replace(facts, **{field: value})}
+        write_bundle(out, raw_host(), bad)
+    with pytest.raises(BundleError) as caught:
+        read_bundle(str(path))
+    assert str(caught.value) == (
+        f"{path}: files.json: {field} of '/images/web.qcow2' has the wrong type"
+    )
 
 
 def raw_bundle(tmp_path: Path, *blocks: bytes) -> str:

@@ -288,11 +288,28 @@ def _files(data: bytes, path: str) -> dict[str, FileFacts]:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise BundleError(f"{path}: files.json: {key} must be a list of strings")
                 known[key] = tuple(value)
+        # Reports and rules do arithmetic and string work on these: a size of "big" would
+        # otherwise end the HTML report in a traceback.
+        for key, kinds in _FACT_TYPES.items():
+            if key in known and type(known[key]) not in kinds:
+                raise BundleError(
+                    f"{path}: files.json: {key} of {known['path']!r} has the wrong type"
+                )
         try:
             facts[known["path"]] = FileFacts(**known)
         except TypeError as exc:
             raise BundleError(f"{path}: files.json: {exc}") from None
     return facts
+
+
+_FACT_TYPES = {
+    "exists": (bool,),
+    "size": (int, type(None)),
+    "format": (str, type(None)),
+    "error": (str, type(None)),
+    "file_type": (str, type(None)),
+    "known_depth": (int, type(None)),
+}
 
 
 def _skipped(data: bytes, path: str, uri: str) -> list[Skipped]:
