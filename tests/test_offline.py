@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -82,6 +83,19 @@ def test_hostile_entries_are_skipped_one_line_each_and_the_rest_audited(tmp_path
         ("web", "link", f"{path}/link.xml: is a symbolic link: not followed"),
         ("web", "other", "root element is <domain>, expected <domainsnapshot>"),
         ("web", "unreadable", f"{path}/unreadable.xml: is not a regular file (a directory)"),
+    ]
+
+
+def test_names_that_are_not_utf8_are_skipped_in_words_every_report_can_write(tmp_path):
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "good.xml").write_bytes(snapshot_xml("good"))
+    os.mkdir(os.fsencode(tmp_path) + b"/bad\xff")
+    Path(os.fsdecode(os.fsencode(tmp_path) + b"/web/caf\xe9.xml")).write_bytes(snapshot_xml("b"))
+    scan = scan_metadata_dir(tmp_path, host_name="hv")
+    assert [s.name for d in scan.domains for s in d.snapshots] == ["good"]
+    assert [(s.domain, s.snapshot, s.reason) for s in scan.skipped] == [
+        ("bad\\xff", None, f"{tmp_path}/bad\\xff: the name is not UTF-8: not read"),
+        ("web", "caf\\xe9", f"{tmp_path}/web/caf\\xe9.xml: the name is not UTF-8: not read"),
     ]
 
 
@@ -197,6 +211,21 @@ def test_file_facts_of_the_wrong_type_are_refused(tmp_path, field, value):
         read_bundle(str(path))
     assert str(caught.value) == (
         f"{path}: files.json: {field} of '/images/web.qcow2' has the wrong type"
+    )
+
+
+def test_lone_surrogates_in_a_bundle_are_refused(tmp_path):
+    # JSON's escapes decode to lone surrogates, which no report could write out again.
+    manifest = json.dumps({"format": "snapaudit/bundle/v1", "uri": "qemu:///system#\udcff"})
+    path = tmp_path / "hv1.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        member = tarfile.TarInfo("manifest.json")
+        member.size = len(manifest)
+        tar.addfile(member, io.BytesIO(manifest.encode()))
+    with pytest.raises(BundleError) as caught:
+        read_bundle(str(path))
+    assert str(caught.value) == (
+        f"{path}: manifest.json: holds a lone surrogate, which is not Unicode text"
     )
 
 

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from auditor import __version__
-from auditor.inputs import MAX_FILE_BYTES, InputError, check_xml_text, parse_json
+from auditor.inputs import MAX_FILE_BYTES, InputError, check_text, check_xml_text, parse_json
 from auditor.model import FileFacts, Host, HostScan, Skipped
 from auditor.sources.assemble import (
     RawDomain,
@@ -329,7 +329,9 @@ def _skipped(data: bytes, path: str, uri: str) -> list[Skipped]:
 
 def json_load(data: bytes, path: str, name: str):
     try:
-        return parse_json(data)
+        value = parse_json(data)
+        check_text(value)
+        return value
     except InputError as exc:
         raise BundleError(f"{path}: {name}: {exc}") from None
 
