@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from auditor.model import FileFacts, Host
 from auditor.sources.assemble import RawDomain, RawHost, RawSnapshot
@@ -284,3 +285,15 @@ def test_not_a_bundle(tmp_path):
     text.write_bytes(plain.getvalue())
     with pytest.raises(BundleError, match=r"not a snapaudit bundle \(snapaudit/bundle/v1\)"):
         read_bundle(str(text))
+
+
+def test_a_domain_xml_directory_that_is_missing_is_a_usage_error(tmp_path):
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "a.xml").write_bytes(snapshot_xml("a"))
+    missing = tmp_path / "missing"
+    proc = run_cli("scan", "--from", str(tmp_path), "--domain-xml", str(missing))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        f"snapaudit: --domain-xml {missing}: not a directory that can be read\n",
+    )
