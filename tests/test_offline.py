@@ -297,3 +297,27 @@ def test_a_domain_xml_directory_that_is_missing_is_a_usage_error(tmp_path):
         "",
         f"snapaudit: --domain-xml {missing}: not a directory that can be read\n",
     )
+
+
+def test_a_bundle_cut_short_or_holding_too_much_before_an_index_is_refused(tmp_path, monkeypatch):
+    good = io.BytesIO()
+    write_bundle(good, raw_host(), None)
+    good.seek(0)
+    cut = tmp_path / "cut.tar.gz"
+    with tarfile.open(fileobj=good, mode="r:gz") as src, tarfile.open(cut, "w:gz") as dst:
+        for member in src:
+            if member.name == "skipped.json":  # the last member: the copy stops before it
+                break
+            dst.addfile(member, src.extractfile(member))
+    with pytest.raises(BundleError) as caught:
+        read_bundle(str(cut))
+    assert str(caught.value) == f"{cut}: the bundle is cut short (no skipped.json, its last member)"
+
+    from auditor.sources import bundle
+
+    monkeypatch.setattr(bundle, "MAX_PENDING_BYTES", 100)  # the snapshots' XML is larger
+    whole = tmp_path / "whole.tar.gz"
+    whole.write_bytes(good.getvalue())
+    with pytest.raises(BundleError) as caught:
+        read_bundle(str(whole))
+    assert str(caught.value) == f"{whole}: more domain data than a bundle holds before its index"

@@ -72,7 +72,12 @@ def scan_metadata_dir(
 def _raw_domain(entry: os.DirEntry, definition: bytes | None, uri: str, skipped) -> RawDomain:
     snapshots = []
     uuid = _uuid(definition) if definition else ""
-    for item in _entries(Path(entry.path)):
+    try:
+        listed = _entries(Path(entry.path))
+    except OSError as exc:  # unreadable, or gone since the parent was listed
+        skipped.append(Skipped(uri, entry.name, None, f"{entry.path}: cannot list: {exc.strerror}"))
+        listed = []
+    for item in listed:
         if not item.name.endswith(".xml"):
             continue  # libvirt keeps nothing else here; editors' backups are not metadata
         name = item.name[: -len(".xml")]
