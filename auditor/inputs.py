@@ -153,6 +153,30 @@ def read_regular_file(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
         os.close(fd)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(value: object) -> None:
+    """Refuse lone surrogates anywhere in a parsed JSON value: JSON's `\\udcff` escapes
+    decode to them, and no report writer can encode them again."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            raise InputError("holds a lone surrogate, which is not Unicode text")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key)
+            check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            check_text(item)
+
+
+def shown_name(name: str) -> str:
+    """A file name as text that every report can hold: bytes that are not UTF-8 (which
+    Python keeps as lone surrogates) as `\\xff`."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def check_xml_text(data: bytes) -> None:
     """Refuse what metadata never holds: DTDs and entity declarations (never expanded by
     the parser anyway, but a file carrying them was not written by libvirt), and text

@@ -2,7 +2,8 @@
 
 Every writer goes through here, so that each rule is written and tested once:
 - a regular file or a new path is replaced atomically (an exclusive temporary file beside it);
-- a character device, a FIFO or standard output is written straight through, never replaced;
+- a character device, our own FIFO or standard output is written straight through, never
+  replaced (a FIFO planted where root writes would hand its maker the report, or hang us);
 - a symlink is never replaced: it is followed only when it and its directory belong to root
   or the invoking user (a link planted in /tmp must not redirect root's write);
 - a new file gets 0666 & ~umask, a replaced one keeps its mode and owner, set on the file
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 _FD_PATH = re.compile(r"^/(?:dev/fd/(\d+)|proc/self/fd/(\d+)|dev/(stdout|stderr))$")
+_NOT_OURS = "belongs to uid %d, neither root nor the invoking user"
 
 
 class WriteError(OSError):
@@ -85,14 +87,13 @@ def _follow(path: str) -> _Target:
             owners = [(f"symlink {current}", st.st_uid), (directory, os.stat(directory).st_uid)]
             for what, owner in owners:
                 if owner not in trusted:
-                    raise WriteError(
-                        f"cannot write {path}: {what} belongs to uid {owner}, neither root nor "
-                        "the invoking user"
-                    )
+                    raise WriteError(f"cannot write {path}: {what} {_NOT_OURS % owner}")
             current = os.path.join(directory, os.readlink(current))
         elif stat.S_ISREG(st.st_mode):
             return _Target("replace", current, st=st)
         elif stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+            if stat.S_ISFIFO(st.st_mode) and (owner := st.st_uid) not in trusted:
+                raise WriteError(f"cannot write {path}: FIFO {current} {_NOT_OURS % owner}")
             return _Target("through", current)
         else:
             what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a file, device or FIFO"
@@ -157,8 +158,8 @@ def _write_through(path: str, data: bytes) -> None:
     # No O_CREAT, no O_TRUNC: a device or a FIFO is written, never made into a file.
     fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        mode = os.fstat(fd).st_mode
-        if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        fifo = stat.S_ISFIFO((st := os.fstat(fd)).st_mode)
+        if not (stat.S_ISCHR(st.st_mode) or fifo) or (fifo and st.st_uid not in trusted_uids()):
             raise WriteError(f"cannot write {path}: it was replaced while being opened")
         _write_all(fd, data)
     finally:

@@ -35,15 +35,21 @@ def chain_depth(domain, context):
     if not limit:
         return
     parents = {s.name: s.parent for s in domain.snapshots}
-    depths = {}
-    for snapshot in domain.snapshots:  # oldest first: parents usually come before children
-        depth, name, seen = 0, snapshot.name, set()
-        while name in parents and name not in seen:  # `seen` guards against cycles
+    depths: dict[str, int] = {}
+    for snapshot in domain.snapshots:
+        # Walk up to the first ancestor whose depth is known, then fill the path in: each
+        # snapshot's depth is computed once, however long the chain.
+        path, name, seen = [], snapshot.name, set()
+        while name in parents and name not in depths and name not in seen:  # cycles end it
             seen.add(name)
-            depth += 1
+            path.append(name)
             name = parents[name]
-        depths[snapshot.name] = depth
-    deepest = max(depths, key=lambda n: depths[n], default=None)
+        depth = depths.get(name, 0)
+        for step in reversed(path):
+            depth += 1
+            depths[step] = depth
+    # The first of the deepest in the domain's own order (oldest first), as reported before.
+    deepest = max((s.name for s in domain.snapshots), key=depths.__getitem__, default=None)
     if deepest is not None and depths[deepest] > limit:
         yield Violation(
             f"snapshot tree is {depths[deepest]} levels deep (limit: {limit})",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
-from auditor.model import Host
+from auditor.model import FileFacts, Host
 from auditor.sources.assemble import RawDomain, RawHost, RawSnapshot
 from auditor.sources.bundle import BundleError, is_bundle, read_bundle, write_bundle
 from auditor.sources.metadata_dir import NotMetadataError, is_metadata_dir, scan_metadata_dir
@@ -80,6 +84,19 @@ def test_hostile_entries_are_skipped_one_line_each_and_the_rest_audited(tmp_path
         ("web", "link", f"{path}/link.xml: is a symbolic link: not followed"),
         ("web", "other", "root element is <domain>, expected <domainsnapshot>"),
         ("web", "unreadable", f"{path}/unreadable.xml: is not a regular file (a directory)"),
+    ]
+
+
+def test_names_that_are_not_utf8_are_skipped_in_words_every_report_can_write(tmp_path):
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "good.xml").write_bytes(snapshot_xml("good"))
+    os.mkdir(os.fsencode(tmp_path) + b"/bad\xff")
+    Path(os.fsdecode(os.fsencode(tmp_path) + b"/web/caf\xe9.xml")).write_bytes(snapshot_xml("b"))
+    scan = scan_metadata_dir(tmp_path, host_name="hv")
+    assert [s.name for d in scan.domains for s in d.snapshots] == ["good"]
+    assert [(s.domain, s.snapshot, s.reason) for s in scan.skipped] == [
+        ("bad\\xff", None, f"{tmp_path}/bad\\xff: the name is not UTF-8: not read"),
+        ("web", "caf\\xe9", f"{tmp_path}/web/caf\\xe9.xml: the name is not UTF-8: not read"),
     ]
 
 
@@ -173,6 +190,88 @@ def test_hostile_bundle_members_are_refused(tmp_path, name, kind, message):
     assert not (tmp_path / "x").exists() and not Path("/etc/cron.d/x").exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("size", "big"),
+        ("size", 1.5),
+        ("exists", "no"),
+        ("error", 5),
+        ("format", ["qcow2"]),
+        ("file_type", 1),
+        ("known_depth", "3"),
+    ],
+)
+def test_file_facts_of_the_wrong_type_are_refused(tmp_path, field, value):
+    facts = FileFacts(path="/images/web.qcow2", exists=True, size=1)
+    path = tmp_path / "hv1.tar.gz"
+    with path.open("wb") as out:
+        bad = {"/images/web.qcow2": dataclasses.replace(facts, **{field: value})}
+        write_bundle(out, raw_host(), bad)
+    with pytest.raises(BundleError) as caught:
+        read_bundle(str(path))
+    assert str(caught.value) == (
+        f"{path}: files.json: {field} of '/images/web.qcow2' has the wrong type"
+    )
+
+
+def test_lone_surrogates_in_a_bundle_are_refused(tmp_path):
+    # JSON's escapes decode to lone surrogates, which no report could write out again.
+    manifest = json.dumps({"format": "snapaudit/bundle/v1", "uri": "qemu:///system#\udcff"})
+    path = tmp_path / "hv1.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        member = tarfile.TarInfo("manifest.json")
+        member.size = len(manifest)
+        tar.addfile(member, io.BytesIO(manifest.encode()))
+    with pytest.raises(BundleError) as caught:
+        read_bundle(str(path))
+    assert str(caught.value) == (
+        f"{path}: manifest.json: holds a lone surrogate, which is not Unicode text"
+    )
+
+
+def raw_bundle(tmp_path: Path, *blocks: bytes) -> str:
+    """A bundle whose tar stream is the manifest of a good one, then BLOCKS as they are."""
+    good = io.BytesIO()
+    write_bundle(good, raw_host(), None)
+    good.seek(0)
+    with tarfile.open(fileobj=good, mode="r:gz") as src:
+        manifest = src.getmember("manifest.json")
+        data = src.extractfile(manifest).read()
+    stream = manifest.tobuf() + data + b"\0" * (-len(data) % 512) + b"".join(blocks)
+    path = tmp_path / "evil.tar.gz"
+    path.write_bytes(gzip.compress(stream + b"\0" * 1024))
+    return str(path)
+
+
+def header(name: str, kind: bytes, size: int) -> bytes:
+    member = tarfile.TarInfo(name)
+    member.type, member.size = kind, size
+    return member.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        # One pax header of 256 KiB of digits: tarfile's parsing of it is quadratic.
+        [header("x", tarfile.XHDTYPE, 256 * 1024), b"1" * 256 * 1024],
+        [header("g", tarfile.XGLTYPE, 512), b"1" * 512],
+        # A chain of GNU long names: tarfile follows it by recursion.
+        [header("././@LongLink", tarfile.GNUTYPE_LONGNAME, 512), b"a" * 512] * 2000,
+        [header("././@LongLink", tarfile.GNUTYPE_LONGLINK, 512), b"a" * 512],
+        [header("s", tarfile.GNUTYPE_SPARSE, 0)],
+    ],
+    ids=["pax", "pax-global", "long-names", "long-link", "sparse"],
+)
+def test_extended_and_sparse_headers_are_refused_before_tarfile_reads_them(tmp_path, blocks):
+    path = raw_bundle(tmp_path, *blocks)
+    with pytest.raises(BundleError) as caught:
+        read_bundle(path)
+    assert str(caught.value) == (
+        f"{path}: not a readable bundle: an extended or sparse header at byte 1024: refused"
+    )
+
+
 def test_not_a_bundle(tmp_path):
     text = tmp_path / "x.tar.gz"
     text.write_bytes(b"\x1f\x8bnot really")
@@ -186,3 +285,39 @@ def test_not_a_bundle(tmp_path):
     text.write_bytes(plain.getvalue())
     with pytest.raises(BundleError, match=r"not a snapaudit bundle \(snapaudit/bundle/v1\)"):
         read_bundle(str(text))
+
+
+def test_a_domain_xml_directory_that_is_missing_is_a_usage_error(tmp_path):
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "a.xml").write_bytes(snapshot_xml("a"))
+    missing = tmp_path / "missing"
+    proc = run_cli("scan", "--from", str(tmp_path), "--domain-xml", str(missing))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        f"snapaudit: --domain-xml {missing}: not a directory that can be read\n",
+    )
+
+
+def test_a_bundle_cut_short_or_holding_too_much_before_an_index_is_refused(tmp_path, monkeypatch):
+    good = io.BytesIO()
+    write_bundle(good, raw_host(), None)
+    good.seek(0)
+    cut = tmp_path / "cut.tar.gz"
+    with tarfile.open(fileobj=good, mode="r:gz") as src, tarfile.open(cut, "w:gz") as dst:
+        for member in src:
+            if member.name == "skipped.json":  # the last member: the copy stops before it
+                break
+            dst.addfile(member, src.extractfile(member))
+    with pytest.raises(BundleError) as caught:
+        read_bundle(str(cut))
+    assert str(caught.value) == f"{cut}: the bundle is cut short (no skipped.json, its last member)"
+
+    from auditor.sources import bundle
+
+    monkeypatch.setattr(bundle, "MAX_PENDING_BYTES", 100)  # the snapshots' XML is larger
+    whole = tmp_path / "whole.tar.gz"
+    whole.write_bytes(good.getvalue())
+    with pytest.raises(BundleError) as caught:
+        read_bundle(str(whole))
+    assert str(caught.value) == f"{whole}: more domain data than a bundle holds before its index"

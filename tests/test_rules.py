@@ -234,3 +234,39 @@ def test_readme_rules_table_matches_the_registry():
     readme = (REPO / "README.md").read_text()
     rows = re.findall(r"^\| ([A-Z]+[0-9]{3}) \| ([a-z0-9-]+) \| ([a-z]+) \|", readme, re.M)
     assert sorted(rows) == sorted((r.code, r.name, r.severity.value) for r in RULES)
+
+
+def test_chain_depth_reads_each_snapshot_once():
+    # A 20,000-deep chain: walking every snapshot's ancestry anew took quadratic time.
+    import time
+
+    from auditor.rules.chain_depth import chain_depth
+
+    from auditor.model import Domain, Snapshot
+    from auditor.rule import Context
+
+    snapshots = tuple(
+        Snapshot(
+            "h",
+            "d",
+            "u",
+            f"s{i}",
+            "shutoff",
+            None,
+            f"s{i - 1}" if i else None,
+            False,
+            None,
+            "no",
+            None,
+            (),
+        )
+        for i in range(20_000)
+    )
+    started = time.monotonic()
+    found = list(
+        chain_depth.check(Domain("h", "d", "u", (), snapshots), Context(params={"max_depth": 10}))
+    )
+    assert time.monotonic() - started < 1.0
+    assert [(v.message, v.snapshot) for v in found] == [
+        ("snapshot tree is 20000 levels deep (limit: 10)", "s19999")
+    ]

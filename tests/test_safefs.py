@@ -72,6 +72,24 @@ def test_a_fifo_is_written_through(tmp_path: Path, report: str):
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
 
 
+def test_a_fifo_planted_by_another_user_is_refused(tmp_path: Path):
+    # Written through, it would hand root's report to its owner, or hang the scan for good.
+    needs_root()
+    public = tmp_path / "public"
+    public.mkdir()
+    public.chmod(0o1777)
+    fifo = public / "r.json"
+    os.mkfifo(fifo)
+    os.chown(fifo, NOBODY, NOBODY)
+    proc = run_cli(*SCAN, "-f", "json", "-o", str(fifo))
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        f"snapaudit: cannot write {fifo}: FIFO {fifo} belongs to uid {NOBODY}, neither root "
+        "nor the invoking user\n"
+    )
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
 def test_standard_output_by_name(tmp_path: Path, report: str):
     stdout = tmp_path / "stdout"
     stdout.symlink_to("/dev/stdout")  # a twin again, root's own link

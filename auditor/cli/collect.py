@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from auditor.cli import exits
+from auditor.display import clean
 
 
 def collect(
@@ -86,7 +87,8 @@ def collect(
             continue
         missed = [s for s in scan.skipped if not s.vanished]
         snapshots = sum(len(d.snapshots) for d in scan.domains)
-        typer.echo(f"{path}: {scan.host.uri}, {len(scan.domains)} domains, {snapshots} snapshots")
+        counts = f"{len(scan.domains)} domains, {snapshots} snapshots"
+        typer.echo(clean(f"{path}: {scan.host.uri}, {counts}"))
         for item in missed:
             where = "/".join(x for x in (item.domain, item.snapshot) if x)
             exits.error(f"{scan.host.uri}: {where}: not collected: {item.reason}")

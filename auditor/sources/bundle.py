@@ -31,30 +31,62 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from auditor import __version__
-from auditor.inputs import MAX_FILE_BYTES, InputError, check_xml_text, parse_json
+from auditor.inputs import MAX_FILE_BYTES
 from auditor.model import FileFacts, Host, HostScan, Skipped
 from auditor.sources.assemble import (
-    RawDomain,
     RawHost,
-    RawSnapshot,
     build_domain,
     external_snapshot_revert,
+)
+from auditor.sources.bundle_records import (
+    FORMAT,
+    HOST_FIELDS,
+    BundleError,
+    json_load,
+    read_domain,
+    read_files,
+    read_manifest,
+    read_skipped,
+    read_volumes,
 )
 from auditor.sources.parser import Volume
 from auditor.sources.volumes import recorded_resolver
 
-FORMAT = "snapaudit/bundle/v1"
-MAX_MEMBERS = 1_000_000
+MAX_MEMBERS = 500_000  # 100,000 snapshots' XML is a fifth of it
+# What may wait in memory for its domain's index.json (written right after the domain's XML).
+MAX_PENDING_BYTES = 256 * 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024**3
 _MEMBER_NAME = re.compile(
     r"^(manifest\.json|capabilities\.xml|volumes\.json|files\.json|skipped\.json|"
     r"domains/\d+/(domain\.xml|index\.json|snapshots/\d+\.xml))$"
 )
-_HOST_FIELDS = ("uri", "hostname", "libvirt_version", "hypervisor_version", "driver")
 
 
-class BundleError(ValueError):
-    """A bundle that cannot be read, as one line."""
+class _ExtendedHeader(tarfile.TarError):
+    """A member header that tarfile would parse before our checks see the member."""
+
+
+class _PlainMember(tarfile.TarInfo):
+    """Refuses extended headers (pax, GNU long names) and sparse members as tarfile meets
+    them: `collect` writes none, and tarfile reads each one whole before returning a member
+    (a 17 KB bundle that inflates to one huge pax header takes minutes of CPU in its regular
+    expressions), follows a chain of them by recursion (a traceback), and reads sparse maps
+    without bound."""
+
+    def _proc_member(self, tar):
+        if self.type in _EXTENDED_TYPES:
+            raise _ExtendedHeader(f"an extended or sparse header at byte {self.offset}: refused")
+        return super()._proc_member(tar)
+
+
+_EXTENDED_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.GNUTYPE_SPARSE,
+)
 
 
 def write_bundle(fileobj, raw: RawHost, files: Mapping[str, FileFacts] | None) -> None:
@@ -65,7 +97,7 @@ def write_bundle(fileobj, raw: RawHost, files: Mapping[str, FileFacts] | None) -
             "format": FORMAT,
             "tool": f"snapaudit {__version__}",
             "collected_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            **{key: getattr(host, key) for key in _HOST_FIELDS},
+            **{key: getattr(host, key) for key in HOST_FIELDS},
             "files_checked": files is not None,
         }
         _add(tar, "manifest.json", _json(manifest))
@@ -101,7 +133,7 @@ def read_bundle(path: str) -> HostScan:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise BundleError(f"{path}: not a regular file")
         try:
-            with tarfile.open(fileobj=handle, mode="r:gz") as tar:
+            with tarfile.open(fileobj=handle, mode="r:gz", tarinfo=_PlainMember) as tar:
                 return _read(tar, path)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise BundleError(f"{path}: not a readable bundle: {exc}") from None
@@ -125,8 +157,10 @@ def _read(tar: tarfile.TarFile, path: str) -> HostScan:
     pending: dict[str, dict[str, bytes]] = {}  # domain dir → member → bytes, until its index
     domains, skipped, files = [], [], None
     volumes: dict[tuple[str, str], Volume] = {}
-    count = total = 0
+    count = total = waiting = 0
+    ended = False  # skipped.json is written last: without it the bundle was cut short
     for member in tar:
+        tar.members.clear()  # tarfile keeps every member it has read; nothing here needs them
         count += 1
         total += member.size
         if count > MAX_MEMBERS or total > MAX_TOTAL_BYTES:
@@ -141,24 +175,28 @@ def _read(tar: tarfile.TarFile, path: str) -> HostScan:
         if member.size > MAX_FILE_BYTES:
             raise BundleError(f"{path}: member {name!r} is larger than 16 MiB")
         data = tar.extractfile(member).read()
+        if ended:
+            raise BundleError(f"{path}: member {name!r} after skipped.json: refused")
         if manifest is None:
             if name != "manifest.json":
                 raise BundleError(f"{path}: the first member is not manifest.json")
-            manifest = _manifest(data, path)
+            manifest = read_manifest(data, path)
             uri = manifest["uri"]
             continue
         if name == "capabilities.xml":
             capabilities = data
         elif name == "volumes.json":
-            volumes = _volumes(data, path)
+            volumes = read_volumes(data, path)
         elif name == "files.json":
-            files = _files(data, path)
+            files = read_files(data, path)
         elif name == "skipped.json":
-            skipped += _skipped(data, path, uri)
+            skipped += read_skipped(data, path, uri)
+            ended = True
         elif name.endswith("/index.json"):
             base = name.rsplit("/", 1)[0]
             members = pending.pop(base, {})
-            raw, refused = _domain(json_load(data, path, name), members, path, name)
+            waiting -= sum(map(len, members.values()))
+            raw, refused = read_domain(json_load(data, path, name), members, path, name)
             skipped += [Skipped(uri, raw.name, snap, reason) for snap, reason in refused]
             domain, missed = build_domain(uri, raw, recorded_resolver(volumes))
             skipped += missed
@@ -167,127 +205,20 @@ def _read(tar: tarfile.TarFile, path: str) -> HostScan:
         else:
             base = "/".join(name.split("/")[:2])
             pending.setdefault(base, {})[name[len(base) + 1 :]] = data
+            waiting += len(data)
+            if waiting > MAX_PENDING_BYTES:
+                raise BundleError(f"{path}: more domain data than a bundle holds before its index")
     if manifest is None:
         raise BundleError(f"{path}: empty bundle")
+    if not ended:
+        raise BundleError(f"{path}: the bundle is cut short (no skipped.json, its last member)")
     host = Host(
-        **{key: manifest.get(key) for key in _HOST_FIELDS},
+        **{key: manifest.get(key) for key in HOST_FIELDS},
         external_snapshot_revert=external_snapshot_revert(capabilities),
     )
     domains.sort(key=lambda d: (d.name, d.uuid))
     skipped.sort(key=lambda s: (s.domain or "", s.snapshot or "", s.reason))
     return HostScan(host, tuple(domains), tuple(skipped), files)
-
-
-def _manifest(data: bytes, path: str) -> dict:
-    manifest = json_load(data, path, "manifest.json")
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError(f"{path}: not a snapaudit bundle ({FORMAT})")
-    for key in _HOST_FIELDS:
-        value = manifest.get(key)
-        if not (value is None or isinstance(value, str)) or (key == "uri" and not value):
-            raise BundleError(f"{path}: manifest.json: {key} must be a string")
-    return manifest
-
-
-def _domain(
-    index: object, members: dict[str, bytes], path: str, name: str
-) -> tuple[RawDomain, list[tuple[str, str]]]:
-    """The domain's raw metadata, and (snapshot, reason) for each XML refused unread."""
-    where = f"{path}: {name}"
-    if not isinstance(index, dict) or not all(
-        isinstance(index.get(k), str) for k in ("name", "uuid")
-    ):
-        raise BundleError(f"{where}: name and uuid must be strings")
-    listed = index.get("snapshots")
-    if not isinstance(listed, list):
-        raise BundleError(f"{where}: snapshots must be a list")
-    snapshots, refused = [], []
-    for item in listed:
-        if not (
-            isinstance(item, dict)
-            and isinstance(item.get("name"), str)
-            and type(item.get("file")) is int
-            and isinstance(item.get("current"), bool)
-        ):
-            raise BundleError(f"{where}: each snapshot needs a name, a file and current")
-        xml = members.get(f"snapshots/{item['file']}.xml")
-        if xml is None:
-            raise BundleError(f"{where}: snapshot {item['name']!r} has no XML in the bundle")
-        try:
-            check_xml_text(xml)
-        except InputError as exc:
-            refused.append((item["name"], f"{where}: snapshot XML {exc}"))
-            continue
-        snapshots.append(RawSnapshot(item["name"], xml, item["current"]))
-    definition = members.get("domain.xml")
-    if definition is not None:
-        try:
-            check_xml_text(definition)
-        except InputError as exc:
-            raise BundleError(f"{where}: domain definition {exc}") from None
-    raw = RawDomain(index["name"], index["uuid"], definition, tuple(snapshots))
-    return raw, refused
-
-
-def _volumes(data: bytes, path: str) -> dict[tuple[str, str], Volume]:
-    records = json_load(data, path, "volumes.json")
-    if not isinstance(records, list):
-        raise BundleError(f"{path}: volumes.json must be a list")
-    found = {}
-    for r in records:
-        keys = ("pool", "volume", "type", "path", "error")
-        if not isinstance(r, dict) or not all(
-            isinstance(r.get(k), str) or (k not in ("pool", "volume") and r.get(k) is None)
-            for k in keys
-        ):
-            raise BundleError(f"{path}: volumes.json: each entry needs pool, volume, type, path")
-        found[r["pool"], r["volume"]] = Volume(r["type"], r["path"], r["error"])
-    return found
-
-
-def _files(data: bytes, path: str) -> dict[str, FileFacts]:
-    records = json_load(data, path, "files.json")
-    fields = {f.name: f.type for f in dataclasses.fields(FileFacts)}
-    facts = {}
-    if not isinstance(records, list):
-        raise BundleError(f"{path}: files.json must be a list")
-    for record in records:
-        if not isinstance(record, dict) or not isinstance(record.get("path"), str):
-            raise BundleError(f"{path}: files.json: each entry needs a path")
-        known = {k: v for k, v in record.items() if k in fields}
-        for key in ("backing_chain", "internal_snapshots"):
-            if key in known:
-                value = known[key]
-                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise BundleError(f"{path}: files.json: {key} must be a list of strings")
-                known[key] = tuple(value)
-        try:
-            facts[known["path"]] = FileFacts(**known)
-        except TypeError as exc:
-            raise BundleError(f"{path}: files.json: {exc}") from None
-    return facts
-
-
-def _skipped(data: bytes, path: str, uri: str) -> list[Skipped]:
-    records = json_load(data, path, "skipped.json")
-    if not isinstance(records, list):
-        raise BundleError(f"{path}: skipped.json must be a list")
-    out = []
-    for r in records:
-        if not isinstance(r, dict) or not isinstance(r.get("reason"), str):
-            raise BundleError(f"{path}: skipped.json: each entry needs a reason")
-        domain, snapshot = r.get("domain"), r.get("snapshot")
-        if not all(v is None or isinstance(v, str) for v in (domain, snapshot)):
-            raise BundleError(f"{path}: skipped.json: domain and snapshot must be strings")
-        out.append(Skipped(uri, domain, snapshot, r["reason"], bool(r.get("vanished"))))
-    return out
-
-
-def json_load(data: bytes, path: str, name: str):
-    try:
-        return parse_json(data)
-    except InputError as exc:
-        raise BundleError(f"{path}: {name}: {exc}") from None
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -15,7 +15,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from auditor.inputs import InputError, check_xml_text, read_regular_file
+from auditor.inputs import InputError, check_xml_text, read_regular_file, shown_name
 from auditor.model import Domain, Host, HostScan, Skipped
 from auditor.sources.assemble import RawDomain, RawSnapshot, build_domain
 
@@ -44,15 +44,16 @@ def scan_metadata_dir(
 ) -> HostScan:
     if not is_metadata_dir(root):
         raise NotMetadataError(f"{root}: not a snapshot metadata directory (DOMAIN/NAME.xml)")
-    uri = host_name or os.path.abspath(root)
+    uri = host_name or shown_name(os.path.abspath(root))
     skipped: list[Skipped] = []
     definitions = _definitions(domain_xml, uri, skipped) if domain_xml else {}
     domains: list[Domain] = []
     names = set()
     directories = []
     for entry in _entries(root):
-        if not entry.is_dir(follow_symlinks=False):
-            skipped.append(Skipped(uri, entry.name, None, f"{entry.path}: {_not_dir(entry)}"))
+        if not _utf8(entry.name) or not entry.is_dir(follow_symlinks=False):
+            reason = f"{shown_name(entry.path)}: {_not_dir(entry)}"
+            skipped.append(Skipped(uri, shown_name(entry.name), None, reason))
             continue
         names.add(entry.name)
         directories.append(entry)
@@ -85,15 +86,23 @@ def scan_metadata_dir(
 def _raw_domain(entry: os.DirEntry, definition: bytes | None, uri: str, skipped) -> RawDomain:
     snapshots = []
     uuid = _uuid(definition) if definition else ""
-    for item in _entries(Path(entry.path)):
+    try:
+        listed = _entries(Path(entry.path))
+    except OSError as exc:  # unreadable, or gone since the parent was listed
+        skipped.append(Skipped(uri, entry.name, None, f"{entry.path}: cannot list: {exc.strerror}"))
+        listed = []
+    for item in listed:
         if not item.name.endswith(".xml"):
             continue  # libvirt keeps nothing else here; editors' backups are not metadata
         name = item.name[: -len(".xml")]
         try:
+            if not _utf8(item.name):
+                raise InputError(_NOT_UTF8)
             data = read_regular_file(item.path)
             check_xml_text(data)
         except InputError as exc:
-            skipped.append(Skipped(uri, entry.name, name, f"{item.path}: {exc}"))
+            shown = shown_name(item.path)
+            skipped.append(Skipped(uri, entry.name, shown_name(name), f"{shown}: {exc}"))
             continue
         uuid = uuid or _uuid(data)
         snapshots.append(RawSnapshot(name, data, None))
@@ -107,10 +116,12 @@ def _definitions(directory: Path, uri: str, skipped: list[Skipped]) -> dict[str,
             continue
         name = item.name[: -len(".xml")]
         try:
+            if not _utf8(item.name):
+                raise InputError(_NOT_UTF8)
             data = read_regular_file(item.path)
             check_xml_text(data)
         except InputError as exc:
-            skipped.append(Skipped(uri, name, None, f"{item.path}: {exc}"))
+            skipped.append(Skipped(uri, shown_name(name), None, f"{shown_name(item.path)}: {exc}"))
             continue
         found[name] = data
     return found
@@ -126,7 +137,17 @@ def _uuid(data: bytes | None) -> str:
     return match.group(1).decode().lower() if match else ""
 
 
+# A name that is not UTF-8 cannot be a domain or snapshot name: no report could write it.
+_NOT_UTF8 = "the name is not UTF-8: not read"
+
+
+def _utf8(name: str) -> bool:
+    return shown_name(name) == name
+
+
 def _not_dir(entry: os.DirEntry) -> str:
+    if not _utf8(entry.name):
+        return _NOT_UTF8
     if entry.is_symlink():
         return "is a symbolic link: not followed"
     return "is not a directory"
