@@ -258,3 +258,11 @@ def test_a_sample_report_loads_and_renders_again(tmp_path):
     original = render("json", sample_result())
     path = write(tmp_path, "r.json", original)
     assert render("json", load_report(path)) == original
+
+
+def test_a_field_path_from_the_file_stays_one_printable_line():
+    from auditor.reports.validate import Invalid, check_report
+
+    with pytest.raises(Invalid) as caught:
+        check_report({"tab\tnew\nline": ["\udcff"]})
+    assert str(caught.value) == "tab\\x09new\\x0aline[0]: not Unicode text (a lone surrogate)"

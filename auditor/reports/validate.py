@@ -18,6 +18,8 @@ import re
 from datetime import date, datetime
 from importlib.resources import files
 
+from auditor.display import clean
+
 # The JSON Schema keywords report-v1.json uses, all of which are checked.
 KEYWORDS = frozenset(
     [
@@ -85,6 +87,7 @@ def _check_text(value: object, where: str) -> None:
 
 
 def _join(where: str, key: str) -> str:
+    key = clean(key)  # a key is the file's text too: the path must stay one printable line
     return f"{where}.{key}" if where else key
 
 
