@@ -95,7 +95,6 @@ Step = (
     | DefineDomain
     | RemoveOriginal
 )
-METADATA_STEPS = (DropSnapshotMetadata, RedefineSnapshot, DefineDomain)
 
 
 # The plan.

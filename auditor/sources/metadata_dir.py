@@ -96,10 +96,7 @@ def _raw_domain(entry: os.DirEntry, definition: bytes | None, uri: str, skipped)
             continue  # libvirt keeps nothing else here; editors' backups are not metadata
         name = item.name[: -len(".xml")]
         try:
-            if not _utf8(item.name):
-                raise InputError(_NOT_UTF8)
-            data = read_regular_file(item.path)
-            check_xml_text(data)
+            data = _read_xml(item)
         except InputError as exc:
             shown = shown_name(item.path)
             skipped.append(Skipped(uri, entry.name, shown_name(name), f"{shown}: {exc}"))
@@ -116,15 +113,21 @@ def _definitions(directory: Path, uri: str, skipped: list[Skipped]) -> dict[str,
             continue
         name = item.name[: -len(".xml")]
         try:
-            if not _utf8(item.name):
-                raise InputError(_NOT_UTF8)
-            data = read_regular_file(item.path)
-            check_xml_text(data)
+            data = _read_xml(item)
         except InputError as exc:
             skipped.append(Skipped(uri, shown_name(name), None, f"{shown_name(item.path)}: {exc}"))
             continue
         found[name] = data
     return found
+
+
+def _read_xml(item: os.DirEntry) -> bytes:
+    """A metadata file's bytes: a UTF-8 name, a regular file, XML without DTDs."""
+    if not _utf8(item.name):
+        raise InputError(_NOT_UTF8)
+    data = read_regular_file(item.path)
+    check_xml_text(data)
+    return data
 
 
 def _entries(directory: Path) -> list[os.DirEntry]:
