@@ -15,7 +15,7 @@ import pytest
 from conftest import FIXTURES
 
 from auditor.fix.codec import plan_from_json, plan_to_json
-from auditor.fix.facts import DomainFacts, Filesystem, ImageFacts, SnapshotFacts
+from auditor.fix.facts import DomainFacts, Filesystem, SnapshotFacts
 from auditor.fix.journal import FINISHED, Journal, JournalError
 from auditor.fix.lock import LockBusy, domain_lock
 from auditor.fix.metadata import external_snapshot
@@ -23,6 +23,7 @@ from auditor.fix.names import after_name, image_name, journal_name, slug
 from auditor.fix.planner import plan_domain
 from auditor.fix.steps import CreateImage, DomainPlan, Options, RedefineSnapshot
 from auditor.fix.tree import captures, parents_first
+from auditor.model import FileFacts
 from auditor.reports.fixplan import Outcome, render_domain, render_json
 from auditor.sources.parser import parse_domain_disks, parse_snapshot
 
@@ -178,7 +179,16 @@ def facts(snapshots: list[str], current: str | None, **overrides) -> DomainFacts
             tags.setdefault(cap.source.path, []).append(cap.snapshot)
     defaults = dict(
         images={
-            path: ImageFacts(path, True, "qcow2", 64 * MiB, 65536, tuple(tags.get(path, ())), 1, 1)
+            path: FileFacts(
+                path,
+                True,
+                format="qcow2",
+                internal_snapshots=tuple(tags.get(path, ())),
+                virtual_size=64 * MiB,
+                cluster_size=65536,
+                length=1,
+                mtime_ns=1,
+            )
             for path in {c.source.path for c in caps}
         },
         target_dirs={c.disk: "/images" for c in caps},
@@ -230,8 +240,15 @@ def test_refusals_from_facts():
         "not enough free space in /images: 6.0 MiB needed, 1.0 MiB available",
     )
     stranded_images = {
-        "/images/web01-vda.qcow2": ImageFacts(
-            "/images/web01-vda.qcow2", True, "qcow2", MiB, 65536, ("a", "b", "b"), 1, 1
+        "/images/web01-vda.qcow2": FileFacts(
+            "/images/web01-vda.qcow2",
+            True,
+            format="qcow2",
+            internal_snapshots=("a", "b", "b"),
+            virtual_size=MiB,
+            cluster_size=65536,
+            length=1,
+            mtime_ns=1,
         )
     }
     assert plan_domain(facts(TREE, "b", images=stranded_images), Options()).refusals == (

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from auditor import safefs
 from auditor.fix.tree import Capture, captures
-from auditor.model import DomainDisk, Snapshot
+from auditor.model import DomainDisk, FileFacts, Snapshot
 
 # What qemu-img uses when an image does not say (the qcow2 default).
 DEFAULT_CLUSTER = 65536
@@ -18,19 +18,6 @@ DEFAULT_CLUSTER = 65536
 class SnapshotFacts:
     xml: str  # as libvirt reports it, secrets included
     model: Snapshot  # the same XML, parsed by the auditor's parser
-
-
-@dataclass(frozen=True, slots=True)
-class ImageFacts:
-    path: str
-    exists: bool
-    format: str | None = None
-    virtual_size: int | None = None
-    cluster_size: int | None = None
-    snapshots: tuple[str, ...] = ()  # internal snapshot names, as the image lists them
-    size: int | None = None
-    mtime_ns: int | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +40,7 @@ class DomainFacts:
     disks: tuple[DomainDisk, ...]
     snapshots: tuple[SnapshotFacts, ...]  # parents first
     current: str | None
-    images: Mapping[str, ImageFacts] = field(default_factory=dict)
+    images: Mapping[str, FileFacts] = field(default_factory=dict)
     target_dirs: Mapping[str, str] = field(default_factory=dict)  # disk → directory
     # Upper bound of each new image's size, by (disk, snapshot or None for now).
     estimates: Mapping[tuple[str, str | None], int] = field(default_factory=dict)

@@ -16,10 +16,10 @@ from auditor.fix.facts import (
     DEFAULT_CLUSTER,
     DomainFacts,
     Filesystem,
-    ImageFacts,
     SnapshotFacts,
 )
 from auditor.fix.tree import Capture, parents_first
+from auditor.model import FileFacts
 from auditor.sources.connection import open_read_write
 from auditor.sources.files import files_visible
 from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
@@ -193,30 +193,30 @@ def _with_files(facts: DomainFacts, target_dir: str | None) -> DomainFacts:
     )
 
 
-def image_facts(path: str, fmt: str | None, *, force_share: bool = False) -> ImageFacts:
+def image_facts(path: str, fmt: str | None, *, force_share: bool = False) -> FileFacts:
     try:
         stat = os.stat(path)
     except FileNotFoundError:
-        return ImageFacts(path, exists=False)
+        return FileFacts(path, exists=False)
     except OSError as exc:
-        return ImageFacts(path, exists=True, error=exc.strerror)
+        return FileFacts(path, exists=True, error=exc.strerror)
     try:
         data = images.info(path, fmt, force_share=force_share)
     except images.ImageError as exc:
-        return ImageFacts(path, exists=True, error=str(exc))
-    return ImageFacts(
+        return FileFacts(path, exists=True, error=str(exc))
+    return FileFacts(
         path,
         exists=True,
         format=data.get("format"),
         virtual_size=data.get("virtual-size"),
         cluster_size=data.get("cluster-size"),
-        snapshots=tuple(s["name"] for s in data.get("snapshots", ())),
-        size=stat.st_size,
+        internal_snapshots=tuple(s["name"] for s in data.get("snapshots", ())),
+        length=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
     )
 
 
-def _overhead(image: ImageFacts, cache: dict[tuple[int, int], int]) -> int:
+def _overhead(image: FileFacts, cache: dict[tuple[int, int], int]) -> int:
     key = (image.virtual_size or 0, image.cluster_size or DEFAULT_CLUSTER)
     if key not in cache:
         cache[key] = images.metadata_bytes(*key)
@@ -224,7 +224,7 @@ def _overhead(image: ImageFacts, cache: dict[tuple[int, int], int]) -> int:
 
 
 def _estimates(
-    caps: list[Capture], found: Mapping[str, ImageFacts], overhead: dict[tuple[int, int], int]
+    caps: list[Capture], found: Mapping[str, FileFacts], overhead: dict[tuple[int, int], int]
 ) -> dict[tuple[str, str | None], int]:
     """Full images: what `qemu-img measure` says a copy needs. Overlays: the clusters whose
     table entries differ from the base snapshot's, plus an empty image's metadata."""
@@ -241,7 +241,7 @@ def _estimates(
     return result
 
 
-def _estimate(cap: Capture, by_key: dict, image: ImageFacts, overhead: dict) -> int:
+def _estimate(cap: Capture, by_key: dict, image: FileFacts, overhead: dict) -> int:
     base = by_key.get((cap.disk, cap.base)) if cap.base else None
     if base is not None and base.source.path == image.path and image.format == "qcow2":
         # (Both read through the same backing chain: only this image's tables differ.)

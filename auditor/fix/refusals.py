@@ -76,7 +76,7 @@ def refusals(
             out.append(f"image {cap.source.path} of disk {cap.disk} is missing")
         elif image.error:
             out.append(f"image {cap.source.path} cannot be read: {image.error}")
-        elif cap.tag is not None and cap.tag not in image.snapshots:
+        elif cap.tag is not None and cap.tag not in image.internal_snapshots:
             out.append(f"image {cap.source.path} has no internal snapshot {quoted(cap.tag)}")
         elif (cap.disk, cap.snapshot) not in facts.estimates and not facts.active:
             out.append(f"cannot estimate the size of disk {cap.disk} at {at(cap.snapshot)}")
@@ -103,8 +103,8 @@ def _stranded(facts: DomainFacts, caps: list[Capture]) -> list[str]:
         image = facts.images.get(path)
         if image is None or image.error:
             continue
-        for tag in dict.fromkeys(image.snapshots):
-            if image.snapshots.count(tag) > 1:
+        for tag in dict.fromkeys(image.internal_snapshots):
+            if image.internal_snapshots.count(tag) > 1:
                 out.append(f"image {path} holds two internal snapshots named {quoted(tag)}")
             elif tag not in known[path]:
                 out.append(

@@ -122,6 +122,10 @@ _FACT_TYPES = {
     "error": (str, type(None)),
     "file_type": (str, type(None)),
     "known_depth": (int, type(None)),
+    "virtual_size": (int, type(None)),
+    "cluster_size": (int, type(None)),
+    "length": (int, type(None)),
+    "mtime_ns": (int, type(None)),
 }
 
 
