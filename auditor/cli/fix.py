@@ -229,8 +229,11 @@ def _reason(exc: BaseException, journal=None, option: str = "--resume") -> str:
         text = one_line(exc).removeprefix("ImageError: ")
     else:
         text = str(exc)
-    if isinstance(exc, JournalError) and journal is not None:
-        text += f"; once it can be written, run snapaudit fix {option} {journal.path}"
+    if journal is not None and "snapaudit fix --" not in text:
+        # The one command that applies: the same one again, once the cause is solved (when
+        # it cannot finish, it names the other).
+        solved = "the journal can be written" if isinstance(exc, JournalError) else "that is solved"
+        text += f"; once {solved}, run snapaudit fix {option} {journal.path}"
     return text
 
 

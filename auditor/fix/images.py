@@ -7,8 +7,8 @@ for a plan that will refuse the domain anyway). New images are written inside
 anything, so a complete-looking file is always a complete one, and another user who can write
 to the directory cannot redirect the write or the chown/chmod that follows it.
 
-Every child process dies with fix (PR_SET_PDEATHSIG), SIGKILL included, so no `qemu-img`
-goes on writing once fix is gone; a killed child is reported with the signal that killed it.
+Every child process dies with fix (`qemu.die_with_parent`), SIGKILL included, so no
+`qemu-img` goes on writing once fix is gone; a killed child is reported with its signal.
 The private directories of NBD sockets are removed on every way out, and those a killed fix
 left behind are removed by the next one.
 """
@@ -16,7 +16,6 @@ left behind are removed by the next one.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -34,7 +33,6 @@ from auditor.sources import qemu
 
 NBD_START_TIMEOUT = 30.0
 PART = "image.qcow2"  # the new image, inside PATH.part: a directory only we can enter
-_PR_SET_PDEATHSIG = 1
 _EXPORTS = "snapaudit-nbd-"  # + the pid of the fix that made it
 
 
@@ -69,24 +67,15 @@ class ImageError(RuntimeError):
 def _run(*args: str) -> str:
     proc = _child(args)
     if proc.returncode:
-        raise ImageError(f"{args[0]} {args[1]}: {_failure(proc)}")
+        raise ImageError(f"{args[0]} {args[1]}: {qemu.failure(proc)}")
     return proc.stdout
 
 
 def _child(args: tuple[str, ...] | list[str]) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(args, capture_output=True, text=True, preexec_fn=_die_with_parent)
+        return qemu.child(args)
     except OSError as exc:
         raise ImageError(f"{args[0]}: {exc.strerror}") from None
-
-
-def _failure(proc: subprocess.CompletedProcess) -> str:
-    """Why a tool failed: the signal that killed it, or its own last line of errors."""
-    if proc.returncode < 0:
-        return f"killed by {signal.Signals(-proc.returncode).name}"
-    lines = (proc.stderr or proc.stdout).strip().splitlines()
-    tool = proc.args[0]
-    return lines[-1].removeprefix(f"{tool}: ") if lines else f"failed (exit {proc.returncode})"
 
 
 def snapshot_option(tag: str) -> str:
@@ -117,11 +106,6 @@ def metadata_bytes(virtual_size: int, cluster_size: int) -> int:
     return int(json.loads(_run(*args))["required"])
 
 
-def _die_with_parent() -> None:
-    # qemu-nbd must not outlive us, even when we are killed with SIGKILL mid-step.
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 @contextlib.contextmanager
 def export(source: str, fmt: str, tag: str | None) -> Iterator[str]:
     """Serve SOURCE, or its internal snapshot TAG, read-only over NBD on a private socket;
@@ -137,7 +121,7 @@ def export(source: str, fmt: str, tag: str | None) -> Iterator[str]:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
-                preexec_fn=_die_with_parent,
+                preexec_fn=qemu.die_with_parent(),
             )
             try:
                 _wait_for_socket(proc, sock, errors)
@@ -235,7 +219,7 @@ def verify_image(path: str, source: str, fmt: str, tag: str | None) -> None:
     if proc.returncode == 1:
         raise ImageError(f"{path}: content differs from its source")
     if proc.returncode:
-        raise ImageError(f"qemu-img compare: {_failure(proc)}")
+        raise ImageError(f"qemu-img compare: {qemu.failure(proc)}")
 
 
 def same_content(path: str, fmt: str, other: str, other_fmt: str) -> bool:
@@ -245,7 +229,7 @@ def same_content(path: str, fmt: str, other: str, other_fmt: str) -> bool:
     with export(other, other_fmt, None) as nbd:
         proc = _child(["qemu-img", "compare", "-q", "-f", fmt, "-F", "raw", path, nbd])
     if proc.returncode not in (0, 1):
-        raise ImageError(f"qemu-img compare {path} {other}: {_failure(proc)}")
+        raise ImageError(f"qemu-img compare {path} {other}: {qemu.failure(proc)}")
     return proc.returncode == 0
 
 

@@ -96,8 +96,6 @@ def render_domain(outcome: Outcome) -> str:
     elif outcome.result == "failed":
         where = f"; journal {outcome.journal}" if outcome.journal else ""
         lines.append(f"  FAILED: {outcome.error or ''}{where}")
-        if outcome.journal and "snapaudit fix --" not in (outcome.error or ""):
-            lines.append("  continue with --resume JOURNAL, or undo with --rollback JOURNAL")
     return "\n".join(clean(line) for line in lines) + "\n"
 
 

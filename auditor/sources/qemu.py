@@ -1,27 +1,58 @@
 """Running QEMU's command-line tools (qemu-img, qemu-nbd) and reading their JSON.
 
-Shared by the file checks of an audit and by fix mode: one place that turns a tool's failure
-into the one line it printed last.
+Shared by the file checks of an audit and by fix mode: one place that starts a tool so that
+it dies with us (PR_SET_PDEATHSIG, SIGKILL of snapaudit included: no `qemu-img` goes on
+reading or writing once we are gone), and that turns a tool's failure into one line: the
+signal that killed it, or the last line it printed.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
+import signal
 import subprocess
+from collections.abc import Callable
+
+_PR_SET_PDEATHSIG = 1
 
 
 class QemuToolError(RuntimeError):
-    """A tool failed; the message is its own last line of error output."""
+    """A tool failed; the message is its own last line of error output, or its signal."""
+
+
+@functools.cache
+def die_with_parent() -> Callable[[], None]:
+    """The preexec_fn for every child. prctl is looked up here, in the parent: a child forked
+    from a threaded process must not load libraries before it execs."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def child(args: tuple[str, ...] | list[str], timeout: float | None = None):
+    """Run ARGS to the end; its output is captured as text. Raises OSError or TimeoutExpired."""
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, preexec_fn=die_with_parent()
+    )
+
+
+def failure(proc: subprocess.CompletedProcess) -> str:
+    """Why a tool failed: the signal that killed it, or its own last line of errors."""
+    if proc.returncode < 0:
+        return f"killed by {signal.Signals(-proc.returncode).name}"
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    tool = proc.args[0]
+    return lines[-1].removeprefix(f"{tool}: ") if lines else f"failed (exit {proc.returncode})"
 
 
 def run(*args: str, timeout: float | None = None) -> str:
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        proc = child(args, timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise QemuToolError(f"{args[0]} failed: {exc}") from None
     if proc.returncode:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise QemuToolError(lines[-1].removeprefix(f"{args[0]}: ") if lines else "failed")
+        raise QemuToolError(failure(proc))
     return proc.stdout
 
 
