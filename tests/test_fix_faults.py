@@ -100,9 +100,10 @@ class Scenario:
         if self.original.exists():
             self.tree.write("vda", 5, 0x55)
 
-    def try_start(self) -> None:
+    def try_start(self, phase: str) -> None:
         """Start the domain while fix is stopped at a boundary: it must not run on its
-        originals; on its new images it may, and then it is shut off again."""
+        originals while they are being converted (a rollback restores them: there it may);
+        on its new images it may, and then it is shut off again."""
         try:
             self.tree.dom.create()
         except libvirt.libvirtError as exc:
@@ -111,7 +112,7 @@ class Scenario:
             return
         on_original = self.defined_on_original()
         self.tree.dom.destroy()
-        if on_original:
+        if on_original and phase != "rollback":
             self.problems.append("the domain started on its original image")
 
     def recover(self, first: str, env: dict | None = None) -> str:
@@ -197,7 +198,10 @@ def run_scenario(uri: str, root: Path, case: tuple[str, str, str]) -> list[str]:
             proc = snapaudit("fix", f"--{phase}", str(scenario.journal()), env=stop)
             first = "--rollback" if phase == "resume" else "--resume"
         own = "--rollback" if phase == "rollback" else "--resume"
-        return fault_then_recover(scenario, proc, fault, first, own)
+        # After a phase's last record nothing is left to write: a broken journal goes unseen.
+        last = {"apply": RECORDS, "resume": RESUME_RECORDS, "rollback": ROLLBACK_RECORDS}[phase]
+        final = where == f"{last}+"
+        return fault_then_recover(scenario, proc, (phase, fault, final), first, own)
     finally:
         if fault == "full":
             subprocess.run(["umount", "-l", str(scenario.state)])
@@ -205,13 +209,14 @@ def run_scenario(uri: str, root: Path, case: tuple[str, str, str]) -> list[str]:
 
 
 def fault_then_recover(
-    scenario: Scenario, proc: subprocess.Popen, fault: str, first: str, own: str
+    scenario: Scenario, proc: subprocess.Popen, how: tuple[str, str, bool], first: str, own: str
 ) -> list[str]:
+    phase, fault, final = how
     if not wait_stopped(proc):
         return [f"ran to the end: {proc.communicate()}"]
     try:
         if fault == "start":
-            scenario.try_start()
+            scenario.try_start(phase)
         elif fault == "kill":
             proc.kill()
         elif fault == "write":
@@ -228,6 +233,13 @@ def fault_then_recover(
         if proc.poll() is None:
             proc.send_signal(signal.SIGCONT)
     out, _ = proc.communicate(timeout=120)
+    if fault in ("immutable", "full") and final:
+        if proc.returncode != 0:
+            scenario.problems.append(f"its last record was written, yet: {out}")
+        subprocess.run(["chattr", "-i", str(scenario.journal())], check=True)
+        with contextlib.suppress(FileNotFoundError):
+            (scenario.state / "filler").unlink()
+        return scenario.check(own)
     if fault in ("immutable", "full"):
         if proc.returncode != 3 or f"cannot write journal {scenario.journal()}: " not in out:
             scenario.problems.append(f"run on a broken journal: {proc.returncode} {out}")

@@ -221,6 +221,7 @@ def _one_domain(
 def _reason(exc: BaseException, journal=None, option: str = "--resume") -> str:
     """One line, no Python class names; a journal that could not be written says what then."""
     from auditor.display import one_line
+    from auditor.fix.execute import FixFailed
     from auditor.fix.journal import JournalError
 
     if isinstance(exc, OSError) and exc.strerror:
@@ -229,9 +230,9 @@ def _reason(exc: BaseException, journal=None, option: str = "--resume") -> str:
         text = one_line(exc).removeprefix("ImageError: ")
     else:
         text = str(exc)
-    if journal is not None and "snapaudit fix --" not in text:
+    if journal is not None and not isinstance(exc, FixFailed) and "snapaudit fix --" not in text:
         # The one command that applies: the same one again, once the cause is solved (when
-        # it cannot finish, it names the other).
+        # it cannot finish, it names the other). A FixFailed already says what applies.
         solved = "the journal can be written" if isinstance(exc, JournalError) else "that is solved"
         text += f"; once {solved}, run snapaudit fix {option} {journal.path}"
     return text
