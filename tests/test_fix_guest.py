@@ -14,6 +14,7 @@ import libvirt
 import pytest
 from test_fix_faults import Scenario, wait_stopped
 
+from testlab import guest as bios_guest
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
 
@@ -135,3 +136,20 @@ def test_a_guest_run_during_a_conversion_keeps_every_byte(conn, libvirtd, tmp_pa
         assert tree.boot.read_bytes() == BOOT_BLANK
     finally:
         scenario.close()
+
+
+def test_a_write_the_bios_refuses_is_reported_and_the_guest_still_powers_off(
+    conn,
+    libvirtd,  # noqa: F811
+    tmp_path,
+):
+    tree = SnapshotTree(conn, "guest-fails", tmp_path, guest=True)
+    tree.write("vda", 0, 0x11, 8)
+    # Drive 82 does not exist: only the boot disk (80) and vda (81) are hard disks.
+    bios_guest.arm(tree.boot, bios_guest.boot_sector(drive=0x82, pattern=0xEE, mib=0))
+    assert bios_guest.run(tree.dom, tree.serial_log) == "boot drive 80: write failed, status 01\n"
+    bios_guest.disarm(tree.boot)
+    with pytest.raises(RuntimeError, match="the guest reported 'boot drive 80: write failed"):
+        tree.guest_write("vda", 8, 0xEE)  # past the end of the 8 MiB disk
+    assert tree.now["vda"] == [0x11] * 8
+    assert read_back(tree.images["vda"], tree.now["vda"]) == []
