@@ -16,6 +16,7 @@ from pathlib import Path
 
 import libvirt
 
+from testlab import guest as bios_guest
 from testlab.images import create_qcow2, create_raw, write_pattern
 from testlab.vms import define_vm, snapshot_internal, snapshot_internal_live
 
@@ -26,7 +27,8 @@ SECURE_DOMAIN = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
 class SnapshotTree:
     """A shut-off domain with qcow2 disks (vda, vdb, ...) of SIZE_MIB each; optionally a
     read-only raw disk that snapshots do not capture (libvirt refuses internal snapshots
-    beside a writable one), which no conversion may touch."""
+    beside a writable one), which no conversion may touch. With GUEST, a boot disk (also
+    read-only raw, left out of snapshots) lets `guest_write` write through the running VM."""
 
     def __init__(
         self,
@@ -37,6 +39,7 @@ class SnapshotTree:
         disks: int = 1,
         size_mib: int = 8,
         excluded_raw: bool = False,
+        guest: bool = False,
     ):
         directory.mkdir(parents=True, exist_ok=True)
         self.size_mib = size_mib
@@ -56,11 +59,31 @@ class SnapshotTree:
                 if disk.find("source").get("file") == str(raw.resolve()):
                     ET.SubElement(disk, "readonly")
             self.dom = conn.defineXML(ET.tostring(xml, encoding="unicode"))
+        if guest:
+            self.boot = create_raw(directory / f"{name}-boot.raw", "1M")  # blank: idles
+            self.serial_log = directory / f"{name}-serial.log"
+            self.serial_log.touch()  # there from the start, so it is not a file a run left
+            xml = self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            self.dom = conn.defineXML(bios_guest.attach(xml, self.boot, self.serial_log))
         self.now = {disk: [0] * size_mib for disk in self.images}
         self.states: dict[str, dict[str, list[int]]] = {}  # snapshot → disk → blocks
 
     def write(self, disk: str, block: int, pattern: int, blocks: int = 1) -> None:
         write_pattern(self.images[disk], pattern, block * MiB, blocks * MiB)
+        self.now[disk][block : block + blocks] = [pattern] * blocks
+
+    def guest_write(self, disk: str, block: int, pattern: int, blocks: int = 1) -> None:
+        """What `write` does, done by the guest through the running VM: boot it, let it
+        write, and wait until it has powered itself off."""
+        drive = bios_guest.data_drives(self.dom.XMLDesc())[disk]
+        sector = bios_guest.boot_sector(drive=drive, pattern=pattern, mib=block, blocks=blocks)
+        bios_guest.arm(self.boot, sector)
+        try:
+            output = bios_guest.run(self.dom, self.serial_log)
+        finally:
+            bios_guest.disarm(self.boot)  # a later start (a live snapshot, say) writes nothing
+        if output != "boot drive 80: done\n":
+            raise RuntimeError(f"the guest reported {output!r}")
         self.now[disk][block : block + blocks] = [pattern] * blocks
 
     def snapshot(self, name: str, description: str | None = None) -> None:
