@@ -260,7 +260,7 @@ FAULTS = ("kill", "write", "start", "immutable", "full")
 # record; after define-domain ran but before its record.
 PHASES = {"resume": "7", "rollback": "14"}
 RESUME_RECORDS = 10  # from the third image on
-ROLLBACK_RECORDS = 2  # rollback-started, rolled-back
+ROLLBACK_RECORDS = 6  # rollback-started, metadata and 3 images undone, rolled-back
 
 
 def cases() -> list[tuple[str, str, str]]:
@@ -273,7 +273,7 @@ def cases() -> list[tuple[str, str, str]]:
 
 def test_every_fault_at_every_journal_record(conn, libvirtd, tmp_path):  # noqa: F811
     every = cases()
-    assert len(every) == 280
+    assert len(every) == 320
     with ThreadPoolExecutor(WORKERS) as pool:
         results = pool.map(
             lambda c: run_scenario(libvirtd.uri, tmp_path / "-".join(c).replace("+", "p"), c),
@@ -303,8 +303,17 @@ def test_a_forged_or_malformed_journal_is_refused_whole(conn, libvirtd, tmp_path
     bad_path = tmp_path / "bad-path.journal"
     bad_path.write_text("\n".join([lines[0], created]) + "\n")
 
+    bad_undone = tmp_path / "bad-undone.journal"
+    undone = json.dumps({"type": "undone", "what": str(victim)})
+    bad_undone.write_text("\n".join([lines[0], undone]) + "\n")
+
     for journal, why in [
         (forged, "line 1 is not a valid plan (its images are not the ones its steps create)"),
+        (
+            bad_undone,
+            f"line 2 is not a valid record ('{victim}' is neither the metadata nor an image "
+            "of the plan)",
+        ),
         (bad_record, "line 2 is not a valid record (no step 99)"),
         (bad_path, f"line 2 is not a valid record ('{victim}' is not an image of the plan)"),
     ]:
@@ -315,3 +324,23 @@ def test_a_forged_or_malformed_journal_is_refused_whole(conn, libvirtd, tmp_path
             f"snapaudit: {journal}: {why}\n",
         )
     assert victim.read_text() == "keep me"
+
+
+def test_a_rollback_journals_each_step_it_undoes(conn, libvirtd, tmp_path):  # noqa: F811
+    scenario = Scenario(libvirtd.uri, tmp_path / "undo")
+    try:
+        scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": PHASES["rollback"]}).communicate(timeout=120)
+        proc = run_cli("fix", "--rollback", str(scenario.journal()))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        records = [json.loads(line) for line in scenario.journal().read_text().splitlines()]
+        plan = records[0]["plan"]
+        tail = [(r["type"], r.get("what")) for r in records[-6:]]
+        assert tail == [
+            ("rollback-started", None),
+            ("undone", "metadata"),
+            *[("undone", image["path"]) for image in plan["images"]],
+            ("rolled-back", None),
+        ]
+        assert scenario.check("--rollback") == []
+    finally:
+        scenario.close()

@@ -60,6 +60,7 @@ class Journal:
     done: set[int] = field(default_factory=set)
     state: str = OPEN
     created: dict[str, FileId] = field(default_factory=dict)  # image path → identity
+    undone: set[str] = field(default_factory=set)  # rolled back: "metadata", image paths
 
     @classmethod
     def create(cls, path: Path, uri: str, plan: DomainPlan) -> Journal:
@@ -150,6 +151,11 @@ class Journal:
                 self.state = FINISHED
             case "rollback-started":
                 self.state = ROLLING_BACK
+            case "undone":
+                what = record["what"]
+                if what != "metadata" and what not in {i.path for i in self.plan.images}:
+                    raise ValueError(f"{what!r} is neither the metadata nor an image of the plan")
+                self.undone.add(what)
             case "rolled-back":
                 self.state = ROLLED_BACK
             case other if strict:
@@ -181,6 +187,12 @@ class Journal:
     def rollback_started(self) -> None:
         if self.state != ROLLING_BACK:
             self._append({"type": "rollback-started"})
+
+    def undo_done(self, what: str) -> None:
+        """Record one rollback step: "metadata" (domain and snapshots restored) or a new
+        image's path (removed, or found absent). Rollback repairs whatever differs each time
+        it runs, so these say how far it got; they do not let it skip anything."""
+        self._append({"type": "undone", "what": what})
 
     def roll_back(self) -> None:
         self._append({"type": "rolled-back"})

@@ -4,9 +4,10 @@ exactly, and every file the conversion created removed.
 Rollback compares the host with the original metadata the journal holds and repairs whatever
 differs, so it is idempotent and finishes a rollback that was killed or could not record its
 end. It journals that it began before it changes anything (from then on the conversion is
-never resumed) and that it ended. It removes only files whose identity the journal recorded
-as they were created. While it works it holds QEMU's image lock on the originals and the new
-images, so the domain cannot start on either.
+never resumed), each step it undid (the metadata, then each new image), and that it ended.
+It removes only files whose identity the journal recorded as they were created. While it
+works it holds QEMU's image lock on the originals and the new images, so the domain cannot
+start on either.
 
 Which data is the truth: if the guest wrote to its original after the conversion began (it
 ran before being defined on the new images), the original is newer and is kept; if it wrote
@@ -63,10 +64,11 @@ def rollback(conn: libvirt.virConnect, journal: Journal, progress: Progress) -> 
             _refuse_losing_writes(dom, journal)
             journal.rollback_started()
             _restore_metadata(conn, dom, plan, progress)
+            journal.undo_done("metadata")
             for image in plan.images:
                 _discard(journal, image.path, progress)
-            for directory in sorted({os.path.dirname(i.path) for i in plan.images}):
-                images.fsync_dir(directory)
+                images.fsync_dir(os.path.dirname(image.path))
+                journal.undo_done(image.path)
     except hold.HoldError as exc:
         raise FixFailed(f"{exc}, then run {again}") from None
     except images.ImageError as exc:
