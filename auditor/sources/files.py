@@ -92,41 +92,44 @@ class _Headers:
         """Facts for PATH and each image below it, or None when any image of the chain is
         not read natively (then qemu-img reads the whole chain, and words any error). The
         rest of a chain already read from another overlay is reused, not walked again."""
-        if not os.path.lexists(path):
+        found = self.header(path, None)
+        # Whether a path exists is asked only when it could not be read: one open, no lstat.
+        if found is None and not os.path.lexists(path):
             return [FileFacts(path, exists=False)]
-        names, entries, fmts, fmt = [path], [], [], None
+        names, headers, fmts = [path], [], ["qcow2"]
         known: list[FileFacts] = []  # facts from an image below on, read for another top
         while True:
-            if len(names) > 1 and (known := self._chains.get((names[-1], fmt or "qcow2"), [])):
+            if found is None or len(names) > _MAX_CHAIN:
+                return None
+            headers.append(found)
+            if found.backing_file is None:
+                break
+            below = qcow2.backing_path(names[-1], found.backing_file)
+            if below in names:
+                return None  # a loop: qemu-img refuses it in its own words
+            names.append(below)
+            fmts.append(found.backing_format or "qcow2")
+            if known := self._chains.get((below, fmts[-1]), []):
                 names = names[:-1] + [item.path for item in known]
                 if len(set(names)) < len(names) or len(names) > _MAX_CHAIN:
                     return None  # a loop, or too long: qemu-img words it
                 break
-            found = self.header(names[-1], fmt)
-            if found is None or len(names) > _MAX_CHAIN:
-                return None
-            entries.append(
-                {
-                    "format": found.format,
-                    "actual-size": found.allocated,
-                    "snapshots": [{"name": n} for n in found.snapshots],
-                }
+            found = self.header(below, found.backing_format)
+        facts = [
+            # Read natively: a regular file (fstat'ed when it was opened, following links).
+            FileFacts(
+                name,
+                exists=True,
+                size=header.allocated,
+                format=header.format,
+                backing_chain=tuple(names[i + 1 :]),
+                internal_snapshots=header.snapshots,
+                file_type="file" if name.startswith("/") else None,
             )
-            fmts.append(fmt or "qcow2")
-            if found.backing_file is None:
-                break
-            below = found.backing_file
-            below = os.path.normpath(
-                below if below.startswith("/") else os.path.join(os.path.dirname(names[-1]), below)
-            )
-            if below in names:
-                return None  # a loop: qemu-img refuses it in its own words
-            names.append(below)
-            fmt = found.backing_format
-        upper = zip(names, entries, strict=False)  # the images read here, above KNOWN
-        facts = [_facts(n, e, tuple(names[i + 1 :])) for i, (n, e) in enumerate(upper)]
+            for i, (name, header) in enumerate(zip(names, headers, strict=False))
+        ]
         facts += known
-        for i, key in enumerate(fmts):
+        for i, key in enumerate(fmts[: len(headers)]):
             self._chains.setdefault((names[i], key), facts[i:])
         return facts
 
@@ -263,7 +266,7 @@ def unreferenced_images(directories: Iterable[str], referenced: set[str]) -> dic
     backing chains. Only regular files are opened (lstat first, then O_NOFOLLOW|O_NONBLOCK,
     so a symlink is not followed and a FIFO cannot block), and only their headers are read."""
     found: dict[str, FileFacts] = {}
-    known = referenced | {os.path.realpath(p) for p in referenced}
+    resolved: set[str] | None = None  # REFERENCED's real paths: only if a candidate is left
     for directory in sorted(set(directories)):
         try:
             names = sorted(os.listdir(directory))
@@ -271,10 +274,16 @@ def unreferenced_images(directories: Iterable[str], referenced: set[str]) -> dic
             continue
         for name in names:
             path = os.path.join(directory, name)
-            if name.endswith(_UNFINISHED) or path in known:
+            if name.endswith(_UNFINISHED) or path in referenced:
+                continue
+            if resolved is None:
+                # realpath costs an lstat per path component: on a host whose images are
+                # all referenced by name it is never paid.
+                resolved = referenced | {os.path.realpath(p) for p in referenced}
+            if path in resolved:
                 continue
             facts = _unreferenced(path)
-            if facts is not None and os.path.realpath(path) not in known:
+            if facts is not None and os.path.realpath(path) not in resolved:
                 found[path] = facts
     return found
 

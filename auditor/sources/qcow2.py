@@ -86,7 +86,13 @@ def _qcow2_header(fd: int, path: str, file_size: int, allocated: int) -> ImageHe
     backing_format = _backing_format(head, header_length, path)
     backing = None
     if backing_offset:
-        raw = os.pread(fd, backing_size, backing_offset)
+        end = backing_offset + backing_size
+        # qemu-img writes the name right after the header extensions, inside the first read
+        raw = (
+            head[backing_offset:end]
+            if end <= len(head)
+            else os.pread(fd, backing_size, backing_offset)
+        )
         if len(raw) != backing_size or not 0 < backing_size < 1024:
             raise Qcow2Error(f"{path}: unreadable backing file name")
         backing = raw.decode("utf-8", "surrogateescape")
