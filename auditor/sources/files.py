@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from auditor.model import Domain, FileFacts
+from auditor.model import Domain, FileFacts, FileFactsMap
 from auditor.sources import qcow2, qemu
 from auditor.sources.qemu import QemuToolError
 
@@ -242,11 +242,11 @@ class HostFiles:
                     self._images.setdefault(path, item)
         return facts
 
-    def all(self) -> dict[str, FileFacts]:
+    def all(self) -> FileFactsMap:
         """Every domain's facts (a path named as a plain file is described as one), and the
         images beside them that no domain names (SNAP018): each of their directories is
         scanned once, when every domain of the host is known."""
-        merged = dict(self._plain)
+        merged = FileFactsMap(self._plain)
         for path in sorted(self._images):
             merged.setdefault(path, self._images[path])
         directories = {os.path.dirname(p) for p in self._images if p.startswith("/")}
