@@ -54,7 +54,11 @@ def gather(
         if found is None:
             rest.append(path)
         for item in found or ():
-            facts.setdefault(item.path, item)
+            kept = facts.get(item.path)
+            if kept is item:
+                break  # kept with the rest of its chain already: shared chains cost O(n)
+            if kept is None:
+                facts[item.path] = item
     for found in headers.qemu_chains(rest):
         for item in found:
             facts.setdefault(item.path, item)
@@ -88,16 +92,18 @@ class _Headers:
                 self._read[key] = None
         return self._read[key]
 
-    def chain(self, path: str) -> list[FileFacts] | None:
+    def chain(self, path: str) -> tuple[FileFacts, ...] | None:
         """Facts for PATH and each image below it, or None when any image of the chain is
         not read natively (then qemu-img reads the whole chain, and words any error). The
         rest of a chain already read from another overlay is reused, not walked again."""
+        if cached := self._chains.get((path, "qcow2")):
+            return cached
         found = self.header(path, None)
         # Whether a path exists is asked only when it could not be read: one open, no lstat.
         if found is None and not os.path.lexists(path):
-            return [FileFacts(path, exists=False)]
+            return (FileFacts(path, exists=False),)
         names, headers, fmts = [path], [], ["qcow2"]
-        known: list[FileFacts] = []  # facts from an image below on, read for another top
+        known: tuple[FileFacts, ...] = ()  # the chain from an image below on, read before
         while True:
             if found is None or len(names) > _MAX_CHAIN:
                 return None
@@ -107,30 +113,33 @@ class _Headers:
             below = qcow2.backing_path(names[-1], found.backing_file)
             if below in names:
                 return None  # a loop: qemu-img refuses it in its own words
-            names.append(below)
-            fmts.append(found.backing_format or "qcow2")
-            if known := self._chains.get((below, fmts[-1]), []):
-                names = names[:-1] + [item.path for item in known]
-                if len(set(names)) < len(names) or len(names) > _MAX_CHAIN:
-                    return None  # a loop, or too long: qemu-img words it
+            fmt = found.backing_format or "qcow2"
+            if known := self._chains.get((below, fmt), ()):
+                rest = known[0].backing_chain
+                if len(names) + 1 + len(rest) > _MAX_CHAIN or not set(names).isdisjoint(rest):
+                    return None  # too long, or a loop: qemu-img words it
                 break
+            names.append(below)
+            fmts.append(fmt)
             found = self.header(below, found.backing_format)
-        facts = [
-            # Read natively: a regular file (fstat'ed when it was opened, following links).
-            FileFacts(
+        # Built from the bottom up: each image's facts and chain end in those of the image
+        # below it, and each is kept for any other overlay on it.
+        facts, backing = known, (known[0].path, *known[0].backing_chain) if known else ()
+        for name, header, fmt in zip(
+            reversed(names), reversed(headers), reversed(fmts), strict=True
+        ):
+            item = FileFacts(
                 name,
                 exists=True,
                 size=header.allocated,
                 format=header.format,
-                backing_chain=tuple(names[i + 1 :]),
+                backing_chain=backing,
                 internal_snapshots=header.snapshots,
+                # Read natively: a regular file (fstat'ed when opened, following links).
                 file_type="file" if name.startswith("/") else None,
             )
-            for i, (name, header) in enumerate(zip(names, headers, strict=False))
-        ]
-        facts += known
-        for i, key in enumerate(fmts[: len(headers)]):
-            self._chains.setdefault((names[i], key), facts[i:])
+            facts, backing = (item, *facts), (name, *backing)
+            self._chains.setdefault((name, fmt), facts)
         return facts
 
 
