@@ -50,3 +50,18 @@ def test_unreferenced_images_are_found_by_directory_in_any_mapping():
             "/b/w.old",
         ]
         assert unreferenced_in(files, ["/c", "/"]) == []
+
+
+def test_each_image_is_opened_once(tmp_path, monkeypatch):
+    require(shutil.which("qemu-img"), "qemu-img is not installed")
+    base = tmp_path / "vm.qcow2"
+    qcow2(base)
+    qcow2(tmp_path / "left-over", base)
+    opened = []
+    real = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **k: opened.append(p) or real(p, *a, **k))
+    found = unreferenced_images([str(tmp_path)], {str(base)})
+    assert list(found) == [str(tmp_path / "left-over")]
+    assert found[str(tmp_path / "left-over")].backing_chain == (str(base),)
+    # The left-over for its header, the image below it for its own (the end of the chain).
+    assert opened == [str(tmp_path / "left-over"), str(base)]

@@ -308,7 +308,7 @@ def _unreferenced(path: str) -> FileFacts | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
-        qcow2.read_open(fd, path)
+        header = qcow2.read_open(fd, path, info)
     except (OSError, qcow2.Qcow2Error):
         return None
     finally:
@@ -318,6 +318,6 @@ def _unreferenced(path: str) -> FileFacts | None:
         exists=True,
         size=info.st_size,  # a file's own size: what removing it frees, near enough
         format="qcow2",
-        backing_chain=tuple(qcow2.backing_chain(path)),
+        backing_chain=tuple(qcow2.backing_chain(path, header=header)),
         unreferenced=True,
     )
