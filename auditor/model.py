@@ -7,7 +7,8 @@ records; rules and reporters see nothing else.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -149,6 +150,36 @@ class FileFacts:
         if not self.exists or self.error:
             return None
         return self.known_depth if self.known_depth is not None else 1 + len(self.backing_chain)
+
+
+class FileFactsMap(dict):
+    """A host's file facts by path (a dict of FileFacts), as a scan that checked files gives
+    them: it also finds the unreferenced images of some directories without going through
+    every path. SNAP018 asks once per domain, and a host has thousands of files and few
+    unreferenced ones. The index is built on the first question: fill the dict first."""
+
+    __slots__ = ("_unreferenced",)
+
+    def unreferenced_in(self, directories: Iterable[str]) -> list[str]:
+        """The unreferenced images directly in DIRECTORIES, by path, sorted."""
+        try:
+            index = self._unreferenced
+        except AttributeError:
+            index = {}
+            for path, facts in self.items():
+                if facts.unreferenced:
+                    index.setdefault(os.path.dirname(path), []).append(path)
+            self._unreferenced = index
+        return sorted(p for d in set(directories) for p in index.get(d, ()))
+
+
+def unreferenced_in(files: Mapping[str, FileFacts], directories: Iterable[str]) -> list[str]:
+    """The unreferenced images of FILES directly in DIRECTORIES, by path, sorted; indexed
+    when FILES is a FileFactsMap, otherwise found by going through every path."""
+    if isinstance(files, FileFactsMap):
+        return files.unreferenced_in(directories)
+    wanted = set(directories)
+    return sorted(p for p, f in files.items() if f.unreferenced and os.path.dirname(p) in wanted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 import os
 
 from auditor.display import human_size
+from auditor.model import unreferenced_in
 from auditor.rule import Violation, rule
 
 
@@ -51,10 +52,8 @@ def orphaned_overlay(domain, context):
     # an overlay on it to none in particular.
     mine = {s.path for s in domain.disk_sources() if s.type == "file" and s.path}
     directories = {os.path.dirname(p) for p in mine}
-    for path in sorted(context.files):
+    for path in unreferenced_in(context.files, directories):
         facts = context.files[path]
-        if not facts.unreferenced or os.path.dirname(path) not in directories:
-            continue
         below = next((p for p in facts.backing_chain if p in mine), None)
         if below is not None:
             yield Violation(

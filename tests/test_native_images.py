@@ -48,6 +48,13 @@ def images(tmp_path: Path) -> Path:
     # A backing format not given: qemu probes it (here it finds qcow2).
     img("create", "-q", "-f", "qcow2", "-b", tmp_path / "a", "-F", "qcow2", tmp_path / "probe")
     forget_backing_format(tmp_path / "probe")
+    # A backing format that says raw where the image is qcow2: the path has two readings,
+    # and the first top (by path) that reaches it decides which one is reported.
+    img("create", "-q", "-f", "qcow2", "-u", "-b", "a", "-F", "raw", tmp_path / "on-a-as-raw", "8M")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    # A loop: qemu-img refuses it in its own words.
+    img("create", "-q", "-u", "-f", "qcow2", "-b", "loop2", "-F", "qcow2", tmp_path / "loop1", "1M")
+    img("create", "-q", "-u", "-f", "qcow2", "-b", "loop1", "-F", "qcow2", tmp_path / "loop2", "1M")
     return tmp_path
 
 
@@ -61,7 +68,7 @@ def forget_backing_format(path: Path) -> None:
         f.write(bytes(8))
 
 
-NATIVE = ["base.raw", "v2.qcow2", "base.qcow2", "a", "b", "sub/c", "on-raw", "probe"]
+NATIVE = ["base.raw", "v2.qcow2", "base.qcow2", "a", "b", "sub/c", "on-raw", "probe", "on-a-as-raw"]
 
 
 @pytest.mark.parametrize("name", [*NATIVE, "datafile.qcow2"])
@@ -84,7 +91,7 @@ def test_native_headers_agree_with_qemu_img(images, name):
 
 def test_gathered_facts_are_those_qemu_img_gives(images):
     tops = [str(images / n) for n in [*NATIVE, "disk.vmdk", "broken", "datafile.qcow2"]]
-    tops.append(str(images / "missing"))
+    tops += [str(images / n) for n in ("missing", "dangling", "loop1")]
     native = files.gather(tops)
     via_qemu = {}
     for top in sorted(tops):
@@ -96,6 +103,24 @@ def test_gathered_facts_are_those_qemu_img_gives(images):
     )
     assert native[str(images / "base.qcow2")].internal_snapshots == ("first tag", "zweiter-ü")
     assert native[str(images / "broken")].error.startswith("Could not open")
+    assert native[str(images / "missing")] == files.FileFacts(str(images / "missing"), False)
+    assert native[str(images / "dangling")].error.startswith("Could not open")
+    assert "infinite loop" in native[str(images / "loop1")].error
+    assert native[str(images / "a")].format == "qcow2"
+    assert files.gather([str(images / "on-a-as-raw")])[str(images / "a")].format == "raw"
+
+
+def test_an_image_costs_one_open_and_one_read(images, monkeypatch):
+    """The header cluster holds the backing file name: one pread per image; the snapshot
+    table is read only where there is one (base.qcow2). No stat beyond the open file's."""
+    calls = []
+    for name in ("open", "pread", "stat", "lstat"):
+        real = getattr(files.os, name)
+        wrapped = lambda *a, _n=name, _r=real, **k: calls.append(_n) or _r(*a, **k)  # noqa: E731
+        monkeypatch.setattr(files.os, name, wrapped)
+    facts = files.gather([str(images / n) for n in ("a", "b", "sub/c")])
+    assert len(facts) == 4
+    assert sorted(calls) == ["open"] * 4 + ["pread"] * 5
 
 
 def test_a_shared_chain_is_read_once(images, monkeypatch):

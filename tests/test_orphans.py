@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 
+from auditor.model import FileFacts, FileFactsMap, unreferenced_in
 from auditor.sources.files import unreferenced_images
 from testlab.pytest_fixtures import require
 
@@ -33,3 +34,34 @@ def test_only_regular_qcow2_files_are_read(tmp_path):
     facts = found[str(tmp_path / "left-over")]
     assert (facts.format, facts.backing_chain, facts.unreferenced) == ("qcow2", (str(base),), True)
     assert facts.size == (tmp_path / "left-over").stat().st_size
+
+
+def test_unreferenced_images_are_found_by_directory_in_any_mapping():
+    facts = {
+        p: FileFacts(p, True, unreferenced=p.endswith("old"))
+        for p in ("/a/x.old", "/a/y", "/a/sub/z.old", "/b/w.old", "/a/c.old", "/b/v")
+    }
+    for files in (facts, FileFactsMap(facts)):
+        assert unreferenced_in(files, ["/a"]) == ["/a/c.old", "/a/x.old"]
+        assert unreferenced_in(files, {"/b", "/a/sub", "/a"}) == [
+            "/a/c.old",
+            "/a/sub/z.old",
+            "/a/x.old",
+            "/b/w.old",
+        ]
+        assert unreferenced_in(files, ["/c", "/"]) == []
+
+
+def test_each_image_is_opened_once(tmp_path, monkeypatch):
+    require(shutil.which("qemu-img"), "qemu-img is not installed")
+    base = tmp_path / "vm.qcow2"
+    qcow2(base)
+    qcow2(tmp_path / "left-over", base)
+    opened = []
+    real = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **k: opened.append(p) or real(p, *a, **k))
+    found = unreferenced_images([str(tmp_path)], {str(base)})
+    assert list(found) == [str(tmp_path / "left-over")]
+    assert found[str(tmp_path / "left-over")].backing_chain == (str(base),)
+    # The left-over for its header, the image below it for its own (the end of the chain).
+    assert opened == [str(tmp_path / "left-over"), str(base)]

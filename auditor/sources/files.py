@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from auditor.model import Domain, FileFacts
+from auditor.model import Domain, FileFacts, FileFactsMap
 from auditor.sources import qcow2, qemu
 from auditor.sources.qemu import QemuToolError
 
@@ -54,7 +54,11 @@ def gather(
         if found is None:
             rest.append(path)
         for item in found or ():
-            facts.setdefault(item.path, item)
+            kept = facts.get(item.path)
+            if kept is item:
+                break  # kept with the rest of its chain already: shared chains cost O(n)
+            if kept is None:
+                facts[item.path] = item
     for found in headers.qemu_chains(rest):
         for item in found:
             facts.setdefault(item.path, item)
@@ -88,46 +92,54 @@ class _Headers:
                 self._read[key] = None
         return self._read[key]
 
-    def chain(self, path: str) -> list[FileFacts] | None:
+    def chain(self, path: str) -> tuple[FileFacts, ...] | None:
         """Facts for PATH and each image below it, or None when any image of the chain is
         not read natively (then qemu-img reads the whole chain, and words any error). The
         rest of a chain already read from another overlay is reused, not walked again."""
-        if not os.path.lexists(path):
-            return [FileFacts(path, exists=False)]
-        names, entries, fmts, fmt = [path], [], [], None
-        known: list[FileFacts] = []  # facts from an image below on, read for another top
+        if cached := self._chains.get((path, "qcow2")):
+            return cached
+        found = self.header(path, None)
+        # Whether a path exists is asked only when it could not be read: one open, no lstat.
+        if found is None and not os.path.lexists(path):
+            return (FileFacts(path, exists=False),)
+        names, headers, fmts = [path], [], ["qcow2"]
+        known: tuple[FileFacts, ...] = ()  # the chain from an image below on, read before
         while True:
-            if len(names) > 1 and (known := self._chains.get((names[-1], fmt or "qcow2"), [])):
-                names = names[:-1] + [item.path for item in known]
-                if len(set(names)) < len(names) or len(names) > _MAX_CHAIN:
-                    return None  # a loop, or too long: qemu-img words it
-                break
-            found = self.header(names[-1], fmt)
             if found is None or len(names) > _MAX_CHAIN:
                 return None
-            entries.append(
-                {
-                    "format": found.format,
-                    "actual-size": found.allocated,
-                    "snapshots": [{"name": n} for n in found.snapshots],
-                }
-            )
-            fmts.append(fmt or "qcow2")
+            headers.append(found)
             if found.backing_file is None:
                 break
-            below = found.backing_file
-            below = os.path.normpath(
-                below if below.startswith("/") else os.path.join(os.path.dirname(names[-1]), below)
-            )
+            below = qcow2.backing_path(names[-1], found.backing_file)
             if below in names:
                 return None  # a loop: qemu-img refuses it in its own words
+            fmt = found.backing_format or "qcow2"
+            if known := self._chains.get((below, fmt), ()):
+                rest = known[0].backing_chain
+                if len(names) + 1 + len(rest) > _MAX_CHAIN or not set(names).isdisjoint(rest):
+                    return None  # too long, or a loop: qemu-img words it
+                break
             names.append(below)
-            fmt = found.backing_format
-        upper = zip(names, entries, strict=False)  # the images read here, above KNOWN
-        facts = [_facts(n, e, tuple(names[i + 1 :])) for i, (n, e) in enumerate(upper)]
-        facts += known
-        for i, key in enumerate(fmts):
-            self._chains.setdefault((names[i], key), facts[i:])
+            fmts.append(fmt)
+            found = self.header(below, found.backing_format)
+        # Built from the bottom up: each image's facts and chain end in those of the image
+        # below it, and each is kept for any other overlay on it.
+        facts, backing = known, (known[0].path, *known[0].backing_chain) if known else ()
+        for name, header, fmt in zip(
+            reversed(names), reversed(headers), reversed(fmts), strict=True
+        ):
+            item = FileFacts(
+                name,
+                exists=True,
+                size=header.allocated,
+                format=header.format,
+                backing_chain=backing,
+                internal_snapshots=header.snapshots,
+                # Read natively: a regular file (fstat'ed when opened, following links).
+                file_type="file" if name.startswith("/") else None,
+            )
+            facts, backing = (item, *facts), (name, *backing)
+            self._chains.setdefault((name, fmt), facts)
         return facts
 
 
@@ -239,11 +251,11 @@ class HostFiles:
                     self._images.setdefault(path, item)
         return facts
 
-    def all(self) -> dict[str, FileFacts]:
+    def all(self) -> FileFactsMap:
         """Every domain's facts (a path named as a plain file is described as one), and the
         images beside them that no domain names (SNAP018): each of their directories is
         scanned once, when every domain of the host is known."""
-        merged = dict(self._plain)
+        merged = FileFactsMap(self._plain)
         for path in sorted(self._images):
             merged.setdefault(path, self._images[path])
         directories = {os.path.dirname(p) for p in self._images if p.startswith("/")}
@@ -263,7 +275,7 @@ def unreferenced_images(directories: Iterable[str], referenced: set[str]) -> dic
     backing chains. Only regular files are opened (lstat first, then O_NOFOLLOW|O_NONBLOCK,
     so a symlink is not followed and a FIFO cannot block), and only their headers are read."""
     found: dict[str, FileFacts] = {}
-    known = referenced | {os.path.realpath(p) for p in referenced}
+    resolved: set[str] | None = None  # REFERENCED's real paths: only if a candidate is left
     for directory in sorted(set(directories)):
         try:
             names = sorted(os.listdir(directory))
@@ -271,10 +283,16 @@ def unreferenced_images(directories: Iterable[str], referenced: set[str]) -> dic
             continue
         for name in names:
             path = os.path.join(directory, name)
-            if name.endswith(_UNFINISHED) or path in known:
+            if name.endswith(_UNFINISHED) or path in referenced:
+                continue
+            if resolved is None:
+                # realpath costs an lstat per path component: on a host whose images are
+                # all referenced by name it is never paid.
+                resolved = referenced | {os.path.realpath(p) for p in referenced}
+            if path in resolved:
                 continue
             facts = _unreferenced(path)
-            if facts is not None and os.path.realpath(path) not in known:
+            if facts is not None and os.path.realpath(path) not in resolved:
                 found[path] = facts
     return found
 
@@ -290,7 +308,7 @@ def _unreferenced(path: str) -> FileFacts | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
-        qcow2.read_open(fd, path)
+        header = qcow2.read_open(fd, path, info)
     except (OSError, qcow2.Qcow2Error):
         return None
     finally:
@@ -300,6 +318,6 @@ def _unreferenced(path: str) -> FileFacts | None:
         exists=True,
         size=info.st_size,  # a file's own size: what removing it frees, near enough
         format="qcow2",
-        backing_chain=tuple(qcow2.backing_chain(path)),
+        backing_chain=tuple(qcow2.backing_chain(path, header=header)),
         unreferenced=True,
     )

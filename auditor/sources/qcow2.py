@@ -86,7 +86,13 @@ def _qcow2_header(fd: int, path: str, file_size: int, allocated: int) -> ImageHe
     backing_format = _backing_format(head, header_length, path)
     backing = None
     if backing_offset:
-        raw = os.pread(fd, backing_size, backing_offset)
+        end = backing_offset + backing_size
+        # qemu-img writes the name right after the header extensions, inside the first read
+        raw = (
+            head[backing_offset:end]
+            if end <= len(head)
+            else os.pread(fd, backing_size, backing_offset)
+        )
         if len(raw) != backing_size or not 0 < backing_size < 1024:
             raise Qcow2Error(f"{path}: unreadable backing file name")
         backing = raw.decode("utf-8", "surrogateescape")
@@ -233,11 +239,11 @@ class Qcow2Tables:
         return differing * self.cluster_size
 
 
-def read_open(fd: int, path: str) -> ImageHeader:
+def read_open(fd: int, path: str, found: os.stat_result | None = None) -> ImageHeader:
     """The qcow2 header of the file open at FD (read with pread only); Qcow2Error when it is
     not a regular file or not a qcow2 image this reader understands. For callers that must
-    open the file themselves (O_NOFOLLOW, O_NONBLOCK)."""
-    found = os.fstat(fd)
+    open the file themselves (O_NOFOLLOW, O_NONBLOCK). FOUND: FD's fstat, if made already."""
+    found = found or os.fstat(fd)
     if not stat.S_ISREG(found.st_mode):
         raise Qcow2Error(f"{path}: not a regular file")
     return _qcow2_header(fd, path, found.st_size, found.st_blocks * 512)
@@ -250,26 +256,27 @@ def backing_path(image: str, recorded: str) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(image), recorded))
 
 
-def backing_chain(path: str, limit: int = 64) -> list[str]:
+def backing_chain(path: str, limit: int = 64, header: ImageHeader | None = None) -> list[str]:
     """The images below PATH, nearest first, as far as they are regular qcow2 files this
     reader understands (read-only; O_NONBLOCK, so a FIFO named as a backing file cannot
-    block)."""
+    block). HEADER: PATH's own, when the caller has read it already."""
     chain: list[str] = []
     current = path
     while len(chain) < limit:
-        try:
-            fd = os.open(current, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:
-            break
-        try:
-            header = read_open(fd, current)
-        except (OSError, Qcow2Error):
-            break
-        finally:
-            os.close(fd)
+        if header is None:
+            try:
+                fd = os.open(current, os.O_RDONLY | os.O_NONBLOCK)
+            except OSError:
+                break
+            try:
+                header = read_open(fd, current)
+            except (OSError, Qcow2Error):
+                break
+            finally:
+                os.close(fd)
         if header.backing_file is None:
             break
-        current = backing_path(current, header.backing_file)
+        current, header = backing_path(current, header.backing_file), None
         if current in chain or current == path:
             break
         chain.append(current)
