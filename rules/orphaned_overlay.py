@@ -47,14 +47,15 @@ def orphaned_overlay(domain, context):
     """
     if context.files is None:
         return
+    unreferenced = _unreferenced_by_directory(context.files)
+    if not unreferenced:
+        return
     # The images the domain names itself: a template below them belongs to every clone, and
     # an overlay on it to none in particular.
     mine = {s.path for s in domain.disk_sources() if s.type == "file" and s.path}
     directories = {os.path.dirname(p) for p in mine}
-    for path in sorted(context.files):
+    for path in sorted(p for d in directories & unreferenced.keys() for p in unreferenced[d]):
         facts = context.files[path]
-        if not facts.unreferenced or os.path.dirname(path) not in directories:
-            continue
         below = next((p for p in facts.backing_chain if p in mine), None)
         if below is not None:
             yield Violation(
@@ -62,3 +63,22 @@ def orphaned_overlay(domain, context):
                 f"chain reaches {below}",
                 image=path,
             )
+
+
+# The host's unreferenced images by directory, for the files mapping seen last: every domain
+# of a host is checked against the same mapping, and going through all of the host's files
+# for each domain would cost domains x files.
+_last: tuple[object, int, dict[str, list[str]]] | None = None
+
+
+def _unreferenced_by_directory(files) -> dict[str, list[str]]:
+    global _last
+    seen = _last
+    if seen is not None and seen[0] is files and seen[1] == len(files):
+        return seen[2]
+    index: dict[str, list[str]] = {}
+    for path, facts in files.items():
+        if facts.unreferenced:
+            index.setdefault(os.path.dirname(path), []).append(path)
+    _last = (files, len(files), index)
+    return index
