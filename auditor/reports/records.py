@@ -40,7 +40,13 @@ DIFF_KEYS = (
 
 
 def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment is None:
+        return None
+    if moment.year < 1000:  # strftime's %Y pads such years differently from platform to platform
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The same text as strftime("%Y-%m-%dT%H:%M:%SZ"), at a fraction of its cost per snapshot.
+    m = moment
+    return f"{m.year}-{m.month:02}-{m.day:02}T{m.hour:02}:{m.minute:02}:{m.second:02}Z"
 
 
 def waiver_record(w: Waiver) -> dict:
