@@ -119,7 +119,8 @@ def check(
 
 class Auditor:
     """The rules with their policy, ready to check one host's domains as they are read
-    (from scanner threads: it holds no state that checking changes) and the host itself."""
+    (from scanner threads: it holds no state that checking changes, only the contexts of the
+    host it checked last, rebuilt by whichever thread finds them stale) and the host itself."""
 
     def __init__(self, rules: Sequence[Rule], now: datetime, policy: Policy) -> None:
         self.rules, self.now, self.policy = rules, now, policy
