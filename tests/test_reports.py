@@ -186,3 +186,16 @@ def test_html_shows_findings_about_the_host_itself():
         "HOST001 warning libvirt on this host cannot revert to or delete external snapshots" in text
     )
     assert "No snapshots or findings on this host." not in text
+
+
+def test_a_report_finding_has_the_keys_and_values_of_a_record_of_any_keys():
+    # The report's records are spelled out for speed; they must stay the generic records.
+    from auditor.reports.records import REPORT_KEYS, finding_record
+
+    findings = sample_result().findings
+    assert any(f.waiver is not None for f in findings)
+    for f in findings:
+        spelled_out = finding_record(f, "fp")
+        generic = finding_record(f, "fp", list(REPORT_KEYS))  # not REPORT_KEYS: the generic path
+        assert list(spelled_out.items()) == list(generic.items())
+        assert list(spelled_out) == list(REPORT_KEYS)

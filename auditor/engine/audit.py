@@ -94,6 +94,8 @@ def check(
                 RuleError(rule.code, f"raised {one_line(exc)}", context.host, domain, snapshot)
             )
             continue
+        if not violations:  # the common case, by far
+            continue
         override = overrides.get(rule.code)
         findings.extend(
             Finding(
@@ -117,7 +119,8 @@ def check(
 
 class Auditor:
     """The rules with their policy, ready to check one host's domains as they are read
-    (from scanner threads: it holds no state that checking changes) and the host itself."""
+    (from scanner threads: it holds no state that checking changes, only the contexts of the
+    host it checked last, rebuilt by whichever thread finds them stale) and the host itself."""
 
     def __init__(self, rules: Sequence[Rule], now: datetime, policy: Policy) -> None:
         self.rules, self.now, self.policy = rules, now, policy
@@ -128,13 +131,21 @@ class Auditor:
             if self._by_code[r.code].severity != r.severity
         }
         self._scoped = {scope: [r for r in rules if r.scope == scope] for scope in SCOPES}
+        self._last_contexts: tuple[str, Mapping | None, dict[str, Context]] | None = None
 
     def contexts(self, host: str, files: Mapping | None) -> dict[str, Context]:
-        base = Context(host=host, files=files, now=self.now)
-        return {
-            r.code: dataclasses.replace(base, params=self._by_code[r.code].params)
+        # Every domain of a host is checked with the same contexts: built once per host.
+        last = self._last_contexts
+        if last is not None and last[0] == host and last[1] is files:
+            return last[2]
+        contexts = {
+            r.code: Context(
+                host=host, files=files, params=self._by_code[r.code].params, now=self.now
+            )
             for r in self.rules
         }
+        self._last_contexts = (host, files, contexts)
+        return contexts
 
     def domain(
         self, host: str, domain: Domain, files: Mapping | None

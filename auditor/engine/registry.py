@@ -22,8 +22,14 @@ def load_rules(group: str = ENTRY_POINT_GROUP) -> tuple[tuple[Rule, ...], tuple[
     errors: list[RuleError] = []
 
     # Built-in rules first, so that a plugin reusing a built-in code is the one reported.
+    # A distribution's name is read from its metadata file each time it is asked for: once
+    # per distribution here, not once per rule.
+    dist_names: dict[int, str] = {}
+
     def order(ep):
-        return (ep.dist is None or ep.dist.name != "snapaudit", ep.name, ep.value)
+        if ep.dist is not None and id(ep.dist) not in dist_names:
+            dist_names[id(ep.dist)] = ep.dist.name
+        return (ep.dist is None or dist_names[id(ep.dist)] != "snapaudit", ep.name, ep.value)
 
     for ep in sorted(entry_points(group=group), key=order):
         try:

@@ -40,7 +40,13 @@ DIFF_KEYS = (
 
 
 def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment is None:
+        return None
+    if moment.year < 1000:  # strftime's %Y pads such years differently from platform to platform
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The same text as strftime("%Y-%m-%dT%H:%M:%SZ"), at a fraction of its cost per snapshot.
+    m = moment
+    return f"{m.year}-{m.month:02}-{m.day:02}T{m.hour:02}:{m.minute:02}:{m.second:02}Z"
 
 
 def waiver_record(w: Waiver) -> dict:
@@ -76,4 +82,21 @@ _VALUES: dict[str, Callable[[Finding], object]] = {
 
 def finding_record(f: Finding, fingerprint: str, keys: Sequence[str] = REPORT_KEYS) -> dict:
     """The finding as a JSON object with KEYS, in that order."""
+    if keys is REPORT_KEYS:  # a report has one per finding: spelled out, for speed
+        return {
+            "rule": f.rule,
+            "name": f.name,
+            "severity": f.severity.value,
+            "host": f.host,
+            "domain": f.domain,
+            "snapshot": f.snapshot_label,
+            "disk": f.disk,
+            "message": f.message,
+            "remediation": f.remediation,
+            "image": f.image,
+            "domain_uuid": f.domain_uuid,
+            "fingerprint": fingerprint,
+            "waived": None if f.waiver is None else waiver_record(f.waiver),
+            "baselined": f.baselined,
+        }
     return {k: fingerprint if k == "fingerprint" else _VALUES[k](f) for k in keys}

@@ -37,7 +37,7 @@ class Summary:
 
     def is_compliant(self, snapshot: Snapshot) -> bool:
         """A snapshot is compliant when no error finding names it."""
-        return snapshot_key(snapshot) not in self.noncompliant_keys
+        return (snapshot.host, snapshot.domain, snapshot.name) not in self.noncompliant_keys
 
     @property
     def compliant_share(self) -> float | None:
@@ -50,10 +50,11 @@ class Summary:
 
 def summarize(result: ScanResult) -> Summary:
     errors = [f for f in result.findings if f.severity is Severity.ERROR]
-    bad = frozenset(snapshot_key(f) for f in errors)
-    unaccepted = frozenset(snapshot_key(f) for f in errors if not f.suppressed)
+    bad = frozenset((f.host, f.domain, f.snapshot) for f in errors)  # as snapshot_key
+    unaccepted = frozenset((f.host, f.domain, f.snapshot) for f in errors if not f.suppressed)
     snapshots = result.snapshots
-    noncompliant = sum(1 for s in snapshots if snapshot_key(s) in bad)
+    keys = [(s.host, s.domain, s.name) for s in snapshots]
+    noncompliant = sum(1 for key in keys if key in bad)
     counts = {s.value: 0 for s in reversed(Severity)}
     for finding in result.findings:
         counts[finding.severity.value] += 1
@@ -70,7 +71,7 @@ def summarize(result: ScanResult) -> Summary:
         rule_errors=len(result.rule_errors),
         waived=sum(1 for f in result.findings if f.waiver is not None),
         baselined=sum(1 for f in result.findings if f.baselined),
-        compliant_accepted=sum(1 for s in snapshots if snapshot_key(s) not in unaccepted),
+        compliant_accepted=sum(1 for key in keys if key not in unaccepted),
     )
 
 

@@ -82,9 +82,7 @@ def parse_snapshot(
     if root.tag != "domainsnapshot":
         raise SnapshotXMLError(f"root element is <{root.tag}>, expected <domainsnapshot>")
     # One pass over the top-level elements: snapshots are parsed by the ten thousand.
-    top: dict = {}
-    for child in root:
-        top.setdefault(child.tag, child)
+    top = _first_children(root)
     name = _text(top.get("name"))
     if not name:
         raise SnapshotXMLError("snapshot has no <name>")
@@ -97,8 +95,7 @@ def parse_snapshot(
     definition = top.get("domain")
     devices = definition.find("devices") if definition is not None else None
     parent = top.get("parent")
-    if current is None:
-        current = _text(top.get("active")) == "1"
+    current = _text(top.get("active")) == "1" if current is None else current
     return Snapshot(
         host=host,
         domain=domain,
@@ -117,7 +114,8 @@ def parse_snapshot(
         has_guest_agent=devices is not None
         and any(
             target.get("name") == GUEST_AGENT_CHANNEL
-            for target in devices.iterfind("channel/target")
+            for channel in devices.iterchildren("channel")
+            for target in channel.iterchildren("target")
         ),
     )
 
@@ -131,27 +129,32 @@ def parse_domain_disks(
         raise SnapshotXMLError(f"root element is <{root.tag}>, expected <domain>")
     disks = []
     for disk in root.iterfind("devices/disk"):
-        target = disk.find("target")
+        parts = _first_children(disk)
+        target = parts.get("target")
         if target is None or not target.get("dev"):
             continue
         disks.append(
             DomainDisk(
                 name=target.get("dev"),
-                source=_domain_disk_source(disk, volumes),
+                source=_domain_disk_source(disk, parts, volumes),
                 device=disk.get("device", "disk"),
-                readonly=disk.find("readonly") is not None or disk.get("device") == "cdrom",
+                readonly="readonly" in parts or disk.get("device") == "cdrom",
             )
         )
     return tuple(disks)
 
 
+def _first_children(element) -> dict:
+    """Tag -> the first child with it (what find(tag) gives), for all tags in one pass."""
+    found: dict = {}
+    for child in element:
+        found.setdefault(child.tag, child)
+    return found
+
+
 def _revert_overlays(revert_disks) -> tuple[str, ...]:
-    if revert_disks is None:
-        return ()
-    paths = (
-        _source_path(disk.get("type", "file"), disk.find("source"))
-        for disk in revert_disks.iterfind("disk")
-    )
+    disks = revert_disks.iterchildren("disk") if revert_disks is not None else ()
+    paths = (_source_path(d.get("type", "file"), d.find("source")) for d in disks)
     return tuple(p for p in paths if p)
 
 
@@ -200,24 +203,27 @@ def resolve_disks(disks, state: str, memory: str, devices, volumes) -> tuple[Sna
     A disk's storage is its source type; a `type='volume'` disk is resolved by VOLUMES
     (pool, volume) -> Volume into the volume's own type and target path.
     """
-    listed = []
-    for disk in disks.iterfind("disk") if disks is not None else ():
+    listed = []  # (name, (element, its first children by tag), mode)
+    for disk in disks.iterchildren("disk") if disks is not None else ():
         name = disk.get("name")
         if not name:
             raise SnapshotXMLError("a <disks>/<disk> has no name")
-        listed.append((name, disk, _listed_mode(disk)))
+        parts = _first_children(disk)
+        listed.append((name, (disk, parts), _listed_mode(disk, parts)))
     external = (
         state == "disk-snapshot"
         or memory == "external"
         or any(mode == "external" for _, _, mode in listed)
     )
     default = "external" if external else "internal"
-    domain_disks = []  # (target, element, raw source path, resolved source)
-    for domdisk in devices.iterfind("disk") if devices is not None else ():
-        target = domdisk.get("dev") if (t := domdisk.find("target")) is None else t.get("dev")
+    domain_disks = []  # (target, element, its first children, raw source path, resolved source)
+    for domdisk in devices.iterchildren("disk") if devices is not None else ():
+        parts = _first_children(domdisk)
+        target = domdisk.get("dev") if (t := parts.get("target")) is None else t.get("dev")
         if target:
-            raw = _source_path(domdisk.get("type", "file"), domdisk.find("source"))
-            domain_disks.append((target, domdisk, raw, _domain_disk_source(domdisk, volumes)))
+            raw = _source_path(domdisk.get("type", "file"), parts.get("source"))
+            source = _domain_disk_source(domdisk, parts, volumes)
+            domain_disks.append((target, domdisk, parts, raw, source))
     matched, orphans = {}, []
     for name, disk, mode in listed:
         target = _match(name, domain_disks)
@@ -226,7 +232,7 @@ def resolve_disks(disks, state: str, memory: str, devices, volumes) -> tuple[Sna
         else:
             matched[target] = (disk, mode)
     resolved = []
-    for target, domdisk, _, source in domain_disks:
+    for target, domdisk, domparts, _, source in domain_disks:
         own = domdisk.get("snapshot")
         snapdisk, mode = matched.get(target, (None, None))
         if snapdisk is not None:
@@ -244,7 +250,7 @@ def resolve_disks(disks, state: str, memory: str, devices, volumes) -> tuple[Sna
                 overlay=_overlay(snapdisk, mode),
                 state_image=source,
                 device=domdisk.get("device", "disk"),
-                readonly=domdisk.find("readonly") is not None or domdisk.get("device") == "cdrom",
+                readonly="readonly" in domparts or domdisk.get("device") == "cdrom",
                 defaulted=defaulted,
                 listed=snapdisk is not None,
             )
@@ -264,12 +270,11 @@ def resolve_disks(disks, state: str, memory: str, devices, volumes) -> tuple[Sna
     return tuple(resolved)
 
 
-def _listed_mode(snapdisk) -> str | None:
-    mode = snapdisk.get("snapshot")
-    if mode:
+def _listed_mode(snapdisk, parts: dict) -> str | None:
+    if mode := snapdisk.get("snapshot"):
         return mode
-    driver = snapdisk.find("driver")
-    names_image = _source_path(snapdisk.get("type", "file"), snapdisk.find("source"))
+    driver = parts.get("driver")
+    names_image = _source_path(snapdisk.get("type", "file"), parts.get("source"))
     return "external" if names_image or (driver is not None and driver.get("type")) else None
 
 
@@ -278,30 +283,31 @@ def _match(name: str, domain_disks) -> str | None:
     name, or a source path when it starts with '/', which must name exactly one disk."""
     if not name.startswith("/"):
         return name if any(target == name for target, *_ in domain_disks) else None
-    found = [target for target, _, raw, _ in domain_disks if raw == name]
+    found = [target for target, _, _, raw, _ in domain_disks if raw == name]
     return found[0] if len(found) == 1 else None
 
 
-def _overlay(snapdisk, mode: str) -> DiskSource | None:
+def _overlay(snapdisk: tuple | None, mode: str) -> DiskSource | None:  # (element, parts)
     if snapdisk is None or mode != "external":
         return None
-    driver = snapdisk.find("driver")
-    source_type = snapdisk.get("type", "file")
+    element, parts = snapdisk
+    driver = parts.get("driver")
+    source_type = element.get("type", "file")
     return DiskSource(
         type=source_type,
-        path=_source_path(source_type, snapdisk.find("source")),
+        path=_source_path(source_type, parts.get("source")),
         format=driver.get("type") if driver is not None else None,
     )
 
 
-def _domain_disk_source(domdisk, volumes: VolumeResolver | None) -> DiskSource | None:
+def _domain_disk_source(domdisk, parts: dict, volumes: VolumeResolver | None) -> DiskSource | None:
     """The disk's source in a domain definition, or None for an empty drive."""
     source_type = domdisk.get("type", "file")
-    source = domdisk.find("source")
+    source = parts.get("source")
     path = _source_path(source_type, source)
     if path is None:
         return None
-    driver = domdisk.find("driver")
+    driver = parts.get("driver")
     form = driver.get("type") if driver is not None else None
     if source_type != "volume":
         return DiskSource(type=source_type, path=path, format=form)
@@ -328,22 +334,16 @@ def _source_path(source_type: str, source) -> str | None:
             return source.get("dir")
         case "network":
             protocol, name = source.get("protocol"), source.get("name")
-            hosts = [
-                h.get("name") + (f":{h.get('port')}" if h.get("port") else "")
-                for h in source.iterfind("host")
-                if h.get("name")
-            ]
+            named = [h for h in source.iterfind("host") if h.get("name")]
+            hosts = [h.get("name") + (f":{h.get('port')}" if h.get("port") else "") for h in named]
             where = f"{protocol}://{hosts[0] if hosts else ''}/{name or ''}"
             return where if protocol else name
         case "volume":
             return f"{source.get('pool')}/{source.get('volume')}"
         case "nvme":
             address = source.find("address")
-            pci = (
-                ""
-                if address is None
-                else ":".join(address.get(k, "") for k in ("domain", "bus", "slot", "function"))
-            )
+            keys = ("domain", "bus", "slot", "function")
+            pci = "" if address is None else ":".join(address.get(k, "") for k in keys)
             return f"nvme://{pci}/{source.get('namespace', '')}"
         case _:
             return source.get("path") or source.get("file") or source.get("dev") or source_type
