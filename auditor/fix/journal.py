@@ -71,6 +71,8 @@ class Journal:
             "uri": uri,
             "plan": plan_to_json(plan, secrets=True),
         }
+        if why := untrusted_directory(os.path.dirname(path) or "."):
+            raise JournalError(f"cannot create journal {path}: {why}")
         # 0600: the journal holds the XML's secrets. Created, never replacing anything.
         safefs.create_file(str(path), (json.dumps(header, ensure_ascii=False) + "\n").encode())
         return cls(path, uri, plan)
@@ -92,6 +94,8 @@ class Journal:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise JournalError(f"{path} is not a snapaudit fix journal (not a file)")
+            if why := _untrusted(path, st):
+                raise JournalError(f"not trusting journal {path}: {why}")
             try:
                 data = source.read(MAX_BYTES + 1)
             except OSError as exc:
@@ -196,6 +200,31 @@ class Journal:
 
     def roll_back(self) -> None:
         self._append({"type": "rolled-back"})
+
+
+def untrusted_directory(directory: str) -> str | None:
+    """Why another user could replace a journal in DIRECTORY (or DIRECTORY itself, a symlink
+    they own) under us, or None. A journal is trusted whole: its plan says which files fix
+    creates and removes and which XML it defines, so nobody but root or the invoking user
+    may be able to change it."""
+    trusted = safefs.trusted_uids()
+    try:
+        link, st = os.lstat(directory), os.stat(directory)
+    except OSError as exc:
+        return f"{directory}: {exc.strerror}"
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in trusted:
+        return (
+            f"symlink {directory} belongs to uid {link.st_uid}, neither root nor the invoking user"
+        )
+    return safefs.untrusted_directory(directory, st.st_uid, st.st_mode, trusted)
+
+
+def _untrusted(path: Path, st: os.stat_result) -> str | None:
+    if st.st_uid not in safefs.trusted_uids():
+        return f"it belongs to uid {st.st_uid}, neither root nor the invoking user"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"other users can write to it (mode {stat.S_IMODE(st.st_mode):04o})"
+    return untrusted_directory(os.path.dirname(path) or ".")
 
 
 def _cut(path: Path, read: os.stat_result, size: int) -> None:
