@@ -180,7 +180,7 @@ def _one_domain(
 
     from auditor.fix.execute import FixFailed, run
     from auditor.fix.gather import read_domain
-    from auditor.fix.journal import Journal, JournalError
+    from auditor.fix.journal import ROLLING_BACK, Journal, JournalError, unfinished
     from auditor.fix.lock import LockBusy, LockError, domain_lock
     from auditor.fix.names import journal_name
     from auditor.fix.planner import plan_domain
@@ -202,6 +202,10 @@ def _one_domain(
     try:
         # Plan under the lock, so that what another fix did before we got it is seen.
         with domain_lock(uuid):
+            for old in unfinished(state_dir, uuid):
+                option = "--rollback" if old.state == ROLLING_BACK else "--resume"
+                why = f"a conversion of it did not finish: run snapaudit fix {option} {old.path}"
+                return Outcome(DomainPlan(host, name, uuid, refusals=(why,)))
             facts = read_domain(conn, dom, host=host, target_dir=target_dir)
             plan = plan_domain(facts, options)
             if plan.status != "ready":

@@ -202,6 +202,21 @@ class Journal:
         self._append({"type": "rolled-back"})
 
 
+def unfinished(directory: Path, uuid: str) -> list[Journal]:
+    """The journals in DIRECTORY of conversions of domain UUID that neither finished nor were
+    rolled back: a new plan made over one would strand what it began. Files that are not
+    usable journals are none of them."""
+    found = []
+    for path in sorted(directory.glob(f"*.{uuid}.*.journal")):
+        try:
+            journal = Journal.load(path)
+        except JournalError:
+            continue
+        if journal.plan.uuid == uuid and journal.state in (OPEN, ROLLING_BACK):
+            found.append(journal)
+    return found
+
+
 def untrusted_directory(directory: str) -> str | None:
     """Why another user could replace a journal in DIRECTORY (or DIRECTORY itself, a symlink
     they own) under us, or None. A journal is trusted whole: its plan says which files fix
