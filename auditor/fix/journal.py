@@ -219,9 +219,9 @@ def unfinished(directory: Path, uuid: str) -> list[Journal]:
 
 def untrusted_directory(directory: str) -> str | None:
     """Why another user could replace a journal in DIRECTORY (or DIRECTORY itself, a symlink
-    they own) under us, or None. A journal is trusted whole: its plan says which files fix
-    creates and removes and which XML it defines, so nobody but root or the invoking user
-    may be able to change it."""
+    they own) under us, or None; in a sticky directory they cannot. A journal is trusted
+    whole: its plan says which files fix creates and removes and which XML it defines, so
+    nobody but root or the invoking user may be able to change it."""
     trusted = safefs.trusted_uids()
     try:
         link, st = os.lstat(directory), os.stat(directory)
@@ -231,6 +231,8 @@ def untrusted_directory(directory: str) -> str | None:
         return (
             f"symlink {directory} belongs to uid {link.st_uid}, neither root nor the invoking user"
         )
+    if st.st_mode & stat.S_ISVTX and st.st_uid in trusted:
+        return None  # sticky, like /tmp: nobody else can rename or remove our journal
     return safefs.untrusted_directory(directory, st.st_uid, st.st_mode, trusted)
 
 
