@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,20 @@ def test_apply_again_over_an_unfinished_conversion_names_it(scenario, record):
     assert scenario.check("--resume") == []
     proc = apply(scenario)  # finished: nothing left to convert, nothing refused
     assert proc.returncode == 0, proc.stdout
+
+
+def test_a_full_state_directory_names_the_journal_it_could_not_create(scenario):
+    scenario.state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(scenario.state)])
+    try:
+        filler = scenario.state / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)
+        proc = apply(scenario)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        (failed,) = [line for line in proc.stdout.splitlines() if "FAILED" in line]
+        assert failed.startswith(f"  FAILED: cannot create journal {scenario.state}/dom.")
+        assert failed.endswith(".journal: No space left on device")
+        assert list(scenario.state.iterdir()) == [filler]
+    finally:
+        subprocess.run(["umount", "-l", str(scenario.state)])
+    assert untouched(scenario) == []

@@ -74,7 +74,10 @@ class Journal:
         if why := untrusted_directory(os.path.dirname(path) or "."):
             raise JournalError(f"cannot create journal {path}: {why}")
         # 0600: the journal holds the XML's secrets. Created, never replacing anything.
-        safefs.create_file(str(path), (json.dumps(header, ensure_ascii=False) + "\n").encode())
+        try:
+            safefs.create_file(str(path), (json.dumps(header, ensure_ascii=False) + "\n").encode())
+        except OSError as exc:
+            raise JournalError(f"cannot create journal {path}: {exc.strerror}") from None
         return cls(path, uri, plan)
 
     @classmethod
