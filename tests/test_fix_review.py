@@ -198,3 +198,15 @@ def test_a_full_state_directory_names_the_journal_it_could_not_create(scenario):
     finally:
         subprocess.run(["umount", "-l", str(scenario.state)])
     assert untouched(scenario) == []
+
+
+def test_a_fifo_named_as_the_journal_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "planted.journal"
+    os.mkfifo(fifo)
+    for option in ("--rollback", "--resume"):
+        proc = run_cli("fix", option, str(fifo))  # used to wait for a writer forever
+        assert (proc.returncode, proc.stdout, proc.stderr) == (
+            2,
+            "",
+            f"snapaudit: {fifo} is not a snapaudit fix journal (not a file)\n",
+        )

@@ -87,8 +87,9 @@ class Journal:
         off, so that the next record starts on a line of its own."""
         try:
             # Never through a symlink: a link planted at the journal's path must not make the
-            # repair below cut some other file short.
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # repair below cut some other file short. Nor waiting: opening a FIFO named as the
+            # journal would block until someone writes to it (it is refused as not a file).
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise JournalError(f"{path} is a symlink: name the journal itself") from None
