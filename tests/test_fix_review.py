@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,32 @@ def test_a_fifo_named_as_the_journal_is_refused_at_once(tmp_path):
             "",
             f"snapaudit: {fifo} is not a snapaudit fix journal (not a file)\n",
         )
+
+
+def test_messages_name_the_journal_by_its_absolute_path(scenario):
+    """A relative --state-dir or journal path would name a command that works only from
+    the directory fix was started in."""
+    stop = {"SNAPAUDIT_FIX_FAULT_AT": "8", "SNAPAUDIT_FIX_FAULT": "stop"}
+    root = scenario.root
+    args = ["-c", scenario.uri, "--state-dir", "state", "--domain", "dom", "--apply"]
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "snapaudit"), "fix", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **stop},
+        cwd=root,
+    )
+    code, err = stop_with(proc, signal.SIGTERM)
+    journal = scenario.journal()
+    assert code == 143
+    assert f"snapaudit: domain 'dom': journal {journal}\n" in err
+    assert f"to finish, run snapaudit fix --resume {journal}\n" in err
+    relative = journal.relative_to(root)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "snapaudit"), "fix", "--rollback", str(relative)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    assert (proc.returncode, proc.stdout) == (0, f"domain 'dom': rolled back; journal {journal}\n")

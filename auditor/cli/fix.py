@@ -102,12 +102,15 @@ def fix(
             exits.fail(
                 exits.USAGE, "--resume and --rollback take only a journal (and -c, --format)"
             )
-        _journal_command(resume or rollback, connect, output_format, rollback=bool(rollback))
+        # Absolute: the commands that messages name must work from any directory.
+        journal = (resume or rollback).absolute()
+        _journal_command(journal, connect, output_format, rollback=bool(rollback))
     from auditor.fix.steps import Options
 
     options = Options(drop_memory=drop_memory, remove_originals=not keep_originals)
     target = str(target_dir.resolve()) if target_dir else None
-    _plan_command(connect, domains or [], output_format, options, apply, target, state_dir)
+    state = state_dir.absolute()
+    _plan_command(connect, domains or [], output_format, options, apply, target, state)
 
 
 def _plan_command(
