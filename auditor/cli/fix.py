@@ -8,8 +8,10 @@ could not be read.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -100,12 +102,15 @@ def fix(
             exits.fail(
                 exits.USAGE, "--resume and --rollback take only a journal (and -c, --format)"
             )
-        _journal_command(resume or rollback, connect, output_format, rollback=bool(rollback))
+        # Absolute: the commands that messages name must work from any directory.
+        journal = (resume or rollback).absolute()
+        _journal_command(journal, connect, output_format, rollback=bool(rollback))
     from auditor.fix.steps import Options
 
     options = Options(drop_memory=drop_memory, remove_originals=not keep_originals)
     target = str(target_dir.resolve()) if target_dir else None
-    _plan_command(connect, domains or [], output_format, options, apply, target, state_dir)
+    state = state_dir.absolute()
+    _plan_command(connect, domains or [], output_format, options, apply, target, state)
 
 
 def _plan_command(
@@ -178,7 +183,7 @@ def _one_domain(
 
     from auditor.fix.execute import FixFailed, run
     from auditor.fix.gather import read_domain
-    from auditor.fix.journal import Journal, JournalError
+    from auditor.fix.journal import ROLLING_BACK, Journal, JournalError, unfinished
     from auditor.fix.lock import LockBusy, LockError, domain_lock
     from auditor.fix.names import journal_name
     from auditor.fix.planner import plan_domain
@@ -200,6 +205,10 @@ def _one_domain(
     try:
         # Plan under the lock, so that what another fix did before we got it is seen.
         with domain_lock(uuid):
+            for old in unfinished(state_dir, uuid):
+                option = "--rollback" if old.state == ROLLING_BACK else "--resume"
+                why = f"a conversion of it did not finish: run snapaudit fix {option} {old.path}"
+                return Outcome(DomainPlan(host, name, uuid, refusals=(why,)))
             facts = read_domain(conn, dom, host=host, target_dir=target_dir)
             plan = plan_domain(facts, options)
             if plan.status != "ready":
@@ -208,7 +217,8 @@ def _one_domain(
             path = state_dir / journal_name(name, uuid, datetime.now(UTC))
             journal = Journal.create(path, host, plan)
             exits.error(f"domain {quoted(name)}: journal {path}")  # error() escapes it
-            run(conn, journal, _progress, describe)
+            with _stopped_names(f"snapaudit fix --resume {path}"):
+                run(conn, journal, _progress, describe)
             return Outcome(plan, "converted", str(path))
     except LockBusy as exc:
         return Outcome(DomainPlan(host, name, uuid, refusals=(str(exc),)))
@@ -242,12 +252,11 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
     import libvirt
 
     from auditor.display import clean, one_line
-    from auditor.fix.execute import FixFailed, run
+    from auditor.fix.execute import FixFailed
     from auditor.fix.gather import ConnectionRefused, connect
     from auditor.fix.images import ImageError, remove_stale_exports
-    from auditor.fix.journal import FINISHED, Journal, JournalError
+    from auditor.fix.journal import Journal, JournalError
     from auditor.fix.lock import LockBusy, LockError, domain_lock, journal_lock
-    from auditor.fix.rollback import rollback as roll_back
     from auditor.fix.steps import quoted
     from auditor.reports import fixplan
 
@@ -268,12 +277,9 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
             remove_stale_exports()
             # Read again under the lock: another fix may have been writing it until now.
             journal = Journal.load(path, repair=True)
-            if rollback:
-                roll_back(conn, journal, _progress)
-            elif journal.state == FINISHED:
-                exits.error(f"{path} had already finished")
-            else:
-                run(conn, journal, _progress, fixplan.describe)
+            option = "--rollback" if rollback else "--resume"
+            with _stopped_names(f"snapaudit fix {option} {path}"):
+                _journal_step(conn, journal, rollback=rollback)
         outcome = fixplan.Outcome(plan, what, str(path))
     except LockBusy as exc:
         exits.fail(exits.REFUSED, str(exc))
@@ -289,6 +295,32 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
     else:
         _out(f"domain {clean(quoted(plan.domain))}: {what}; journal {path}\n")
     raise typer.Exit(exits.FAILED if outcome.result == "failed" else exits.OK)
+
+
+def _journal_step(conn: libvirt.virConnect, journal, *, rollback: bool) -> None:
+    from auditor.fix.execute import run
+    from auditor.fix.journal import FINISHED
+    from auditor.fix.rollback import rollback as roll_back
+    from auditor.reports import fixplan
+
+    if rollback:
+        roll_back(conn, journal, _progress)
+    elif journal.state == FINISHED:
+        exits.error(f"{journal.path} had already finished")
+    else:
+        run(conn, journal, _progress, fixplan.describe)
+
+
+@contextlib.contextmanager
+def _stopped_names(command: str) -> Iterator[None]:
+    """A stop signal ends the run between two steps: say which command finishes the job."""
+    from auditor.stopping import Stopped
+
+    try:
+        yield
+    except Stopped:
+        exits.error(f"stopped between two steps; to finish, run {command}")
+        raise
 
 
 def _progress(line: str) -> None:

@@ -194,6 +194,11 @@ def _with_files(facts: DomainFacts, target_dir: str | None) -> DomainFacts:
 
 
 def image_facts(path: str, fmt: str | None, *, force_share: bool = False) -> FileFacts:
+    # Fix holds, checks and removes an original by its own name, never through a link (a
+    # link's size and mtime are not the image's): a disk defined on a symlink is refused.
+    if os.path.islink(path):
+        error = "it is a symlink, which fix does not follow: define the disk on the image itself"
+        return FileFacts(path, exists=True, error=error)
     try:
         stat = os.stat(path)
     except FileNotFoundError:

@@ -71,8 +71,13 @@ class Journal:
             "uri": uri,
             "plan": plan_to_json(plan, secrets=True),
         }
+        if why := untrusted_directory(os.path.dirname(path) or "."):
+            raise JournalError(f"cannot create journal {path}: {why}")
         # 0600: the journal holds the XML's secrets. Created, never replacing anything.
-        safefs.create_file(str(path), (json.dumps(header, ensure_ascii=False) + "\n").encode())
+        try:
+            safefs.create_file(str(path), (json.dumps(header, ensure_ascii=False) + "\n").encode())
+        except OSError as exc:
+            raise JournalError(f"cannot create journal {path}: {exc.strerror}") from None
         return cls(path, uri, plan)
 
     @classmethod
@@ -82,8 +87,9 @@ class Journal:
         off, so that the next record starts on a line of its own."""
         try:
             # Never through a symlink: a link planted at the journal's path must not make the
-            # repair below cut some other file short.
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # repair below cut some other file short. Nor waiting: opening a FIFO named as the
+            # journal would block until someone writes to it (it is refused as not a file).
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise JournalError(f"{path} is a symlink: name the journal itself") from None
@@ -92,6 +98,8 @@ class Journal:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise JournalError(f"{path} is not a snapaudit fix journal (not a file)")
+            if why := _untrusted(path, st):
+                raise JournalError(f"not trusting journal {path}: {why}")
             try:
                 data = source.read(MAX_BYTES + 1)
             except OSError as exc:
@@ -196,6 +204,48 @@ class Journal:
 
     def roll_back(self) -> None:
         self._append({"type": "rolled-back"})
+
+
+def unfinished(directory: Path, uuid: str) -> list[Journal]:
+    """The journals in DIRECTORY of conversions of domain UUID that neither finished nor were
+    rolled back: a new plan made over one would strand what it began. Files that are not
+    usable journals are none of them."""
+    found = []
+    for path in sorted(directory.glob(f"*.{uuid}.*.journal")):
+        try:
+            journal = Journal.load(path)
+        except JournalError:
+            continue
+        if journal.plan.uuid == uuid and journal.state in (OPEN, ROLLING_BACK):
+            found.append(journal)
+    return found
+
+
+def untrusted_directory(directory: str) -> str | None:
+    """Why another user could replace a journal in DIRECTORY (or DIRECTORY itself, a symlink
+    they own) under us, or None; in a sticky directory they cannot. A journal is trusted
+    whole: its plan says which files fix creates and removes and which XML it defines, so
+    nobody but root or the invoking user may be able to change it."""
+    trusted = safefs.trusted_uids()
+    try:
+        link, st = os.lstat(directory), os.stat(directory)
+    except OSError as exc:
+        return f"{directory}: {exc.strerror}"
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in trusted:
+        return (
+            f"symlink {directory} belongs to uid {link.st_uid}, neither root nor the invoking user"
+        )
+    if st.st_mode & stat.S_ISVTX and st.st_uid in trusted:
+        return None  # sticky, like /tmp: nobody else can rename or remove our journal
+    return safefs.untrusted_directory(directory, st.st_uid, st.st_mode, trusted)
+
+
+def _untrusted(path: Path, st: os.stat_result) -> str | None:
+    if st.st_uid not in safefs.trusted_uids():
+        return f"it belongs to uid {st.st_uid}, neither root nor the invoking user"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"other users can write to it (mode {stat.S_IMODE(st.st_mode):04o})"
+    return untrusted_directory(os.path.dirname(path) or ".")
 
 
 def _cut(path: Path, read: os.stat_result, size: int) -> None:
