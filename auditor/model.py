@@ -137,12 +137,14 @@ class FileFacts:
     # metadata there (disks, snapshots, their backing chains): a candidate orphan.
     unreferenced: bool = False
     # What fix mode also reads of an image it converts (audits leave them None): the guest-
-    # visible size and cluster size, for its estimates, and the file's apparent length and
-    # mtime, which identify the original it must never see change.
+    # visible size and cluster size, for its estimates, and the file's device, inode,
+    # apparent length and mtime, which identify the original it must never see change.
     virtual_size: int | None = None
     cluster_size: int | None = None
     length: int | None = None
     mtime_ns: int | None = None
+    device: int | None = None
+    inode: int | None = None
 
     @property
     def chain_depth(self) -> int | None:

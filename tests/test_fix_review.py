@@ -240,3 +240,33 @@ def test_messages_name_the_journal_by_its_absolute_path(scenario):
         cwd=root,
     )
     assert (proc.returncode, proc.stdout) == (0, f"domain 'dom': rolled back; journal {journal}\n")
+
+
+def test_an_original_replaced_by_a_copy_with_its_size_and_mtime_is_never_removed(scenario):
+    """Killed once the domain is defined on its new images (14+), the original then replaced
+    by another file with the same bytes, size and mtime (a restore by rename): it is not the
+    file that was verified, so --resume refuses to remove it and names --rollback, which keeps
+    it as the truth."""
+    journal = killed_at(scenario, "14+")
+    original = scenario.original
+    copy = original.with_name("restored.tmp")
+    copy.write_bytes(original.read_bytes())
+    before = original.stat()
+    os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.rename(copy, original)
+    replaced = original.stat()
+    assert (replaced.st_size, replaced.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert replaced.st_ino != before.st_ino
+
+    proc = run_cli("fix", "--resume", str(journal))
+    assert (proc.returncode, proc.stdout) == (
+        3,
+        f"domain 'dom': FAILED: original image {original} was written or replaced after the "
+        f"conversion began, so the converted images are out of date: only snapaudit fix "
+        f"--rollback {journal} applies (it keeps the original)\n",
+    )
+    assert original.stat().st_ino == replaced.st_ino
+    proc = run_cli("fix", "--rollback", str(journal))
+    assert (proc.returncode, proc.stdout) == (0, f"domain 'dom': rolled back; journal {journal}\n")
+    assert original.stat().st_ino == replaced.st_ino
+    assert scenario.check("--rollback") == []

@@ -129,8 +129,12 @@ def _defined_on_new(dom: libvirt.virDomain, plan: DomainPlan) -> bool:
 
 
 def original_changed(original) -> bool:
+    """Whether the file at an original's path was written or replaced since it was planned."""
     ident = file_id(original.path)
-    return ident is not None and (ident[2], ident[3]) != (original.size, original.mtime_ns)
+    if ident is None:
+        return False  # gone: callers say what that means where they are
+    replaced = original.inode and (ident[0], ident[1]) != (original.device, original.inode)
+    return bool(replaced) or (ident[2], ident[3]) != (original.size, original.mtime_ns)
 
 
 def check_files(dom: libvirt.virDomain, journal: Journal) -> None:
@@ -144,8 +148,9 @@ def check_files(dom: libvirt.virDomain, journal: Journal) -> None:
     for original in plan.originals:
         if original_changed(original):
             raise FixFailed(
-                f"original image {original.path} was written after the conversion began, so "
-                f"the converted images are out of date: {only_rollback} (it keeps the original)"
+                f"original image {original.path} was written or replaced after the conversion "
+                f"began, so the converted images are out of date: {only_rollback} (it keeps the "
+                "original)"
             )
     made = {
         s.path: n for n, s in enumerate(plan.steps, 1) if isinstance(s, CreateImage | CreateOverlay)
@@ -201,8 +206,8 @@ def _guard(dom: libvirt.virDomain, journal: Journal, step: Step, *, defined: boo
             )
         if original_changed(original):
             raise FixFailed(
-                f"original image {original.path} was written after the conversion began: "
-                f"only {_rollback(journal)} applies (it keeps the original)"
+                f"original image {original.path} was written or replaced after the conversion "
+                f"began: only {_rollback(journal)} applies (it keeps the original)"
             )
     if dom.isActive():
         raise FixFailed(_running(dom, plan, journal))

@@ -218,6 +218,8 @@ def image_facts(path: str, fmt: str | None, *, force_share: bool = False) -> Fil
         internal_snapshots=tuple(s["name"] for s in data.get("snapshots", ())),
         length=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
+        device=stat.st_dev,
+        inode=stat.st_ino,
     )
 
 

@@ -61,7 +61,15 @@ def plan_domain(facts: DomainFacts, options: Options) -> DomainPlan:
     for path in dict.fromkeys([c.source.path for c in caps] + list(facts.overlays)):
         image = facts.images[path]
         if image.exists:
-            originals.append(Original(path, image.length or 0, image.mtime_ns or 0))
+            originals.append(
+                Original(
+                    path,
+                    image.length or 0,
+                    image.mtime_ns or 0,
+                    device=image.device or 0,
+                    inode=image.inode or 0,
+                )
+            )
     return DomainPlan(
         host=facts.host,
         domain=facts.name,

@@ -113,11 +113,15 @@ class NewImage:
 
 @dataclass(frozen=True)
 class Original:
-    """A source image: never written; its size and mtime prove it was not written either."""
+    """A source image: never written. Its file (device and inode) proves it was not replaced,
+    its size and mtime that it was not written either (0: a journal from before the file was
+    recorded)."""
 
     path: str
     size: int
     mtime_ns: int
+    device: int = 0
+    inode: int = 0
 
 
 @dataclass(frozen=True)
