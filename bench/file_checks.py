@@ -25,6 +25,7 @@ from pathlib import Path
 
 import libvirt
 
+from bench import compile_bytecode
 from bench.scan_speed import span, timed
 from testlab.daemon import LibvirtDaemon
 
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    compile_bytecode()
     snapaudit = str(Path(sys.executable).parent / "snapaudit")
 
     with (

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import compile_bytecode
 from bench.nodes import write_nodes
 from bench.proxy import DelayProxy
 from testlab.daemon import LibvirtDaemon
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, help="passed to snapaudit as --workers")
     args = parser.parse_args()
+    compile_bytecode()
     snapaudit = str(Path(sys.executable).parent / "snapaudit")
 
     with (

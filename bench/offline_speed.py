@@ -25,6 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench import compile_bytecode
 from bench.scan_speed import DOMAIN_XML, EXTERNAL_DISK, INTERNAL_DISK, SNAPSHOT_XML
 
 MINIMAL_LOOP = """
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    compile_bytecode()
     snapaudit = str(Path(sys.executable).parent / "snapaudit")
 
     with tempfile.TemporaryDirectory(prefix="snapaudit-bench-") as tmp:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import libvirt
 
+from bench import compile_bytecode
 from testlab.daemon import LibvirtDaemon
 
 MINIMAL_LOOP = """
@@ -105,6 +106,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-virsh", action="store_true", help="omit the slow virsh loop")
     args = parser.parse_args()
+    compile_bytecode()
     snapaudit = str(Path(sys.executable).parent / "snapaudit")
 
     with (
