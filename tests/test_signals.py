@@ -5,6 +5,7 @@ consistent, and `--resume` finishes it."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,14 +26,26 @@ SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
 CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-def start(*args: str) -> subprocess.Popen:
+def start(*args: str, session: bool = False, path: str | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [SNAPAUDIT, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK},
+        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK, "PATH": path or os.environ["PATH"]},
+        start_new_session=session,
     )
+
+
+def slow_qemu_img(directory: Path) -> str:
+    """A PATH where every qemu-img starts half a second late, so that a signal sent while a
+    step runs finds its qemu-img running."""
+    directory.mkdir()
+    real = shutil.which("qemu-img")
+    wrapper = directory / "qemu-img"
+    wrapper.write_text(f'#!/bin/sh\nsleep 0.5\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return f"{directory}:{os.environ['PATH']}"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -62,21 +75,30 @@ def test_a_scan_stuck_on_a_silent_host_stops_on_the_signal(tmp_path, signum):
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_fix_stops_between_steps_and_resume_finishes(libvirtd, tmp_path, signum):  # noqa: F811
+@pytest.mark.parametrize(
+    ("signum", "group"), [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)]
+)
+def test_fix_stops_between_steps_and_resume_finishes(libvirtd, tmp_path, signum, group):  # noqa: F811
+    """GROUP: the signal goes to fix's whole process group, as Ctrl-C in a terminal sends it;
+    the qemu-img running the step is in a group of its own, so the step still finishes."""
     conn = libvirt.open(libvirtd.uri)
-    name = f"stop-{signum}"
+    name = f"stop-{signum}-{group}"
     with removed_afterwards(conn):
         tree = crash_tree(conn, name, tmp_path / "images")
         state = tmp_path / "state"
         args = ("fix", "-c", libvirtd.uri, "--state-dir", str(state), "--domain", name)
-        proc = start(*args, "--apply")
+        slow = slow_qemu_img(tmp_path / "bin") if group else None
+        proc = start(*args, "--apply", session=group, path=slow)
         announced = []
         for line in proc.stderr:
             if line.startswith("snapaudit: ["):
                 announced.append(line)
             if line.startswith("snapaudit: [3/"):
-                proc.send_signal(signum)  # while step 3 runs
+                if group:  # while step 3's qemu-img runs
+                    time.sleep(0.25)
+                    os.killpg(proc.pid, signum)
+                else:
+                    proc.send_signal(signum)
                 break
         rest = proc.stderr.read()
         proc.wait(timeout=60)

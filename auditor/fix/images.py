@@ -122,6 +122,7 @@ def export(source: str, fmt: str, tag: str | None) -> Iterator[str]:
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
                 preexec_fn=qemu.die_with_parent(),
+                process_group=0,  # as qemu.child: Ctrl-C stops fix between steps only
             )
             try:
                 _wait_for_socket(proc, sock, errors)

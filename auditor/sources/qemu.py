@@ -31,9 +31,16 @@ def die_with_parent() -> Callable[[], None]:
 
 
 def child(args: tuple[str, ...] | list[str], timeout: float | None = None):
-    """Run ARGS to the end; its output is captured as text. Raises OSError or TimeoutExpired."""
+    """Run ARGS to the end; its output is captured as text. Raises OSError or TimeoutExpired.
+    In a process group of its own, so a terminal's Ctrl-C reaches only snapaudit, which stops
+    between two steps, never inside one."""
     return subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, preexec_fn=die_with_parent()
+        args,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=die_with_parent(),
+        process_group=0,
     )
 
 
