@@ -40,8 +40,11 @@ BOUNDARIES = [f"{n}{edge}" for n in range(1, RECORDS + 1) for edge in ("", "+")]
 NEXT = re.compile(r"snapaudit fix (--resume|--rollback) (\S+)")
 
 
-def small_tree(conn: libvirt.virConnect, name: str, directory: Path) -> SnapshotTree:
-    tree = SnapshotTree(conn, name, directory)
+def small_tree(
+    conn: libvirt.virConnect, name: str, directory: Path, *, guest: bool = False
+) -> SnapshotTree:
+    """s1 ── s2 (current) ── now; GUEST: with the lab's guest (testlab.guest)."""
+    tree = SnapshotTree(conn, name, directory, guest=guest)
     tree.write("vda", 0, 0x11, 2)
     tree.snapshot("s1")
     tree.write("vda", 2, 0x22)
@@ -74,11 +77,11 @@ def wait_stopped(proc: subprocess.Popen) -> bool:
 
 
 class Scenario:
-    def __init__(self, uri: str, root: Path):
+    def __init__(self, uri: str, root: Path, make_tree=small_tree):
         self.uri, self.root = uri, root
         self.conn = libvirt.open(uri)
         self.images, self.state = root / "images", root / "state"
-        self.tree = small_tree(self.conn, root.name, self.images)
+        self.tree = make_tree(self.conn, root.name, self.images)
         self.original = self.tree.images["vda"]
         self.before = self.tree.metadata()
         self.files = sorted(self.images.iterdir())

@@ -5,6 +5,7 @@ exactly, before a conversion, after one, and when it runs in the middle of one.
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 import xml.etree.ElementTree as ET
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from test_fix_faults import Scenario, wait_stopped
+from test_fix_faults import Scenario, small_tree, wait_stopped
 
 from testlab import guest as bios_guest
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
@@ -22,29 +23,9 @@ pytestmark = pytest.mark.qemu
 BOOT_BLANK = bytes(1024 * 1024)  # the boot disk between guest writes (nothing to boot)
 
 
-def guest_tree(conn: libvirt.virConnect, name: str, directory: Path) -> SnapshotTree:
-    """The domain of test_fix_faults (s1 ── s2 (current) ── now), with the guest."""
-    tree = SnapshotTree(conn, name, directory, guest=True)
-    tree.write("vda", 0, 0x11, 2)
-    tree.snapshot("s1")
-    tree.write("vda", 2, 0x22)
-    tree.snapshot("s2")
-    tree.write("vda", 3, 0x33)
-    return tree
-
-
-class GuestScenario(Scenario):
+def guest_scenario(uri: str, root: Path) -> Scenario:
     """A Scenario (test_fix_faults) whose domain has the guest."""
-
-    def __init__(self, uri: str, root: Path):
-        self.uri, self.root = uri, root
-        self.conn = libvirt.open(uri)
-        self.images, self.state = root / "images", root / "state"
-        self.tree = guest_tree(self.conn, root.name, self.images)
-        self.original = self.tree.images["vda"]
-        self.before = self.tree.metadata()
-        self.files = sorted(self.images.iterdir())
-        self.problems: list[str] = []
+    return Scenario(uri, root, make_tree=functools.partial(small_tree, guest=True))
 
 
 def boot_disk(dom: libvirt.virDomain, boot: Path) -> list[tuple[str, bool]]:
@@ -83,7 +64,7 @@ def test_the_guest_writes_exactly_where_it_is_told(conn, libvirtd, tmp_path):  #
 
 
 def test_a_converted_domain_runs_the_guest_on_its_new_images(conn, libvirtd, tmp_path):  # noqa: F811
-    scenario = GuestScenario(libvirtd.uri, tmp_path / "converted")
+    scenario = guest_scenario(libvirtd.uri, tmp_path / "converted")
     tree = scenario.tree
     try:
         proc = scenario.apply({})
@@ -115,7 +96,7 @@ def test_a_converted_domain_runs_the_guest_on_its_new_images(conn, libvirtd, tmp
 
 @pytest.mark.parametrize("where", ["3", "9+", "13+"])  # an image made; all verified; metadata
 def test_a_guest_run_during_a_conversion_keeps_every_byte(conn, libvirtd, tmp_path, where):  # noqa: F811
-    scenario = GuestScenario(libvirtd.uri, tmp_path / f"during-{where.replace('+', 'p')}")
+    scenario = guest_scenario(libvirtd.uri, tmp_path / f"during-{where.replace('+', 'p')}")
     tree = scenario.tree
     try:
         proc = scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": where, "SNAPAUDIT_FIX_FAULT": "stop"})
