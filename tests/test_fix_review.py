@@ -270,3 +270,21 @@ def test_an_original_replaced_by_a_copy_with_its_size_and_mtime_is_never_removed
     assert (proc.returncode, proc.stdout) == (0, f"domain 'dom': rolled back; journal {journal}\n")
     assert original.stat().st_ino == replaced.st_ino
     assert scenario.check("--rollback") == []
+
+
+def test_resume_of_a_finished_conversion_checks_before_it_claims(scenario):
+    proc = scenario.apply({})
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    journal = scenario.journal()
+    proc = run_cli("fix", "--resume", str(journal))
+    assert (proc.returncode, proc.stdout) == (0, f"domain 'dom': converted; journal {journal}\n")
+    assert proc.stderr == f"snapaudit: {journal} had already finished; checking its images\n"
+    (base,) = scenario.images.glob("dom.vda.s1.*.qcow2")  # the full image of snapshot s1
+    base.unlink()
+    proc = run_cli("fix", "--resume", str(journal))
+    assert (proc.returncode, proc.stdout) == (
+        3,
+        f"domain 'dom': FAILED: image {base} that this conversion created is gone: that "
+        "happened after the conversion finished: there is nothing to resume\n",
+    )

@@ -298,7 +298,7 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
 
 
 def _journal_step(conn: libvirt.virConnect, journal, *, rollback: bool) -> None:
-    from auditor.fix.execute import run
+    from auditor.fix.execute import check_finished, run
     from auditor.fix.journal import FINISHED
     from auditor.fix.rollback import rollback as roll_back
     from auditor.reports import fixplan
@@ -306,7 +306,8 @@ def _journal_step(conn: libvirt.virConnect, journal, *, rollback: bool) -> None:
     if rollback:
         roll_back(conn, journal, _progress)
     elif journal.state == FINISHED:
-        exits.error(f"{journal.path} had already finished")
+        exits.error(f"{journal.path} had already finished; checking its images")
+        check_finished(conn, journal)
     else:
         run(conn, journal, _progress, fixplan.describe)
 

@@ -137,15 +137,23 @@ def original_changed(original) -> bool:
     return bool(replaced) or (ident[2], ident[3]) != (original.size, original.mtime_ns)
 
 
-def check_files(dom: libvirt.virDomain, journal: Journal) -> None:
+def check_finished(conn: libvirt.virConnect, journal: Journal) -> None:
+    """--resume of a conversion that had finished: it claims nothing it did not check."""
+    check_files(_domain(conn, journal.plan), journal, finished=True)
+
+
+def check_files(dom: libvirt.virDomain, journal: Journal, *, finished: bool = False) -> None:
     """Every image a journaled step created is still the file it created (a top image may
-    have been written once the domain is defined on it), and no original changed."""
+    have been written once the domain is defined on it), and no original changed. FINISHED:
+    a finished conversion, as a later --resume finds it (originals kept are left alone)."""
     plan = journal.plan
     define = next(s for s in plan.steps if isinstance(s, DefineDomain))
     defined = _defined_on_new(dom, plan)
     tops = set(define.sources.values())
     only_rollback = f"only {_rollback(journal)} applies"
-    for original in plan.originals:
+    if finished:
+        only_rollback = "that happened after the conversion finished: there is nothing to resume"
+    for original in () if finished else plan.originals:
         if original_changed(original):
             raise FixFailed(
                 f"original image {original.path} was written or replaced after the conversion "
