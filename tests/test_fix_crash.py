@@ -54,6 +54,44 @@ def nbd_servers_for(directory: Path) -> list[str]:
     return found
 
 
+def kill_then_recover(uri: str, name: str, state: Path, k: int, mode: str) -> tuple[str, list[str]]:
+    """Run --apply on domain NAME, killed at step K (before its journal record, unless MODE
+    is journaled-resume), then recover per MODE: (the recovery's option, what went wrong)."""
+    kill = {"SNAPAUDIT_FIX_KILL_AFTER_STEP": str(k)}
+    if mode != "journaled-resume":
+        kill["SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL"] = "1"
+    args = ("fix", "-c", uri, "--state-dir", str(state), "--domain", name, "--apply")
+    crashed = run_cli(*args, env=kill)
+    if crashed.returncode != -9:
+        return "", [f"not killed: exit {crashed.returncode}: {crashed.stderr}"]
+    (journal,) = state.glob("*.journal")
+    how = "--resume" if mode.endswith("resume") else "--rollback"
+    done = run_cli("fix", how, str(journal))
+    return how, [] if done.returncode == 0 else [f"exit {done.returncode}: {done.stdout}"]
+
+
+def resumed_problems(tree: SnapshotTree, images: Path) -> list[str]:
+    """After a resume: every snapshot and the current state read back exactly, no .part."""
+    problems = []
+    for name, states in tree.states.items():
+        xml = tree.dom.snapshotLookupByName(name).getXMLDesc()
+        problems += read_back(disk_sources(xml, "domain")["vda"], states["vda"])
+    problems += read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"])
+    if [p for p in images.iterdir() if p.suffix == ".part"]:
+        problems.append("unfinished .part files left behind")
+    return problems
+
+
+def rolled_back_problems(tree: SnapshotTree, before: dict, files: list[Path], images: Path):
+    """After a rollback: the metadata as BEFORE, exactly FILES in IMAGES."""
+    problems = []
+    if tree.metadata() != before:
+        problems.append("metadata differs from the original")
+    if sorted(images.iterdir()) != files:
+        problems.append(f"files left: {sorted(images.iterdir())}")
+    return problems
+
+
 def scenario(uri: str, root: Path, k: int, mode: str) -> list[str]:
     """Kill a conversion at step K, then recover per MODE; what went wrong, if anything."""
     conn = libvirt.open(uri)
@@ -62,31 +100,13 @@ def scenario(uri: str, root: Path, k: int, mode: str) -> list[str]:
         tree = crash_tree(conn, root.name, images)
         before, files = tree.metadata(), sorted(images.iterdir())
         original_sha = hashlib.sha256(tree.images["vda"].read_bytes()).hexdigest()
-        kill = {"SNAPAUDIT_FIX_KILL_AFTER_STEP": str(k)}
-        if mode != "journaled-resume":
-            kill["SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL"] = "1"
-        args = ("fix", "-c", uri, "--state-dir", str(state), "--domain", root.name, "--apply")
-        crashed = run_cli(*args, env=kill)
-        if crashed.returncode != -9:
-            return [f"not killed: exit {crashed.returncode}: {crashed.stderr}"]
-        (journal,) = state.glob("*.journal")
-        if mode.endswith("resume"):
-            done = run_cli("fix", "--resume", str(journal))
+        how, problems = kill_then_recover(uri, root.name, state, k, mode)
+        if not how:
+            return problems
+        if how == "--resume":
+            problems += resumed_problems(tree, images)
         else:
-            done = run_cli("fix", "--rollback", str(journal))
-        problems = [] if done.returncode == 0 else [f"exit {done.returncode}: {done.stdout}"]
-        if mode.endswith("resume"):
-            for name, states in tree.states.items():
-                image = disk_sources(tree.dom.snapshotLookupByName(name).getXMLDesc(), "domain")
-                problems += read_back(image["vda"], states["vda"])
-            problems += read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"])
-            if [p for p in images.iterdir() if p.suffix == ".part"]:
-                problems.append("unfinished .part files left behind")
-        else:
-            if tree.metadata() != before:
-                problems.append("metadata differs from the original")
-            if sorted(images.iterdir()) != files:
-                problems.append(f"files left: {sorted(images.iterdir())}")
+            problems += rolled_back_problems(tree, before, files, images)
             for name, states in tree.states.items():
                 problems += read_back(tree.images["vda"], states["vda"], snapshot=name)
             problems += read_back(tree.images["vda"], tree.now["vda"])

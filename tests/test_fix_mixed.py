@@ -12,6 +12,7 @@ from pathlib import Path
 import libvirt
 import pytest
 from conftest import run_cli
+from test_fix_crash import kill_then_recover, resumed_problems, rolled_back_problems
 
 from auditor.display import human_size
 from testlab.images import create_qcow2
@@ -274,29 +275,13 @@ def crash_scenario(uri: str, root: Path, k: int, mode: str) -> list[str]:
         sandwich(tree, images)
         before = tree.metadata()
         originals = {p: sha256(p) for p in images.iterdir()}
-        kill = {"SNAPAUDIT_FIX_KILL_AFTER_STEP": str(k)}
-        if mode != "journaled-resume":
-            kill["SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL"] = "1"
-        args = ("fix", "-c", uri, "--state-dir", str(state), "--domain", root.name, "--apply")
-        crashed = run_cli(*args, env=kill)
-        if crashed.returncode != -9:
-            return [f"not killed: exit {crashed.returncode}: {crashed.stderr}"]
-        (journal,) = state.glob("*.journal")
-        how = "--resume" if mode.endswith("resume") else "--rollback"
-        done = run_cli("fix", how, str(journal))
-        problems = [] if done.returncode == 0 else [f"exit {done.returncode}: {done.stdout}"]
+        how, problems = kill_then_recover(uri, root.name, state, k, mode)
+        if not how:
+            return problems
         if how == "--resume":
-            for name, states in tree.states.items():
-                xml = tree.dom.snapshotLookupByName(name).getXMLDesc()
-                problems += read_back(disk_sources(xml, "domain")["vda"], states["vda"])
-            problems += read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"])
-            if [p for p in images.iterdir() if p.suffix == ".part"]:
-                problems.append("unfinished .part files left behind")
+            problems += resumed_problems(tree, images)
         else:
-            if tree.metadata() != before:
-                problems.append("metadata differs from the original")
-            if sorted(images.iterdir()) != sorted(originals):
-                problems.append(f"files left: {sorted(images.iterdir())}")
+            problems += rolled_back_problems(tree, before, sorted(originals), images)
         if {p: sha256(p) for p in originals} != originals:
             problems.append("an original image was written")
         return problems
