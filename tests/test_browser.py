@@ -48,23 +48,38 @@ class Proxy:
     def __init__(self) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
         self.requests: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.stopping = threading.Event()
+        self.readers: list[threading.Thread] = []
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
-    def _serve(self) -> None:
+    def _accept(self) -> None:
+        # Once stopping, one more empty wait means the queue is drained: the browser has exited.
         while True:
             try:
                 conn, _ = self.sock.accept()
+            except TimeoutError:
+                if self.stopping.is_set():
+                    return
+                continue
+            reader = threading.Thread(target=self._read, args=(conn,), daemon=True)
+            reader.start()
+            self.readers.append(reader)
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            try:
+                data = conn.recv(4096)
             except OSError:
-                return
-            with conn:
-                conn.settimeout(2)
-                try:
-                    self.requests.append(conn.recv(4096).split(b"\r\n")[0].decode("latin-1"))
-                except OSError:
-                    self.requests.append("(no request line)")
+                data = b"(no request line)"
+        # A connection closed without a byte is the browser warming up its proxy, not a request.
+        if data:
+            self.requests.append(data.split(b"\r\n")[0].decode("latin-1"))
 
     def from_page(self) -> list[str]:
         hosts = [re.sub(r"^\w+ (?:\w+://)?([^/:\s]+).*", r"\1", r) for r in self.requests]
@@ -73,6 +88,10 @@ class Proxy:
         ]
 
     def close(self) -> None:
+        self.stopping.set()
+        self.acceptor.join()
+        for reader in self.readers:
+            reader.join()
         self.sock.close()
 
 
