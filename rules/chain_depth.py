@@ -37,9 +37,21 @@ def chain_depth(domain, context):
     parents = {s.name: s.parent for s in domain.snapshots}
     depths: dict[str, int] = {}
     for snapshot in domain.snapshots:
-        # Walk up to the first ancestor whose depth is known, then fill the path in: each
-        # snapshot's depth is computed once, however long the chain.
-        path, name, seen = [], snapshot.name, set()
+        name = snapshot.name
+        if name in depths:
+            continue
+        # The common cases first: the parent's depth is known (snapshots come oldest
+        # first), or the snapshot is a root.
+        parent = parents[name]
+        if parent in depths:
+            depths[name] = depths[parent] + 1
+            continue
+        if parent not in parents:
+            depths[name] = 1
+            continue
+        # Else walk up to the first ancestor whose depth is known, then fill the path in:
+        # each snapshot's depth is computed once, however long the chain.
+        path, seen = [], set()
         while name in parents and name not in depths and name not in seen:  # cycles end it
             seen.add(name)
             path.append(name)
@@ -49,7 +61,11 @@ def chain_depth(domain, context):
             depth += 1
             depths[step] = depth
     # The first of the deepest in the domain's own order (oldest first), as reported before.
-    deepest = max((s.name for s in domain.snapshots), key=depths.__getitem__, default=None)
+    deepest, most = None, 0
+    for snapshot in domain.snapshots:
+        depth = depths[snapshot.name]
+        if deepest is None or depth > most:
+            deepest, most = snapshot.name, depth
     if deepest is not None and depths[deepest] > limit:
         yield Violation(
             f"snapshot tree is {depths[deepest]} levels deep (limit: {limit})",

@@ -47,12 +47,20 @@ def mixed_tree(domain, context):
         virt-manager issues #811, #800 and #862 (https://github.com/virt-manager/virt-manager/issues).
         libvirt knowledge base, Internals of snapshots (https://libvirt.org/kbase/snapshots.html).
     """
-    kinds = {s.name: _kinds(s) for s in domain.snapshots}
-    present = set().union(*kinds.values()) if kinds else set()
-    if present != {"internal", "external"}:
+    # The kinds of each snapshot as bits (INTERNAL, EXTERNAL): this runs for every
+    # snapshot of the fleet, and sets of strings cost far more.
+    kinds = {}
+    for s in domain.snapshots:
+        found = _BITS.get(s.memory, 0)
+        for d in s.disks:
+            found |= _BITS.get(d.mode, 0)
+        kinds[s.name] = found
+    internal = external = 0
+    for found in kinds.values():
+        internal += found & INTERNAL
+        external += (found & EXTERNAL) >> 1
+    if not (internal and external):
         return
-    internal = sum("internal" in k for k in kinds.values())
-    external = sum("external" in k for k in kinds.values())
     yield Violation(
         f"mixed snapshot tree: {_count(internal, 'internal')} and {external} external; "
         "libvirt refuses to delete an external snapshot whose parent is internal (older "
@@ -61,11 +69,8 @@ def mixed_tree(domain, context):
     )
 
 
-def _kinds(snapshot):
-    kinds = {d.mode for d in snapshot.disks if d.mode in ("internal", "external")}
-    if snapshot.memory in ("internal", "external"):
-        kinds.add(snapshot.memory)
-    return kinds
+INTERNAL, EXTERNAL = 1, 2
+_BITS = {"internal": INTERNAL, "external": EXTERNAL}
 
 
 def _crossing(domain, kinds):
@@ -73,10 +78,17 @@ def _crossing(domain, kinds):
     the tree crosses kinds; else the oldest internal snapshot. Only internal snapshots are
     named, as they are the kind to remove."""
     parents = {s.name: s.parent for s in domain.snapshots}
-    internal = [s.name for s in domain.snapshots if "internal" in kinds[s.name]]
+    children: dict | None = None  # built only when no parent settles it
+    internal = [s.name for s in domain.snapshots if kinds[s.name] & INTERNAL]
     for name in internal:
-        neighbours = [parents.get(name)] + [c for c, p in parents.items() if p == name]
-        if any("external" in kinds.get(n, ()) for n in neighbours if n):
+        parent = parents.get(name)
+        if parent and kinds.get(parent, 0) & EXTERNAL:
+            return name
+        if children is None:
+            children = {}
+            for child, of in parents.items():
+                children.setdefault(of, []).append(child)
+        if any(kinds.get(c, 0) & EXTERNAL for c in children.get(name, ()) if c):
             return name
     return internal[0]
 
