@@ -131,20 +131,18 @@ def parse_domain_disks(
             continue
         source_type, source = disk.get("type", "file"), parts.get("source")
         path = _source_path(source_type, source)
-        disks.append(
-            DomainDisk(
-                name=target.get("dev"),
-                source=_disk_source(source_type, source, path, parts, volumes),
-                device=disk.get("device", "disk"),
-                readonly="readonly" in parts or disk.get("device") == "cdrom",
-            )
-        )
+        resolved = _disk_source(source_type, source, path, parts, volumes)
+        readonly = "readonly" in parts or disk.get("device") == "cdrom"
+        disks.append(DomainDisk(target.get("dev"), resolved, disk.get("device", "disk"), readonly))
     return tuple(disks)
 
 
 def _first_children(element) -> dict:
     """Tag -> the first child with it (what find(tag) gives), for all tags in one pass."""
-    return {child.tag: child for child in element.iterchildren(reversed=True)}
+    found: dict = {}
+    for child in element:
+        found.setdefault(child.tag, child)
+    return found
 
 
 def _revert_overlays(revert_disks) -> tuple[str, ...]:
