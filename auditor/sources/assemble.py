@@ -15,8 +15,8 @@ from auditor.sources.parser import (
     Volume,
     VolumeResolver,
     parse_domain_disks,
-    parse_snapshot,
     parse_xml,
+    snapshot_fields,
 )
 
 
@@ -44,22 +44,22 @@ def build_domain(
         disks = parse_domain_disks(definition, volumes) if definition is not None else ()
     except SnapshotXMLError as exc:
         return None, [Skipped(host, raw.name, None, f"domain definition: {exc}")]
-    snapshots, skipped = [], []
+    fields, skipped = [], []
+    definitions: dict = {}  # a domain's snapshots mostly embed one same definition
     for snap in raw.snapshots:
         try:
-            snapshots.append(
-                parse_snapshot(
-                    snap.xml,
-                    host=host,
-                    domain=raw.name,
-                    domain_uuid=raw.uuid,
-                    current=snap.current,
-                    volumes=volumes,
+            fields.append(
+                snapshot_fields(
+                    snap.xml, host, raw.name, raw.uuid, snap.current, volumes, definitions
                 )
             )
         except SnapshotXMLError as exc:
             skipped.append(Skipped(host, raw.name, snap.name, str(exc)))
-    return finish_domain(host, raw.name, raw.uuid, disks, snapshots), skipped
+    # finish_domain's order and has_children, with each Snapshot built once.
+    fields.sort(key=_fields_order)
+    parents = {f[_PARENT] for f in fields}
+    snapshots = tuple(Snapshot(*f, f[_NAME] in parents) for f in fields)
+    return Domain(host, raw.name, raw.uuid, disks, snapshots), skipped
 
 
 def finish_domain(
@@ -75,6 +75,9 @@ def finish_domain(
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Snapshot) if f.init)
 _values = operator.attrgetter(*_FIELDS)
+# snapshot_fields gives every field but the last, has_children.
+assert _FIELDS[-1] == "has_children"
+_NAME, _CREATED, _PARENT = (_FIELDS.index(f) for f in ("name", "created", "parent"))
 
 
 def _with_children(s: Snapshot) -> Snapshot:
@@ -87,6 +90,11 @@ def _with_children(s: Snapshot) -> Snapshot:
 
 def _snapshot_order(s: Snapshot):
     return (s.created is None, s.created.timestamp() if s.created else 0, s.name)
+
+
+def _fields_order(f: tuple):
+    created = f[_CREATED]
+    return (created is None, created.timestamp() if created else 0, f[_NAME])
 
 
 @dataclass(frozen=True, slots=True)

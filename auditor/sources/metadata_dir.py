@@ -145,7 +145,7 @@ _NOT_UTF8 = "the name is not UTF-8: not read"
 
 
 def _utf8(name: str) -> bool:
-    return shown_name(name) == name
+    return name.isascii() or shown_name(name) == name  # ASCII: the common case, at a glance
 
 
 def _not_dir(entry: os.DirEntry) -> str:

@@ -78,6 +78,14 @@ def parse_snapshot(
     """One snapshot, with every disk resolved as libvirt would (see resolve_disks). CURRENT
     None: read it from the file, as libvirt's own metadata files mark the current snapshot
     (`<active>1</active>`)."""
+    return Snapshot(*snapshot_fields(text, host, domain, domain_uuid, current, volumes))
+
+
+def snapshot_fields(text, host, domain, domain_uuid, current, volumes=None, definitions=None):
+    """parse_snapshot's fields in order but the last, has_children: known only once the
+    domain's snapshots are all read, so that build_domain builds each Snapshot once.
+    DEFINITIONS, a dict kept over the snapshots of one domain (and one VOLUMES), shares what
+    an embedded definition resolves to between the snapshots that embed the same one."""
     root = parse_xml(text)
     if root.tag != "domainsnapshot":
         raise SnapshotXMLError(f"root element is <{root.tag}>, expected <domainsnapshot>")
@@ -87,37 +95,25 @@ def parse_snapshot(
     if not name:
         raise SnapshotXMLError("snapshot has no <name>")
     state = _text(top.get("state")) or ""
-    memory = top.get("memory")
-    memory_file = memory.get("file") if memory is not None else None
-    memory_mode = (memory.get("snapshot") if memory is not None else None) or (
-        "external" if memory_file else _default_memory(state)
-    )
+    memory, memory_file, memory_mode = top.get("memory"), None, None
+    if memory is not None:
+        memory_file, memory_mode = memory.get("file"), memory.get("snapshot")
+    memory_mode = memory_mode or ("external" if memory_file else _default_memory(state))
     definition = top.get("domain")
-    devices = definition.find("devices") if definition is not None else None
+    # What find("devices") gives: ElementPath takes the first of iterchildren("devices").
+    devices = None if definition is None else next(definition.iterchildren("devices"), None)
+    head = (host, domain, domain_uuid, name, state, _parse_time(_text(top.get("creationTime"))))
     parent = top.get("parent")
-    current = _text(top.get("active")) == "1" if current is None else current
-    return Snapshot(
-        host=host,
-        domain=domain,
-        domain_uuid=domain_uuid,
-        name=name,
-        state=state,
-        created=_parse_time(_text(top.get("creationTime"))),
-        parent=parent.findtext("name") if parent is not None else None,
-        current=current,
-        description=_text(top.get("description")),
-        memory=memory_mode,
-        memory_file=memory_file,
-        disks=resolve_disks(top.get("disks"), state, memory_mode, devices, volumes),
-        revert_overlays=_revert_overlays(top.get("revertDisks")),
-        has_domain_definition=devices is not None,
-        has_guest_agent=devices is not None
-        and any(
-            target.get("name") == GUEST_AGENT_CHANNEL
-            for channel in devices.iterchildren("channel")
-            for target in channel.iterchildren("target")
-        ),
-    )
+    if parent is not None:  # findtext("name"): None without a <name>, else its text or ""
+        parent = next(parent.iterchildren("name"), None)
+        parent = None if parent is None else parent.text or ""
+    listed = _listed(top.get("disks"))  # its errors come before any volume is looked up
+    domain_disks, agent = _devices(devices, volumes, definitions)
+    active = _text(top.get("active")) == "1" if current is None else current
+    memory = (_text(top.get("description")), memory_mode, memory_file)
+    disks = _align(listed, state, memory_mode, domain_disks)
+    revert = _revert_overlays(top.get("revertDisks"))
+    return (*head, parent, active, *memory, disks, devices is not None, agent, revert)
 
 
 def parse_domain_disks(
@@ -133,14 +129,11 @@ def parse_domain_disks(
         target = parts.get("target")
         if target is None or not target.get("dev"):
             continue
-        disks.append(
-            DomainDisk(
-                name=target.get("dev"),
-                source=_domain_disk_source(disk, parts, volumes),
-                device=disk.get("device", "disk"),
-                readonly="readonly" in parts or disk.get("device") == "cdrom",
-            )
-        )
+        source_type, source = disk.get("type", "file"), parts.get("source")
+        path = _source_path(source_type, source)
+        resolved = _disk_source(source_type, source, path, parts, volumes)
+        readonly = "readonly" in parts or disk.get("device") == "cdrom"
+        disks.append(DomainDisk(target.get("dev"), resolved, disk.get("device", "disk"), readonly))
     return tuple(disks)
 
 
@@ -203,70 +196,82 @@ def resolve_disks(disks, state: str, memory: str, devices, volumes) -> tuple[Sna
     A disk's storage is its source type; a `type='volume'` disk is resolved by VOLUMES
     (pool, volume) -> Volume into the volume's own type and target path.
     """
-    listed = []  # (name, (element, its first children by tag), mode)
+    return _align(_listed(disks), state, memory, _devices(devices, volumes, None)[0])
+
+
+def _listed(disks) -> list[tuple]:
+    """The snapshot's `<disks>/<disk>`s: (name, own mode or None, the disk, its children)."""
+    listed = []
     for disk in disks.iterchildren("disk") if disks is not None else ():
-        name = disk.get("name")
-        if not name:
+        if not (name := disk.get("name")):
             raise SnapshotXMLError("a <disks>/<disk> has no name")
         parts = _first_children(disk)
-        listed.append((name, (disk, parts), _listed_mode(disk, parts)))
-    external = (
-        state == "disk-snapshot"
-        or memory == "external"
-        or any(mode == "external" for _, _, mode in listed)
-    )
-    default = "external" if external else "internal"
-    domain_disks = []  # (target, element, its first children, raw source path, resolved source)
-    for domdisk in devices.iterchildren("disk") if devices is not None else ():
-        parts = _first_children(domdisk)
-        target = domdisk.get("dev") if (t := parts.get("target")) is None else t.get("dev")
+        listed.append((name, _listed_mode(disk, parts), disk, parts))
+    return listed
+
+
+def _devices(devices, volumes, definitions: dict | None) -> tuple[tuple, bool]:
+    """The embedded domain's disks ((target, own snapshot=, device, readonly, source path,
+    resolved source) each, and the targets) and whether it has a guest agent channel; kept
+    in DEFINITIONS by its <devices> as serialised: equal bytes are equal elements,
+    attributes, order and namespaces, all that is read here, for less than reading it."""
+    if devices is None:
+        return ((), frozenset()), False
+    if definitions is not None:
+        key = etree.tostring(devices, with_tail=False)
+        if (found := definitions.get(key)) is not None:
+            return found
+    disks = []
+    for disk in devices.iterchildren("disk"):
+        parts = _first_children(disk)
+        target = disk.get("dev") if (t := parts.get("target")) is None else t.get("dev")
         if target:
-            raw = _source_path(domdisk.get("type", "file"), parts.get("source"))
-            source = _domain_disk_source(domdisk, parts, volumes)
-            domain_disks.append((target, domdisk, parts, raw, source))
+            source_type, source = disk.get("type", "file"), parts.get("source")
+            path = _source_path(source_type, source)
+            resolved = _disk_source(source_type, source, path, parts, volumes)
+            device = disk.get("device")
+            readonly = "readonly" in parts or device == "cdrom"
+            device = "disk" if device is None else device  # get("device", "disk")
+            disks.append((target, disk.get("snapshot"), device, readonly, path, resolved))
+    agent = any(
+        target.get("name") == GUEST_AGENT_CHANNEL
+        for channel in devices.iterchildren("channel")
+        for target in channel.iterchildren("target")
+    )
+    found = (tuple(disks), frozenset(d[0] for d in disks)), agent
+    if definitions is not None:
+        definitions[key] = found
+    return found
+
+
+def _align(listed: list, state: str, memory: str, domain_disks: tuple) -> tuple:
+    disks, targets = domain_disks
+    external = state == "disk-snapshot" or memory == "external"
+    external = external or any(listing[1] == "external" for listing in listed)
+    default = "external" if external else "internal"
     matched, orphans = {}, []
-    for name, disk, mode in listed:
-        target = _match(name, domain_disks)
+    for listing in listed:
+        target = _match(listing[0], disks, targets)
         if target is None or target in matched:
-            orphans.append((name, disk, mode))  # libvirt would refuse: kept, not lost
+            orphans.append(listing)  # libvirt would refuse: kept, not lost
         else:
-            matched[target] = (disk, mode)
+            matched[target] = listing
     resolved = []
-    for target, domdisk, domparts, _, source in domain_disks:
-        own = domdisk.get("snapshot")
-        snapdisk, mode = matched.get(target, (None, None))
-        if snapdisk is not None:
-            if mode is None:
-                mode = own if own and (default == "external" or own == "no") else default
-                defaulted = True
-            else:
-                defaulted = False
+    for target, own, device, readonly, _, source in disks:
+        listing = matched.get(target)
+        if listing is None:
+            mode, defaulted, overlay = ("no" if source is None else own or default), True, None
         else:
-            mode, defaulted = ("no" if source is None else own or default), True
-        resolved.append(
-            SnapshotDisk(
-                name=target,
-                mode=mode,
-                overlay=_overlay(snapdisk, mode),
-                state_image=source,
-                device=domdisk.get("device", "disk"),
-                readonly="readonly" in domparts or domdisk.get("device") == "cdrom",
-                defaulted=defaulted,
-                listed=snapdisk is not None,
-            )
-        )
-    for name, snapdisk, mode in orphans:
-        resolved.append(
-            SnapshotDisk(
-                name=name,
-                mode=mode or default,
-                overlay=_overlay(snapdisk, mode or default),
-                state_image=None,
-                device=None,
-                readonly=False,
-                defaulted=mode is None,
-            )
-        )
+            mode = listing[1]
+            if defaulted := mode is None:
+                mode = own if own and (default == "external" or own == "no") else default
+            overlay = _overlay(listing, mode)
+        disk = (target, mode, overlay, source, device, readonly, defaulted, listing is not None)
+        resolved.append(SnapshotDisk(*disk))
+    for listing in orphans:
+        name, mode = listing[0], listing[1] or default
+        overlay = _overlay(listing, mode)
+        resolved.append(SnapshotDisk(name, mode, overlay, None, None, False, listing[1] is None))
     return tuple(resolved)
 
 
@@ -278,39 +283,33 @@ def _listed_mode(snapdisk, parts: dict) -> str | None:
     return "external" if names_image or (driver is not None and driver.get("type")) else None
 
 
-def _match(name: str, domain_disks) -> str | None:
+def _match(name: str, disks: tuple, targets: frozenset) -> str | None:
     """The target of the domain disk NAME means (libvirt's virDomainDiskByName): a target
     name, or a source path when it starts with '/', which must name exactly one disk."""
     if not name.startswith("/"):
-        return name if any(target == name for target, *_ in domain_disks) else None
-    found = [target for target, _, _, raw, _ in domain_disks if raw == name]
+        return name if name in targets else None
+    found = [disk[0] for disk in disks if disk[4] == name]
     return found[0] if len(found) == 1 else None
 
 
-def _overlay(snapdisk: tuple | None, mode: str) -> DiskSource | None:  # (element, parts)
-    if snapdisk is None or mode != "external":
+def _overlay(listing: tuple, mode: str) -> DiskSource | None:
+    if mode != "external":
         return None
-    element, parts = snapdisk
+    _, _, element, parts = listing
     driver = parts.get("driver")
     source_type = element.get("type", "file")
-    return DiskSource(
-        type=source_type,
-        path=_source_path(source_type, parts.get("source")),
-        format=driver.get("type") if driver is not None else None,
-    )
+    path = _source_path(source_type, parts.get("source"))
+    return DiskSource(source_type, path, driver.get("type") if driver is not None else None)
 
 
-def _domain_disk_source(domdisk, parts: dict, volumes: VolumeResolver | None) -> DiskSource | None:
-    """The disk's source in a domain definition, or None for an empty drive."""
-    source_type = domdisk.get("type", "file")
-    source = parts.get("source")
-    path = _source_path(source_type, source)
+def _disk_source(source_type, source, path, parts: dict, volumes) -> DiskSource | None:
+    """A domain disk's source (PATH: its _source_path), or None for an empty drive."""
     if path is None:
         return None
     driver = parts.get("driver")
     form = driver.get("type") if driver is not None else None
     if source_type != "volume":
-        return DiskSource(type=source_type, path=path, format=form)
+        return DiskSource(source_type, path, form)
     pool, name = source.get("pool"), source.get("volume")
     if volumes is None:  # not scanned over a connection: the volume stays what it says
         return DiskSource("volume", path, form, volume=path)
