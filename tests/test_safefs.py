@@ -18,6 +18,7 @@ from conftest import CLOCK, run_cli
 
 from auditor import safefs
 from auditor.fix import images
+from auditor.safefs import atomic
 from testlab.images import create_qcow2, write_pattern
 from testlab.pytest_fixtures import libvirtd, require, require_qemu_tools  # noqa: F401
 from testlab.trees import SnapshotTree, removed_afterwards
@@ -102,7 +103,7 @@ def test_standard_output_by_name(tmp_path: Path, report: str):
         ("/dev/fd/5", 5),
         ("/proc/self/fd/1", 1),
     ]:
-        assert safefs._resolve(name).fd == fd
+        assert atomic._resolve(name).fd == fd
 
 
 @pytest.mark.parametrize("planted_by", ["link", "directory"])
