@@ -30,6 +30,21 @@ def render(result: ScanResult, *, color: bool = False) -> str:
     return "".join(chunks(result))
 
 
+def report_dict(result: ScanResult) -> dict:
+    """The report as plain data, every record a dict: what `chunks` spells out as text."""
+    sections, summary = _sections(result), summarize(result)
+    sections["snapshots"] = [
+        _snapshot(s, scan.files, summary.is_compliant(s))
+        for scan in result.hosts
+        for s in scan.snapshots
+    ]
+    names = hostnames(result)
+    sections["findings"] = [
+        finding_record(f, fingerprint(f, names.get(f.host))) for f in result.findings
+    ]
+    return sections
+
+
 def chunks(result: ScanResult) -> Iterator[str]:
     """The report's text, in pieces of about _BATCH records. Pretty at the top, one compact
     line per record below: readable and greppable."""

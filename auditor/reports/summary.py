@@ -65,8 +65,9 @@ def summarize(result: ScanResult) -> Summary:
     bad = frozenset((f.host, f.domain, f.snapshot) for f in errors)  # as snapshot_key
     unaccepted = frozenset((f.host, f.domain, f.snapshot) for f in errors if not f.suppressed)
     snapshots = result.snapshots
-    keys = list(map(attrgetter("host", "domain", "name"), snapshots))
-    noncompliant = sum(map(bad.__contains__, keys))
+    # The keys of noncompliant snapshots: only they can hold an unaccepted error.
+    failing = list(filter(bad.__contains__, map(attrgetter("host", "domain", "name"), snapshots)))
+    noncompliant = len(failing)
     severities = Counter(map(attrgetter("severity"), findings))
     summary = Summary(
         hosts=len(result.hosts),
@@ -81,7 +82,7 @@ def summarize(result: ScanResult) -> Summary:
         rule_errors=len(result.rule_errors),
         waived=len(findings) - countOf(map(attrgetter("waiver"), findings), None),
         baselined=sum(map(bool, map(attrgetter("baselined"), findings))),
-        compliant_accepted=len(keys) - sum(map(unaccepted.__contains__, keys)),
+        compliant_accepted=len(snapshots) - sum(map(unaccepted.__contains__, failing)),
     )
     _last = (result, summary)
     return summary

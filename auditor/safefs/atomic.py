@@ -8,7 +8,7 @@ import re
 import secrets
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 _FD_PATH = re.compile(r"^/(?:dev/fd/(\d+)|proc/self/fd/(\d+)|dev/(stdout|stderr))$")
@@ -113,16 +113,20 @@ def attempt(write: Callable[..., object], *args: object) -> str | None:
     return None
 
 
-def write_file(path: os.PathLike | str, text: str | bytes) -> None:
-    """Write a report or a baseline to PATH by the rules in this module's docstring."""
+def write_file(path: os.PathLike | str, text: str | bytes | Iterable[str]) -> None:
+    """Write a report or a baseline to PATH by the rules in this package's docstring. TEXT
+    may come as pieces, each written as it comes: a large report never sits whole in memory."""
     shown = os.fspath(path)
-    data = text.encode("utf-8") if isinstance(text, str) else text
+    if isinstance(text, str | bytes):
+        data: Iterable[bytes] = (text.encode("utf-8") if isinstance(text, str) else text,)
+    else:
+        data = (piece.encode("utf-8") for piece in text)
     target = _resolve(shown)
     try:
         if target.kind == "fd":
             if target.fd in (1, 2):
                 (sys.stdout if target.fd == 1 else sys.stderr).flush()
-            _write_all(target.fd, data)
+            _write_each(target.fd, data)
         elif target.kind == "through":
             _write_through(target.path, data)
         else:
@@ -139,24 +143,29 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _write_through(path: str, data: bytes) -> None:
+def _write_each(fd: int, pieces: Iterable[bytes]) -> None:
+    for piece in pieces:
+        _write_all(fd, piece)
+
+
+def _write_through(path: str, data: Iterable[bytes]) -> None:
     # No O_CREAT, no O_TRUNC: a device or a FIFO is written, never made into a file.
     fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         fifo = stat.S_ISFIFO((st := os.fstat(fd)).st_mode)
         if not (stat.S_ISCHR(st.st_mode) or fifo) or (fifo and st.st_uid not in trusted_uids()):
             raise WriteError(f"cannot write {path}: it was replaced while being opened")
-        _write_all(fd, data)
+        _write_each(fd, data)
     finally:
         os.close(fd)
 
 
-def _replace(path: str, data: bytes, old: os.stat_result | None) -> None:
+def _replace(path: str, data: Iterable[bytes], old: os.stat_result | None) -> None:
     directory, name = os.path.split(path)
     dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         with _temporary(dir_fd, name) as (fd, tmp):
-            _write_all(fd, data)
+            _write_each(fd, data)
             if old is None:
                 mask = os.umask(0o022)  # the only way to read the umask is to set it
                 os.umask(mask)
