@@ -18,6 +18,7 @@ from conftest import CLOCK, run_cli
 
 from auditor import safefs
 from auditor.fix import images
+from auditor.safefs import atomic
 from testlab.images import create_qcow2, write_pattern
 from testlab.pytest_fixtures import libvirtd, require, require_qemu_tools  # noqa: F401
 from testlab.trees import SnapshotTree, removed_afterwards
@@ -102,7 +103,7 @@ def test_standard_output_by_name(tmp_path: Path, report: str):
         ("/dev/fd/5", 5),
         ("/proc/self/fd/1", 1),
     ]:
-        assert safefs._resolve(name).fd == fd
+        assert atomic._resolve(name).fd == fd
 
 
 @pytest.mark.parametrize("planted_by", ["link", "directory"])
@@ -186,6 +187,31 @@ def test_a_replaced_file_keeps_its_mode_and_owner(tmp_path: Path, report: str):
     st = existing.stat()
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, 0o600)
     assert existing.read_text() == report
+
+
+def test_pieces_are_written_as_they_come_and_a_failure_midway_replaces_nothing(tmp_path):
+    path, new = tmp_path / "r.json", tmp_path / "new.json"
+    path.write_text("old")
+    path.chmod(0o640)
+    written = []
+
+    def pieces(fail: bool):
+        for piece in ["é", "\U0001f600", "", "x" * 100_000]:
+            # Each piece is on disk before the next is made: nothing holds them all.
+            written.append(sum(os.path.getsize(tmp_path / n) for n in os.listdir(tmp_path)))
+            yield piece
+        if fail:
+            raise RuntimeError("the report could not be made")
+
+    for target in (path, new):
+        with pytest.raises(RuntimeError):
+            safefs.write_file(target, pieces(fail=True))
+    assert (os.listdir(tmp_path), path.read_text()) == (["r.json"], "old")
+    written.clear()
+    safefs.write_file(path, pieces(fail=False))
+    assert path.read_bytes() == "é\U0001f600".encode() + b"x" * 100_000
+    assert written == [3, 3 + 2, 3 + 6, 3 + 6]  # "old" plus the temporary file
+    assert (os.listdir(tmp_path), stat.S_IMODE(path.stat().st_mode)) == (["r.json"], 0o640)
 
 
 def bad_outputs(tmp_path: Path) -> list[tuple[list[str], str]]:

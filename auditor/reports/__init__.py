@@ -1,9 +1,11 @@
-"""Report formats. Each module has `render(result, *, color=False) -> str`; FORMATS maps the
-name a user types to the module that renders it."""
+"""Report formats. Each module has `render(result, *, color=False) -> str`, and a format whose
+reports grow large also `chunks(result)`, the same text in pieces; FORMATS maps the name a user
+types to the module that renders it."""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 
 FORMATS = {
     "text": "auditor.reports.text",
@@ -18,3 +20,11 @@ FORMATS = {
 def render(format_name: str, result, *, color: bool = False) -> str:
     # Imported on demand: the HTML reporter pulls in Jinja2, which a JSON gate never needs.
     return importlib.import_module(FORMATS[format_name]).render(result, color=color)
+
+
+def render_pieces(format_name: str, result, *, color: bool = False) -> Iterable[str]:
+    """The report as pieces of text to write one after the other."""
+    module = importlib.import_module(FORMATS[format_name])
+    if hasattr(module, "chunks"):
+        return module.chunks(result)
+    return (module.render(result, color=color),)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter, countOf
 
 from auditor.model import Finding, ScanResult, Severity, Snapshot
 
@@ -48,31 +50,42 @@ class Summary:
         return self.compliant_accepted / self.snapshots if self.snapshots else None
 
 
+# The last result summarized, and its summary: a scan's reports and its gate all ask about
+# the same result, which is immutable, and a fleet's takes a while to count.
+_last: tuple[ScanResult, Summary] | None = None
+
+
 def summarize(result: ScanResult) -> Summary:
-    errors = [f for f in result.findings if f.severity is Severity.ERROR]
+    global _last
+    last = _last
+    if last is not None and last[0] is result:
+        return last[1]
+    findings = result.findings
+    errors = [f for f in findings if f.severity is Severity.ERROR]
     bad = frozenset((f.host, f.domain, f.snapshot) for f in errors)  # as snapshot_key
     unaccepted = frozenset((f.host, f.domain, f.snapshot) for f in errors if not f.suppressed)
     snapshots = result.snapshots
-    keys = [(s.host, s.domain, s.name) for s in snapshots]
-    noncompliant = sum(1 for key in keys if key in bad)
-    counts = {s.value: 0 for s in reversed(Severity)}
-    for finding in result.findings:
-        counts[finding.severity.value] += 1
-    return Summary(
+    # The keys of noncompliant snapshots: only they can hold an unaccepted error.
+    failing = list(filter(bad.__contains__, map(attrgetter("host", "domain", "name"), snapshots)))
+    noncompliant = len(failing)
+    severities = Counter(map(attrgetter("severity"), findings))
+    summary = Summary(
         hosts=len(result.hosts),
         hosts_failed=sum(1 for h in result.hosts if h.host.error),
         domains=sum(len(h.domains) for h in result.hosts),
         snapshots=len(snapshots),
         compliant=len(snapshots) - noncompliant,
         noncompliant=noncompliant,
-        findings=counts,
+        findings={s.value: severities[s] for s in reversed(Severity)},
         noncompliant_keys=bad,
         skipped=sum(1 for item in result.skipped if not item.vanished),
         rule_errors=len(result.rule_errors),
-        waived=sum(1 for f in result.findings if f.waiver is not None),
-        baselined=sum(1 for f in result.findings if f.baselined),
-        compliant_accepted=sum(1 for key in keys if key not in unaccepted),
+        waived=len(findings) - countOf(map(attrgetter("waiver"), findings), None),
+        baselined=sum(map(bool, map(attrgetter("baselined"), findings))),
+        compliant_accepted=len(snapshots) - sum(map(unaccepted.__contains__, failing)),
     )
+    _last = (result, summary)
+    return summary
 
 
 def fails(findings: Iterable[Finding], fail_on: str) -> bool:

@@ -1,0 +1,199 @@
+"""Reports and baselines: where a write to a path goes, and replacing a file atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import stat
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+_FD_PATH = re.compile(r"^/(?:dev/fd/(\d+)|proc/self/fd/(\d+)|dev/(stdout|stderr))$")
+_NOT_OURS = "belongs to uid %d, neither root nor the invoking user"
+
+
+class WriteError(OSError):
+    """A file that cannot or must not be written; the message is one line naming it."""
+
+
+def trusted_uids() -> frozenset[int]:
+    """Root and the invoking user (under sudo, the user who ran sudo too)."""
+    uids = {0, os.getuid(), os.geteuid()}
+    sudo = os.environ.get("SUDO_UID", "")
+    if os.geteuid() == 0 and sudo.isdigit():
+        uids.add(int(sudo))
+    return frozenset(uids)
+
+
+def untrusted_directory(path: str, owner: int, mode: int, trusted: frozenset[int]) -> str | None:
+    """Why another user could swap files in directory PATH under us, or None."""
+    if mode & stat.S_IWOTH:
+        return f"{path} is writable by every user (mode {stat.S_IMODE(mode):04o})"
+    if owner not in trusted:
+        return f"{path} belongs to uid {owner}, neither root nor the invoking user"
+    return None
+
+
+@dataclass(frozen=True)
+class _Target:
+    kind: str  # "fd", "new", "replace", "through"
+    path: str  # where the original path's symlinks lead
+    fd: int = -1
+    st: os.stat_result | None = None
+
+
+def _resolve(path: str) -> _Target:
+    """Where a write to PATH goes, following only symlinks that we trust."""
+    try:
+        return _follow(path)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _follow(path: str) -> _Target:
+    current, trusted = path, trusted_uids()
+    for _ in range(40):  # as many links as the kernel follows
+        match = _FD_PATH.match(os.path.normpath(os.path.abspath(current)))
+        if match:
+            number, other, name = match.groups()
+            fd = int(number or other) if (number or other) else (1 if name == "stdout" else 2)
+            return _Target("fd", current, fd)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return _Target("new", current)
+        if stat.S_ISLNK(st.st_mode):
+            directory = os.path.dirname(current) or "."
+            owners = [(f"symlink {current}", st.st_uid), (directory, os.stat(directory).st_uid)]
+            for what, owner in owners:
+                if owner not in trusted:
+                    raise WriteError(f"cannot write {path}: {what} {_NOT_OURS % owner}")
+            current = os.path.join(directory, os.readlink(current))
+        elif stat.S_ISREG(st.st_mode):
+            return _Target("replace", current, st=st)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+            if stat.S_ISFIFO(st.st_mode) and (owner := st.st_uid) not in trusted:
+                raise WriteError(f"cannot write {path}: FIFO {current} {_NOT_OURS % owner}")
+            return _Target("through", current)
+        else:
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a file, device or FIFO"
+            raise WriteError(f"cannot write {path}: it is {what}")
+    raise WriteError(f"cannot write {path}: too many levels of symlinks")
+
+
+def output_problem(*paths: os.PathLike | str | None) -> str | None:
+    """Why the first of PATHS (None: standard output) could not be written, as one line;
+    checked before any work is done."""
+    try:
+        for shown in (os.fspath(p) for p in paths if p is not None):
+            target = _resolve(shown)
+            if target.kind == "through" and not os.access(target.path, os.W_OK):
+                raise WriteError(f"cannot write {shown}: permission denied")
+            directory = os.path.dirname(target.path) or "."
+            if target.kind in ("new", "replace") and not os.path.isdir(directory):
+                raise WriteError(f"cannot write {shown}: directory {directory} does not exist")
+            if target.kind in ("new", "replace") and not os.access(directory, os.W_OK | os.X_OK):
+                raise WriteError(f"cannot write {shown}: directory {directory} is not writable")
+    except WriteError as exc:
+        return str(exc)
+    return None
+
+
+def attempt(write: Callable[..., object], *args: object) -> str | None:
+    """Run one WRITE; its WriteError as one line, so that the other outputs still get written."""
+    try:
+        write(*args)
+    except WriteError as exc:
+        return str(exc)
+    return None
+
+
+def write_file(path: os.PathLike | str, text: str | bytes | Iterable[str]) -> None:
+    """Write a report or a baseline to PATH by the rules in this package's docstring. TEXT
+    may come as pieces, each written as it comes: a large report never sits whole in memory."""
+    shown = os.fspath(path)
+    if isinstance(text, str | bytes):
+        data: Iterable[bytes] = (text.encode("utf-8") if isinstance(text, str) else text,)
+    else:
+        data = (piece.encode("utf-8") for piece in text)
+    target = _resolve(shown)
+    try:
+        if target.kind == "fd":
+            if target.fd in (1, 2):
+                (sys.stdout if target.fd == 1 else sys.stderr).flush()
+            _write_each(target.fd, data)
+        elif target.kind == "through":
+            _write_through(target.path, data)
+        else:
+            _replace(target.path, data, target.st)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(f"cannot write {shown}: {exc.strerror or exc}") from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_each(fd: int, pieces: Iterable[bytes]) -> None:
+    for piece in pieces:
+        _write_all(fd, piece)
+
+
+def _write_through(path: str, data: Iterable[bytes]) -> None:
+    # No O_CREAT, no O_TRUNC: a device or a FIFO is written, never made into a file.
+    fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fifo = stat.S_ISFIFO((st := os.fstat(fd)).st_mode)
+        if not (stat.S_ISCHR(st.st_mode) or fifo) or (fifo and st.st_uid not in trusted_uids()):
+            raise WriteError(f"cannot write {path}: it was replaced while being opened")
+        _write_each(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _replace(path: str, data: Iterable[bytes], old: os.stat_result | None) -> None:
+    directory, name = os.path.split(path)
+    dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with _temporary(dir_fd, name) as (fd, tmp):
+            _write_each(fd, data)
+            if old is None:
+                mask = os.umask(0o022)  # the only way to read the umask is to set it
+                os.umask(mask)
+                os.fchmod(fd, 0o666 & ~mask)
+            else:
+                if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                    with contextlib.suppress(PermissionError):  # only root can give files away
+                        os.fchown(fd, old.st_uid, old.st_gid)
+                os.fchmod(fd, stat.S_IMODE(old.st_mode))  # after fchown, which clears set-id
+            os.fsync(fd)
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def _temporary(dir_fd: int, name: str) -> Iterator[tuple[int, str]]:
+    """A new file beside NAME that nobody else created or can redirect; removed unless it was
+    renamed away."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    tmp = f".{name[:200]}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
+    try:
+        yield fd, tmp
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    finally:
+        os.close(fd)
