@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from itertools import pairwise
 
 from auditor.model import FileFacts, FileFactsMap, unreferenced_in
 from auditor.sources.files import unreferenced_images
@@ -65,3 +66,36 @@ def test_each_image_is_opened_once(tmp_path, monkeypatch):
     assert found[str(tmp_path / "left-over")].backing_chain == (str(base),)
     # The left-over for its header, the image below it for its own (the end of the chain).
     assert opened == [str(tmp_path / "left-over"), str(base)]
+
+
+def test_a_file_named_through_a_symlink_is_referenced_and_a_hard_link_is_not(tmp_path):
+    require(shutil.which("qemu-img"), "qemu-img is not installed")
+    base = tmp_path / "vm.qcow2"
+    qcow2(base)
+    qcow2(tmp_path / "real", base)
+    os.symlink(tmp_path / "real", tmp_path / "named")  # what the domain names
+    os.link(base, tmp_path / "hard")
+    qcow2(tmp_path / "left-over", base)
+    referenced = {str(base), str(tmp_path / "named")}
+    found = unreferenced_images([str(tmp_path)], referenced)
+    # "real" is the file "named" reaches; "hard" is another name of vm.qcow2's inode, but
+    # a different path: an image of its own, as qemu sees it.
+    assert list(found) == [str(tmp_path / "hard"), str(tmp_path / "left-over")]
+    assert found[str(tmp_path / "hard")].backing_chain == ()
+
+
+def test_real_paths_are_worked_out_only_for_files_that_may_be_aliases(tmp_path, monkeypatch):
+    require(shutil.which("qemu-img"), "qemu-img is not installed")
+    images = [tmp_path / f"img-{i}" for i in range(5)]
+    qcow2(images[0])
+    for below, image in pairwise(images):
+        qcow2(image, below)
+    qcow2(tmp_path / "left-over", images[2])
+    asked = []
+    real = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda p, **k: asked.append(p) or real(p, **k))
+    referenced = {str(p) for p in images} | {str(tmp_path / "missing")}
+    found = unreferenced_images([str(tmp_path)], referenced)
+    assert list(found) == [str(tmp_path / "left-over")]
+    # The name that does not stat, and the one candidate: not each referenced image.
+    assert sorted(asked) == [str(tmp_path / "left-over"), str(tmp_path / "missing")]
