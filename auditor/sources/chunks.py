@@ -10,6 +10,7 @@ only the results travel back, pickled compactly (the model's records as plain tu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import io
@@ -17,6 +18,7 @@ import operator
 import os
 import pickle
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +30,7 @@ from auditor.sources.qemu import die_with_parent
 Work = Callable[[int, int], list]  # (start, stop) -> one result per item, in order
 
 MAX_PROCESSES = 8
+STOPS = (signal.SIGINT, signal.SIGTERM)
 _work: Work | None = None  # what the forked workers run: set before they are forked
 
 
@@ -52,7 +55,8 @@ def map_chunks(work: Work, total: int, chunk: int) -> Iterator:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        futures = deque(pool.submit(_run, start, stop) for start, stop in bounds)
+        with _stops_deferred():
+            futures = deque(pool.submit(_run, start, stop) for start, stop in bounds)
         while futures:  # each chunk's bytes are dropped once read
             yield from pickle.loads(futures.popleft().result())
     except BaseException:
@@ -67,6 +71,25 @@ def map_chunks(work: Work, total: int, chunk: int) -> Iterator:
         _work = None
         if collecting:
             gc.enable()
+
+
+@contextlib.contextmanager
+def _stops_deferred():
+    """A stop signal that arrives while the workers are forked takes effect right after:
+    a handler that raises during a fork runs in Python's own after-fork hooks, which print
+    the exception and go on as if nothing had happened."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are handled by the main thread alone
+        return
+    noted: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _: noted.append(signum)) for s in STOPS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if noted:
+            signal.raise_signal(noted[0])
 
 
 def _cpus() -> int:
