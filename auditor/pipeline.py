@@ -125,11 +125,20 @@ def audit_hosts(
     for path, domain_xml, host_name in offline:  # (path, --domain-xml, --host-name)
         from auditor.sources.offline import read_source
 
-        scans.append(
-            read_source(
-                path, domain_xml=domain_xml, host_name=host_name, check_files=bool(check_files)
-            )
+        # Without file checks, a directory's domains are audited where they are read (in
+        # worker processes), and only their model and findings are kept.
+        done: dict = {}
+        scan = read_source(
+            path,
+            domain_xml=domain_xml,
+            host_name=host_name,
+            check_files=bool(check_files),
+            check=lambda domain: auditor.domain(domain.host, domain, None),
+            checked=done,
         )
+        if done:
+            audited[len(scans)] = _host_findings(auditor, scan, done)
+        scans.append(scan)
     return audit(scans, rules, load_errors, auditor.now, auditor.policy, audited)
 
 

@@ -3,9 +3,10 @@ libvirt's snapshot metadata. Both give the same HostScan a live scan gives."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from auditor.model import Host, HostScan
+from auditor.model import Domain, Host, HostScan
 from auditor.sources.bundle import BundleError, is_bundle, read_bundle
 from auditor.sources.files import gather_files
 from auditor.sources.metadata_dir import is_metadata_dir, scan_metadata_dir
@@ -32,15 +33,19 @@ def read_source(
     domain_xml: Path | None = None,
     host_name: str | None = None,
     check_files: bool = False,
+    check: Callable[[Domain], object] | None = None,
+    checked: dict | None = None,
 ) -> HostScan:
     """The host PATH describes. A bundle brings the file facts recorded when it was
-    collected; a directory has none unless CHECK_FILES inspects its paths here, now."""
+    collected; a directory has none unless CHECK_FILES inspects its paths here, now.
+    Without them, CHECK runs on each domain of a directory as it is read, into CHECKED
+    (see scan_metadata_dir)."""
     if is_bundle(str(path)):
         try:
             return read_bundle(str(path))
         except BundleError as exc:
             return HostScan(Host(uri=str(path.absolute()), error=str(exc)))
+    if not check_files:
+        return scan_metadata_dir(path, domain_xml, host_name, check, checked)
     scan = scan_metadata_dir(path, domain_xml, host_name)
-    if check_files:
-        return HostScan(scan.host, scan.domains, scan.skipped, gather_files(scan.domains))
-    return scan
+    return HostScan(scan.host, scan.domains, scan.skipped, gather_files(scan.domains))

@@ -1,0 +1,143 @@
+"""Metadata directories read by worker processes: the same host, findings and report bytes as
+one process reading it alone, hostile files included, and a stop that leaves no worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CLOCK, run_cli
+from test_offline import snapshot_xml
+
+from auditor.pipeline import run
+from auditor.reports import render
+from auditor.sources import chunks, metadata_dir
+from auditor.sources.metadata_dir import scan_metadata_dir
+
+SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
+
+
+def hostile_tree(root: Path, domains: int) -> None:
+    """DOMAINS domains of two snapshots each, and among them the files a copy may hold that
+    cannot be audited: they are spread over several chunks."""
+    for d in range(domains):
+        directory = root / f"vm{d:03d}"
+        directory.mkdir(parents=True)
+        (directory / "a.xml").write_bytes(snapshot_xml("a", active=0))
+        (directory / "b.xml").write_bytes(snapshot_xml("b", active=1, mode="external"))
+    (root / "vm001" / "link.xml").symlink_to("/etc/shadow")
+    os.mkfifo(root / "vm010" / "fifo.xml")
+    (root / "vm020" / "broken.xml").write_bytes(b"<domainsnapshot><name>")
+    (root / "vm030" / "dtd.xml").write_bytes(b'<!DOCTYPE x [<!ENTITY e "boom">]>')
+    (root / "zz-link").symlink_to(root / "vm000")
+
+
+@pytest.fixture
+def serial(monkeypatch):
+    """Everything read in this process, as a tree of a single chunk is."""
+
+    def one_process():
+        monkeypatch.setattr(chunks, "_cpus", lambda: 1)
+
+    return one_process
+
+
+def test_workers_build_the_same_host_as_one_process(tmp_path, monkeypatch, serial):
+    hostile_tree(tmp_path, 40)
+    monkeypatch.setattr(metadata_dir, "CHUNK", 3)
+    monkeypatch.setattr(chunks, "_cpus", lambda: 2)
+    parent = os.getpid()
+    checked: dict = {}
+    scan = scan_metadata_dir(tmp_path, host_name="hv", check=lambda d: os.getpid(), checked=checked)
+    serial()
+    alone = scan_metadata_dir(tmp_path, host_name="hv")
+    assert scan == alone
+    assert len(scan.domains) == 40 and len(scan.snapshots) == 80
+    assert [(s.domain, s.snapshot) for s in scan.skipped] == [
+        ("vm001", "link"),
+        ("vm010", "fifo"),
+        ("vm020", "broken"),
+        ("vm030", "dtd"),
+        ("zz-link", None),
+    ]
+    # Each domain was checked once, in a worker, and its result kept under its own name.
+    assert sorted(checked) == sorted((d.name, d.uuid) for d in scan.domains)
+    assert parent not in checked.values() and len(set(checked.values())) == 2
+
+
+def test_a_report_read_by_workers_is_byte_for_byte_the_one_read_alone(
+    tmp_path, monkeypatch, serial
+):
+    tree = tmp_path / "snapshot"
+    hostile_tree(tree, 70)  # more than one chunk: the CLI reads it with worker processes
+    proc = run_cli("scan", "--from", str(tree), "--format", "json", "--host-name", "hv")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", CLOCK)
+    serial()
+    result, _ = run([], offline=[tree], host_name="hv")
+    assert (proc.returncode, proc.stdout) == (3, render("json", result))
+    path = f"{tree}/"
+    assert proc.stderr.splitlines() == [
+        f"snapaudit: skipped snapshot vm001/link on hv: {path}vm001/link.xml: is a symbolic "
+        "link: not followed",
+        f"snapaudit: skipped snapshot vm010/fifo on hv: {path}vm010/fifo.xml: is not a regular "
+        "file (a FIFO)",
+        "snapaudit: skipped snapshot vm020/broken on hv: invalid XML: Premature end of data in "
+        "tag name line 1, line 1, column 23",
+        f"snapaudit: skipped snapshot vm030/dtd on hv: {path}vm030/dtd.xml: holds a DTD or "
+        "entity declarations",
+        f"snapaudit: skipped domain zz-link on hv: {path}zz-link: is a symbolic link: not followed",
+    ]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no worker processes")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_ends_the_scan_and_its_workers(tmp_path, signum):
+    for d in range(3000):  # long enough to be stopped half way on any machine
+        directory = tmp_path / f"vm{d:04d}"
+        directory.mkdir()
+        (directory / "a.xml").write_bytes(snapshot_xml("a"))
+    proc = subprocess.Popen(
+        [SNAPAUDIT, "scan", "--from", str(tmp_path), "-o", str(tmp_path / "report.txt")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        workers = _children(proc.pid, count=2, within=30)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert (proc.returncode, stdout) == (128 + signum, "")
+    assert stderr == f"snapaudit: stopped by {signal.Signals(signum).name}\n"
+    assert not (tmp_path / "report.txt").exists()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _children(pid: int, count: int, within: float) -> list[int]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except FileNotFoundError:
+            found = []
+        if len(found) >= count:
+            return [int(p) for p in found]
+        time.sleep(0.01)
+    raise AssertionError(f"no {count} worker processes within {within} s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie is dead, waiting for a parent that is gone too
