@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +69,22 @@ def test_workers_build_the_same_host_as_one_process(tmp_path, monkeypatch, seria
     # Each domain was checked once, in a worker, and its result kept under its own name.
     assert sorted(checked) == sorted((d.name, d.uuid) for d in scan.domains)
     assert parent not in checked.values() and len(set(checked.values())) == 2
+
+
+def test_a_process_with_other_threads_reads_without_forking(tmp_path, monkeypatch):
+    hostile_tree(tmp_path, 40)
+    monkeypatch.setattr(metadata_dir, "CHUNK", 3)
+    monkeypatch.setattr(chunks, "_cpus", lambda: 2)
+    release = threading.Event()
+    blocked = threading.Thread(target=release.wait)  # as a host's call that timed out
+    blocked.start()
+    try:
+        checked: dict = {}
+        scan_metadata_dir(tmp_path, host_name="hv", check=lambda d: os.getpid(), checked=checked)
+    finally:
+        release.set()
+        blocked.join()
+    assert set(checked.values()) == {os.getpid()} and len(checked) == 40
 
 
 def test_a_report_read_by_workers_is_byte_for_byte_the_one_read_alone(

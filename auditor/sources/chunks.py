@@ -36,10 +36,10 @@ _work: Work | None = None  # what the forked workers run: set before they are fo
 
 def map_chunks(work: Work, total: int, chunk: int) -> Iterator:
     """The results of WORK for items 0..TOTAL, one chunk of CHUNK items at a time, in order.
-    A single chunk, or a single CPU, is worked in this process."""
+    A single chunk, a single CPU, or a process that has other threads is worked here."""
     bounds = [(start, min(total, start + chunk)) for start in range(0, total, chunk)]
     processes = min(len(bounds), _cpus(), MAX_PROCESSES)
-    if processes < 2:
+    if processes < 2 or _threads() > 1:
         for start, stop in bounds:
             yield from work(start, stop)
         return
@@ -90,6 +90,16 @@ def _stops_deferred():
             signal.signal(signum, handler)
         if noted:
             signal.raise_signal(noted[0])
+
+
+def _threads() -> int:
+    """The threads of this process, libvirt's and lxml's included: a fork copies only the
+    forking one, and any lock another holds stays held in the child for ever (a host whose
+    calls timed out leaves its thread blocked in libvirt while the scan goes on)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # no /proc: nothing to tell, so never fork
+        return 2
 
 
 def _cpus() -> int:
