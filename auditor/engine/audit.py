@@ -10,14 +10,12 @@ from auditor.display import one_line
 from auditor.model import (
     Domain,
     Finding,
-    Host,
     HostScan,
     Policy,
     RuleError,
     RulePolicy,
     ScanResult,
     Severity,
-    Snapshot,
 )
 from auditor.rule import SCOPES, Context, Rule
 
@@ -67,27 +65,6 @@ def _documented(policy: RulePolicy, rule: Rule) -> RulePolicy:
     return dataclasses.replace(
         policy, summary=rule.summary, sections=dict(rule.sections), tags=rule.tags
     )
-
-
-def check(
-    subject: Snapshot | Domain | Host,
-    rules: Sequence[Rule],
-    contexts: Mapping[str, Context],
-    overrides: Mapping[str, Severity],
-) -> tuple[list[Finding], list[RuleError]]:
-    """Run RULES (all of the subject's scope: snapshot, domain or host) over the subject.
-    A configured severity (OVERRIDES, by rule code) replaces every severity a rule reports."""
-    if isinstance(subject, Snapshot):
-        domain, uuid, snapshot = subject.domain, subject.domain_uuid, subject.name
-    elif isinstance(subject, Domain):
-        domain, uuid, snapshot = subject.name, subject.uuid, None
-    else:
-        domain, uuid, snapshot = "", "", None
-    findings: list[Finding] = []
-    errors: list[RuleError] = []
-    prepared = [_Prepared(r, contexts[r.code], overrides.get(r.code)) for r in rules]
-    _run(subject, prepared, domain, uuid, snapshot, findings, errors)
-    return findings, errors
 
 
 class _Prepared(tuple):
