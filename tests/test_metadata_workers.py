@@ -52,6 +52,9 @@ def test_workers_build_the_same_host_as_one_process(tmp_path, monkeypatch, seria
     hostile_tree(tmp_path, 40)
     monkeypatch.setattr(metadata_dir, "CHUNK", 3)
     monkeypatch.setattr(chunks, "_cpus", lambda: 2)
+    # Earlier tests may leave idle threads in this process, which would keep the workers from
+    # being forked (the guard has its own test below): fork all the same, to test them.
+    monkeypatch.setattr(chunks, "_threads", lambda: 1)
     parent = os.getpid()
     checked: dict = {}
     scan = scan_metadata_dir(tmp_path, host_name="hv", check=lambda d: os.getpid(), checked=checked)
