@@ -74,6 +74,50 @@ def test_workers_build_the_same_host_as_one_process(tmp_path, monkeypatch, seria
     assert parent not in checked.values() and len(set(checked.values())) == 2
 
 
+class Unsendable:
+    """A value a plugin rule might return that pickle refuses."""
+
+    def __reduce__(self):
+        raise TypeError("cannot be sent")
+
+
+def test_a_chunk_whose_results_cannot_be_sent_back_is_worked_here(tmp_path, monkeypatch, serial):
+    hostile_tree(tmp_path, 40)
+    monkeypatch.setattr(metadata_dir, "CHUNK", 3)
+    monkeypatch.setattr(chunks, "_cpus", lambda: 2)
+    monkeypatch.setattr(chunks, "_threads", lambda: 1)
+    parent = os.getpid()
+
+    def check(domain):
+        return Unsendable() if domain.name == "vm004" else os.getpid()
+
+    checked: dict = {}
+    scan = scan_metadata_dir(tmp_path, host_name="hv", check=check, checked=checked)
+    serial()
+    assert scan == scan_metadata_dir(tmp_path, host_name="hv")
+    by_name = {name: value for (name, _), value in checked.items()}
+    assert isinstance(by_name.pop("vm004"), Unsendable)
+    # vm004's chunk (vm003-vm005) was worked again in this process; every other in a worker.
+    assert [n for n, pid in sorted(by_name.items()) if pid == parent] == ["vm003", "vm005"]
+    assert len(by_name) == 39
+
+
+def test_a_worker_that_dies_leaves_the_host_unaudited_and_says_why(tmp_path, monkeypatch):
+    hostile_tree(tmp_path, 40)
+    monkeypatch.setattr(metadata_dir, "CHUNK", 3)
+    monkeypatch.setattr(chunks, "_cpus", lambda: 2)
+    monkeypatch.setattr(chunks, "_threads", lambda: 1)
+    parent = os.getpid()
+
+    def check(domain):
+        if domain.name == "vm010" and os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
+
+    scan = scan_metadata_dir(tmp_path, host_name="hv", check=check, checked={})
+    assert scan.host.error == "a worker process died (killed, or out of memory)"
+    assert (scan.domains, scan.skipped) == ((), ())
+
+
 def test_a_process_with_other_threads_reads_without_forking(tmp_path, monkeypatch):
     hostile_tree(tmp_path, 40)
     monkeypatch.setattr(metadata_dir, "CHUNK", 3)

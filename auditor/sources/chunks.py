@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
 from auditor import model
@@ -32,6 +33,10 @@ Work = Callable[[int, int], list]  # (start, stop) -> one result per item, in or
 MAX_PROCESSES = 8
 STOPS = (signal.SIGINT, signal.SIGTERM)
 _work: Work | None = None  # what the forked workers run: set before they are forked
+
+
+class WorkerLost(RuntimeError):
+    """A worker process died (killed, out of memory) before sending its chunk back."""
 
 
 def map_chunks(work: Work, total: int, chunk: int) -> Iterator:
@@ -57,8 +62,13 @@ def map_chunks(work: Work, total: int, chunk: int) -> Iterator:
     try:
         with _stops_deferred():
             futures = deque(pool.submit(_run, start, stop) for start, stop in bounds)
-        while futures:  # each chunk's bytes are dropped once read
-            yield from pickle.loads(futures.popleft().result())
+        for start, stop in bounds:  # each chunk's bytes are dropped once read
+            try:
+                sent = futures.popleft().result()
+            except BrokenProcessPool as exc:
+                raise WorkerLost("a worker process died (killed, or out of memory)") from exc
+            # None: the results could not be sent back (a plugin's odd value): worked here.
+            yield from work(start, stop) if sent is None else pickle.loads(sent)
     except BaseException:
         # Stopped, or an error: the workers finish their chunk at most, then exit (and die
         # with this process anyway); nothing waits for them.
@@ -121,12 +131,16 @@ def _init(die_with_parent: Callable[[], object]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _run(start: int, stop: int) -> bytes:
+def _run(start: int, stop: int) -> bytes | None:
     assert _work is not None
+    results = _work(start, stop)
     out = io.BytesIO()
     pickler = pickle.Pickler(out, pickle.HIGHEST_PROTOCOL)
     pickler.dispatch_table = _COMPACT
-    pickler.dump(_work(start, stop))
+    try:
+        pickler.dump(results)
+    except Exception:  # whatever a plugin's value raises: the parent works the chunk itself
+        return None
     return out.getvalue()
 
 

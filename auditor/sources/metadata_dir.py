@@ -18,7 +18,7 @@ from pathlib import Path
 from auditor.inputs import InputError, check_xml_text, read_regular_file, shown_name
 from auditor.model import Domain, Host, HostScan, Skipped
 from auditor.sources.assemble import RawDomain, RawSnapshot, build_domain
-from auditor.sources.chunks import map_chunks
+from auditor.sources.chunks import WorkerLost, map_chunks
 
 # Domains per task of a worker process: enough to make a task's overhead (a few ms) small,
 # few enough that both CPUs get work on a tree of a few hundred domains.
@@ -81,7 +81,10 @@ def scan_metadata_dir(
         return results
 
     # Each domain's file contents are dropped once it is built (and checked).
-    found = list(map_chunks(work, len(directories), CHUNK))
+    try:
+        found = list(map_chunks(work, len(directories), CHUNK))
+    except WorkerLost as exc:  # the host is not audited, and the report says why (exit 3)
+        return HostScan(Host(uri=uri, error=str(exc)))
     for name, definition in definitions.items():  # domains without snapshots
         if name not in names:
             found.append(built(RawDomain(name, _uuid(definition), definition, ()), []))
