@@ -155,3 +155,31 @@ def test_plugin_rules_are_listed_and_explained(plugin_path):
     explained = run_cli("explain", "acme-description", env=env)
     assert explained.returncode == 0
     assert explained.stdout.startswith("ACME001 acme-description (info)\n")
+
+
+def test_a_rule_yielding_a_malformed_violation_is_recorded_not_rendered():
+    from auditor.engine.audit import audit
+    from auditor.rule import Violation, rule
+    from auditor.sources.scanner import scan_host
+
+    @rule("ACME009", "acme-malformed", "warning")
+    def malformed(snapshot, context):
+        yield Violation(object())  # type: ignore[arg-type]
+        yield "not a violation"
+        yield Violation("bad disk", disk=7)  # type: ignore[arg-type]
+        yield Violation("bad severity", severity="error")  # type: ignore[arg-type]
+        yield Violation("kept")
+
+    scan = scan_host(fixture_uri("seed_examples.xml"), check_files=False)
+    result = audit([scan], [malformed])
+    first = scan.snapshots[0].name
+    assert [(e.rule, e.snapshot, e.message) for e in result.rule_errors[:4]] == [
+        ("ACME009", first, "yielded a message of type object, not str"),
+        ("ACME009", first, "yielded str, not a Violation"),
+        ("ACME009", first, "yielded a int where a str or None belongs"),
+        ("ACME009", first, "yielded a severity of type str, not Severity"),
+    ]
+    assert len(result.rule_errors) == 4 * len(scan.snapshots)
+    assert [(f.snapshot, f.message) for f in result.findings] == [
+        (s.name, "kept") for s in scan.snapshots
+    ]

@@ -17,7 +17,7 @@ from auditor.model import (
     ScanResult,
     Severity,
 )
-from auditor.rule import SCOPES, Context, Rule
+from auditor.rule import SCOPES, Context, Rule, Violation
 
 
 def policy_for(rule: Rule, severity: Severity, params: Mapping[str, object]) -> RulePolicy:
@@ -97,6 +97,9 @@ def _run(subject, prepared, domain, uuid, snapshot, findings, errors) -> None:
             continue
         host = context.host
         for v in violations:
+            if wrong := _malformed(v):  # reported here, not as a crash in a reporter
+                errors.append(RuleError(code, f"yielded {wrong}", host, domain, snapshot))
+                continue
             findings.append(
                 Finding(
                     rule=code,
@@ -113,6 +116,20 @@ def _run(subject, prepared, domain, uuid, snapshot, findings, errors) -> None:
                     tag=v.tag,
                 )
             )
+
+
+def _malformed(v: object) -> str | None:
+    """What is wrong with a rule's violation V, or None."""
+    if type(v) is not Violation:
+        return f"{type(v).__name__}, not a Violation"
+    if not isinstance(v.message, str):
+        return f"a message of type {type(v.message).__name__}, not str"
+    for field in (v.disk, v.image, v.snapshot, v.tag):
+        if field is not None and not isinstance(field, str):
+            return f"a {type(field).__name__} where a str or None belongs"
+    if v.severity is not None and not isinstance(v.severity, Severity):
+        return f"a severity of type {type(v.severity).__name__}, not Severity"
+    return None
 
 
 class Auditor:
