@@ -48,13 +48,18 @@ def serial(monkeypatch):
     return one_process
 
 
-def test_workers_build_the_same_host_as_one_process(tmp_path, monkeypatch, serial):
+@pytest.fixture
+def forked(tmp_path, monkeypatch):
+    """A hostile tree of 40 domains in TMP_PATH, read in chunks of 3 by 2 worker processes.
+    Earlier tests may leave idle threads in this process, which would keep the workers from
+    being forked (the guard has its own test below): they are forked all the same."""
     hostile_tree(tmp_path, 40)
     monkeypatch.setattr(metadata_dir, "CHUNK", 3)
     monkeypatch.setattr(chunks, "_cpus", lambda: 2)
-    # Earlier tests may leave idle threads in this process, which would keep the workers from
-    # being forked (the guard has its own test below): fork all the same, to test them.
     monkeypatch.setattr(chunks, "_threads", lambda: 1)
+
+
+def test_workers_build_the_same_host_as_one_process(tmp_path, forked, serial):
     parent = os.getpid()
     checked: dict = {}
     scan = scan_metadata_dir(tmp_path, host_name="hv", check=lambda d: os.getpid(), checked=checked)
@@ -81,11 +86,7 @@ class Unsendable:
         raise TypeError("cannot be sent")
 
 
-def test_a_chunk_whose_results_cannot_be_sent_back_is_worked_here(tmp_path, monkeypatch, serial):
-    hostile_tree(tmp_path, 40)
-    monkeypatch.setattr(metadata_dir, "CHUNK", 3)
-    monkeypatch.setattr(chunks, "_cpus", lambda: 2)
-    monkeypatch.setattr(chunks, "_threads", lambda: 1)
+def test_a_chunk_whose_results_cannot_be_sent_back_is_worked_here(tmp_path, forked, serial):
     parent = os.getpid()
 
     def check(domain):
@@ -102,11 +103,7 @@ def test_a_chunk_whose_results_cannot_be_sent_back_is_worked_here(tmp_path, monk
     assert len(by_name) == 39
 
 
-def test_a_worker_that_dies_leaves_the_host_unaudited_and_says_why(tmp_path, monkeypatch):
-    hostile_tree(tmp_path, 40)
-    monkeypatch.setattr(metadata_dir, "CHUNK", 3)
-    monkeypatch.setattr(chunks, "_cpus", lambda: 2)
-    monkeypatch.setattr(chunks, "_threads", lambda: 1)
+def test_a_worker_that_dies_leaves_the_host_unaudited_and_says_why(tmp_path, forked):
     parent = os.getpid()
 
     def check(domain):
