@@ -31,14 +31,10 @@ _WAIVER, _BASELINED = _FIELDS.index("waiver"), _FIELDS.index("baselined")
 assert all(f.init for f in fields(Finding))
 
 
-def _waived(finding: Finding, waiver: Waiver) -> Finding:
+def _with(finding: Finding, index: int, value: object) -> Finding:
+    """FINDING with the field at INDEX (of _FIELDS) set to VALUE."""
     values = _values(finding)
-    return Finding(*values[:_WAIVER], waiver, *values[_WAIVER + 1 :])
-
-
-def _baselined(finding: Finding, baselined: bool) -> Finding:
-    values = _values(finding)
-    return Finding(*values[:_BASELINED], baselined, *values[_BASELINED + 1 :])
+    return Finding(*values[:index], value, *values[index + 1 :])
 
 
 def _glob(pattern: str):
@@ -65,8 +61,8 @@ def apply_waivers(result: ScanResult, waivers: tuple[Waiver, ...], today: date) 
     findings = []
     for finding in result.findings:
         active = None
+        hostname = names.get(finding.host)
         for i, w, host, domain, snapshot, unexpired in by_rule.get(finding.rule, ()):
-            hostname = names.get(finding.host)
             if (
                 (host(finding.host) or (hostname and host(hostname)))
                 and domain(finding.domain)
@@ -75,7 +71,7 @@ def apply_waivers(result: ScanResult, waivers: tuple[Waiver, ...], today: date) 
                 matched[i] += 1
                 if active is None and unexpired:
                     active = w
-        findings.append(_waived(finding, active) if active else finding)
+        findings.append(_with(finding, _WAIVER, active) if active else finding)
     uses = tuple(
         WaiverUse(
             w,
@@ -126,7 +122,7 @@ def apply_baseline(result: ScanResult, known: frozenset[str], path: Path) -> Sca
     names = hostnames(result)
     prints = [fingerprint(f, names.get(f.host)) for f in result.findings]
     findings = [
-        f if f.baselined == (p in known) else _baselined(f, p in known)
+        f if f.baselined == (p in known) else _with(f, _BASELINED, p in known)
         for f, p in zip(result.findings, prints, strict=True)
     ]
     outcome = BaselineOutcome(

@@ -7,22 +7,25 @@ the cost."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 
 from auditor import __version__
 from auditor.model import FileFacts, ScanResult, Snapshot, SnapshotDisk
 from auditor.policy.fingerprint import fingerprint, hostnames
 from auditor.reports.diskfacts import disk_facts, memory_size
-from auditor.reports.records import finding_record, finding_text, iso, waiver_record
+from auditor.reports.records import (
+    dumps,
+    encode_str,
+    finding_record,
+    finding_text,
+    iso,
+    waiver_record,
+)
 from auditor.reports.summary import summarize
 
 SCHEMA_ID = "snapaudit/report/v1"
 
-# One encoder for every record: json.dumps() with options builds a new one per call.
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-# The encoder's text for a str (ensure_ascii=False); a TypeError for anything else.
-_enc = json.encoder.encode_basestring
+_dumps, _enc = dumps, encode_str
 _BATCH = 1000  # records per piece of text: a few hundred kB
 
 

@@ -103,9 +103,11 @@ def finding_record(f: Finding, fingerprint: str, keys: Sequence[str] = REPORT_KE
     return {k: fingerprint if k == "fingerprint" else _VALUES[k](f) for k in keys}
 
 
-# The text of a str as JSON with ensure_ascii=False; a TypeError for anything else.
-_enc = json.encoder.encode_basestring
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+# The report's JSON: one encoder for every record (json.dumps() with options builds a new one
+# per call), and the encoder's text for a str (a TypeError for anything else).
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+encode_str = json.encoder.encode_basestring
+_enc = encode_str
 
 
 def finding_text(f: Finding, fingerprint: str) -> str:
@@ -122,6 +124,6 @@ def finding_text(f: Finding, fingerprint: str) -> str:
         f'"remediation": {_enc(f.remediation)}, '
         f'"image": {"null" if image is None else _enc(image)}, '
         f'"domain_uuid": {_enc(f.domain_uuid)}, "fingerprint": {_enc(fingerprint)}, '
-        f'"waived": {"null" if waiver is None else _dumps(waiver_record(waiver))}, '
+        f'"waived": {"null" if waiver is None else dumps(waiver_record(waiver))}, '
         f'"baselined": {"true" if baselined else "false"}}}'
     )
