@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import re
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from sample_results import sample_result
 from auditor.engine.audit import audit, with_rule_docs
 from auditor.engine.registry import load_rules
 from auditor.model import Domain, Host, HostScan, Skipped, Snapshot
-from auditor.reports import FORMATS, render
+from auditor.reports import FORMATS, render, render_pieces
 from auditor.sources.scanner import scan_host
 
 SCHEMA = json.loads((files("auditor.reports") / "schemas" / "report-v1.json").read_text())
@@ -154,6 +155,19 @@ def test_every_format_renders_the_sample_result_exactly(name, golden_text):
     host, a rule not installed here; with the installed rules' documentation for SARIF."""
     result = with_rule_docs(sample_result(), load_rules()[0])
     golden_text(FIXTURES / "reports" / f"sample.{name}", render(name, result))
+
+
+@pytest.mark.parametrize("name", ["text", "json", "prometheus"])
+@pytest.mark.parametrize("batch", [1, 2, 3, 5])
+def test_a_report_made_in_pieces_is_the_same_wherever_they_break(name, batch, monkeypatch):
+    """Pieces of BATCH lines or records: the last piece ending exactly on a batch
+    included, the pieces make the report, byte for byte, and none is empty."""
+    result = with_rule_docs(sample_result(), load_rules()[0])
+    module = importlib.import_module(FORMATS[name])
+    whole = render(name, result)
+    monkeypatch.setattr(module, "_BATCH", batch)
+    pieces = list(render_pieces(name, result))
+    assert ("".join(pieces), len(pieces) > 2, all(pieces)) == (whole, True, True)
 
 
 def test_fingerprints_ignore_what_changes_between_scans():

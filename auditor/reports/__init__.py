@@ -1,6 +1,6 @@
 """Report formats. Each module has `render(result, *, color=False) -> str`, and a format whose
-reports grow large also `chunks(result)`, the same text in pieces; FORMATS maps the name a user
-types to the module that renders it."""
+reports grow large also `chunks(result, *, color=False)`, the same text in pieces; FORMATS
+maps the name a user types to the module that renders it."""
 
 from __future__ import annotations
 
@@ -26,5 +26,5 @@ def render_pieces(format_name: str, result, *, color: bool = False) -> Iterable[
     """The report as pieces of text to write one after the other."""
     module = importlib.import_module(FORMATS[format_name])
     if hasattr(module, "chunks"):
-        return module.chunks(result)
+        return module.chunks(result, color=color)
     return (module.render(result, color=color),)

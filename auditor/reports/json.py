@@ -48,7 +48,7 @@ def report_dict(result: ScanResult) -> dict:
     return sections
 
 
-def chunks(result: ScanResult) -> Iterator[str]:
+def chunks(result: ScanResult, *, color: bool = False) -> Iterator[str]:
     """The report's text, in pieces of about _BATCH records. Pretty at the top, one compact
     line per record below: readable and greppable."""
     pending: list[str] = []

@@ -7,7 +7,9 @@ stays the same from run to run, even when a host cannot be reached.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
+from collections.abc import Iterator
 
 from auditor.model import ScanResult
 
@@ -20,43 +22,80 @@ HELP = {
     "snapaudit_scan_success": "1 when the host was scanned and everything on it audited, else 0.",
     "snapaudit_last_run_timestamp_seconds": "When the last audit ran, in seconds since the epoch.",
 }
+_BATCH = 1000  # lines per piece of text
 
 
 def render(result: ScanResult, *, color: bool = False) -> str:
+    return "".join(chunks(result))
+
+
+def chunks(result: ScanResult, *, color: bool = False) -> Iterator[str]:
+    """The exposition in pieces of about _BATCH lines, each series made as it is written:
+    a fleet's snapshot ages are never all held at once."""
+    lines: list[str] = []
+    for name, samples in _series(result):
+        first = next(samples, None)
+        if first is None:
+            continue
+        lines += [f"# HELP {name} {_escape_help(HELP[name])}", f"# TYPE {name} gauge"]
+        for labels, value in itertools.chain((first,), samples):
+            lines.append(f"{name}{_labels(labels)} {_number(value)}")
+            if len(lines) >= _BATCH:
+                yield "\n".join(lines) + "\n"
+                lines.clear()
+    if lines:
+        yield "\n".join(lines) + "\n"
+
+
+def _series(result: ScanResult) -> Iterator[tuple[str, Iterator[tuple[dict, float]]]]:
+    """Each series' name and its samples (labels, value), in the order of HELP."""
     findings = Counter(
         (f.host, f.domain, f.rule, f.severity.value, "true" if f.suppressed else "false")
         for f in result.findings
     )
+    yield (
+        "snapaudit_findings",
+        (
+            ({"host": h, "domain": d, "rule": r, "severity": s, "suppressed": x}, count)
+            for (h, d, r, s, x), count in findings.items()
+        ),
+    )
+    yield (
+        "snapaudit_snapshots",
+        (
+            ({"host": scan.host.uri, "domain": domain.name}, len(domain.snapshots))
+            for scan in result.hosts
+            for domain in scan.domains
+        ),
+    )
+    yield (
+        "snapaudit_snapshot_age_seconds",
+        (
+            (
+                {"host": scan.host.uri, "domain": domain.name, "snapshot": snap.name},
+                (result.generated_at - snap.created).total_seconds(),
+            )
+            for scan in result.hosts
+            for domain in scan.domains
+            for snap in domain.snapshots
+            if snap.created is not None
+        ),
+    )
+    durations = () if result.duration is None else (({}, result.duration),)
+    yield "snapaudit_scan_duration_seconds", iter(durations)
     incomplete = {s.host for s in result.skipped if not s.vanished}
     incomplete |= {e.host for e in result.rule_errors}
-    series: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in HELP}
-    for (host, domain, rule, severity, suppressed), count in findings.items():
-        labels = {"host": host, "domain": domain, "rule": rule, "severity": severity}
-        series["snapaudit_findings"].append((labels | {"suppressed": suppressed}, count))
-    for scan in result.hosts:
-        uri = scan.host.uri
-        ok = scan.host.error is None and uri not in incomplete
-        series["snapaudit_scan_success"].append(({"host": uri}, 1 if ok else 0))
-        for domain in scan.domains:
-            labels = {"host": uri, "domain": domain.name}
-            series["snapaudit_snapshots"].append((labels, len(domain.snapshots)))
-            for snap in domain.snapshots:
-                if snap.created is not None:
-                    age = (result.generated_at - snap.created).total_seconds()
-                    series["snapaudit_snapshot_age_seconds"].append(
-                        (labels | {"snapshot": snap.name}, age)
-                    )
-    if result.duration is not None:
-        series["snapaudit_scan_duration_seconds"].append(({}, result.duration))
-    series["snapaudit_last_run_timestamp_seconds"].append(({}, result.generated_at.timestamp()))
-
-    lines = []
-    for name, samples in series.items():
-        if not samples:
-            continue
-        lines += [f"# HELP {name} {_escape_help(HELP[name])}", f"# TYPE {name} gauge"]
-        lines += [f"{name}{_labels(labels)} {_number(value)}" for labels, value in samples]
-    return "\n".join(lines) + "\n"
+    yield (
+        "snapaudit_scan_success",
+        (
+            (
+                {"host": scan.host.uri},
+                int(scan.host.error is None and scan.host.uri not in incomplete),
+            )
+            for scan in result.hosts
+        ),
+    )
+    yield "snapaudit_last_run_timestamp_seconds", iter([({}, result.generated_at.timestamp())])
 
 
 def _labels(labels: dict[str, str]) -> str:

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from auditor.display import clean
 from auditor.model import ScanResult, Severity
 from auditor.reports.summary import summarize
 
 _COLORS = {Severity.ERROR: "31", Severity.WARNING: "33", Severity.INFO: "36"}
 _MAX_COLUMN = 48
+_BATCH = 1000  # lines per piece of text
 
 
 def render(result: ScanResult, *, color: bool = False) -> str:
+    return "".join(chunks(result, color=color))
+
+
+def chunks(result: ScanResult, *, color: bool = False) -> Iterator[str]:
+    """The report's lines, in pieces of about _BATCH lines: never held whole."""
+    lines: list[str] = []
+    for line in _lines(result, color):
+        lines.append(line)
+        if len(lines) >= _BATCH:
+            yield "\n".join(lines) + "\n"
+            lines.clear()
+    if lines:
+        yield "\n".join(lines) + "\n"
+
+
+def _lines(result: ScanResult, color: bool) -> Iterator[str]:
     def paint(code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
@@ -24,37 +43,33 @@ def render(result: ScanResult, *, color: bool = False) -> str:
         )
         for f in result.findings
     ]
-    lines = []
     host_width = min(max((len(r[0]) for r in rows), default=0), _MAX_COLUMN)
     where_width = min(max((len(r[1]) for r in rows), default=0), _MAX_COLUMN)
     for host, where, code, severity, message in rows:
         label = paint(_COLORS[severity], f"{severity.value:<7}")
-        lines.append(f"{host:<{host_width}}  {where:<{where_width}}  {code} {label}  {message}")
+        yield f"{host:<{host_width}}  {where:<{where_width}}  {code} {label}  {message}"
 
     for scan in result.hosts:
         if scan.host.error:
-            lines.append(
-                paint("1;31", f"{clean(scan.host.uri)}: not scanned: {clean(scan.host.error)}")
-            )
+            yield paint("1;31", f"{clean(scan.host.uri)}: not scanned: {clean(scan.host.error)}")
     for item in result.skipped:
         where = "/".join(clean(p) for p in (item.domain, item.snapshot) if p is not None)
-        lines.append(f"{clean(item.host)}  {where}  skipped: {clean(item.reason)}")
+        yield f"{clean(item.host)}  {where}  skipped: {clean(item.reason)}"
     for error in result.rule_errors:
         where = "/".join(clean(p) for p in (error.domain, error.snapshot) if p is not None)
         at = f" on {clean(error.host)} {where}" if error.host else ""
-        lines.append(paint("1;31", f"rule {clean(error.rule)} error{at}: {clean(error.message)}"))
+        yield paint("1;31", f"rule {clean(error.rule)} error{at}: {clean(error.message)}")
 
     for use in result.waivers:
         if use.status != "active":
             w = use.waiver
-            lines.append(
+            yield (
                 f"{clean(use.status)} waiver: {clean(w.rule)} host={clean(w.host)}"
                 f" domain={clean(w.domain)} snapshot={clean(w.snapshot)}"
                 f" (expires {w.expires}, {clean(w.owner)}, {clean(w.origin)}):"
                 f" matched {use.matched}"
             )
-    lines.append(summary_line(result))
-    return "\n".join(lines) + "\n"
+    yield summary_line(result)
 
 
 def summary_line(result: ScanResult) -> str:
