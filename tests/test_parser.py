@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -215,3 +216,63 @@ def test_volumes_are_resolved_by_the_given_lookup():
         DiskSource("volume", "x/None", None, volume="x/None", unresolved="no pool or volume named"),
     ]
     assert looked_up == [("vg0", "d"), ("x", "e")]
+
+
+# Embedded definitions that differ only where the parser reads (disks and channels), or only
+# where it does not (an interface, a comment, whitespace between devices).
+_DEVICES = [
+    "<disk type='file' device='disk'><source file='/i/a.qcow2'/><target dev='vda'/></disk>",
+    "<disk type='file' device='disk'><source file='/i/b.qcow2'/><target dev='vda'/></disk>",
+    "<disk type='file' device='disk' snapshot='no'><source file='/i/a.qcow2'/>"
+    "<target dev='vda'/></disk>",
+    "<disk type='block' device='disk'><source dev='/dev/sdb'/><target dev='vda'/></disk>",
+    "<disk type='file' device='cdrom'><source file='/i/a.iso'/><target dev='vda'/></disk>",
+    "<disk type='file' device='disk'><source file='/i/a.qcow2'/><target dev='vda'/>"
+    "<readonly/></disk>",
+    "<disk type='file' device='disk'><source file='/i/a.qcow2'/><target dev='vdb'/></disk>",
+    "<disk type='file' device='disk'><source file='/i/a.qcow2'/><target dev='vda'/></disk>"
+    "<interface type='user'/>",
+    "<interface type='user'/>"
+    "<disk type='file' device='disk'><source file='/i/a.qcow2'/><target dev='vda'/></disk>",
+    "<disk type='file' device='disk'><source file='/i/a.qcow2'/><target dev='vda'/></disk>"
+    "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>",
+    "<disk type='file' device='disk'><source file='/i/a.qcow2'/><target dev='vda'/></disk>"
+    "<channel type='unix'><target type='virtio' name='org.qemu.spice.0'/></channel>",
+    "<disk type='file' device='disk'><source file='/i/b.qcow2'/><target dev='vda'/></disk>"
+    "<disk type='file' device='disk'><source file='/i/a.qcow2'/><target dev='vdb'/></disk>",
+    "<disk type='file' device='disk'><source file='/i/a.qcow2'/><target dev='vdb'/></disk>"
+    "<disk type='file' device='disk'><source file='/i/b.qcow2'/><target dev='vda'/></disk>",
+    "",
+]
+
+
+def test_snapshots_of_one_domain_that_embed_other_definitions_are_each_read_as_their_own():
+    from auditor.sources.assemble import RawDomain, RawSnapshot, build_domain
+
+    texts = []
+    for n, devices in enumerate(_DEVICES + _DEVICES[::-1]):
+        texts.append(
+            f"<domainsnapshot><name>s{n:02d}</name><state>shutoff</state>"
+            f"<creationTime>{1700000000 + n}</creationTime><memory snapshot='no'/>"
+            f"<disks><disk name='vda' snapshot='external'><source file='/i/s{n}'/></disk>"
+            f"</disks><domain><name>vm</name><devices>{devices}</devices></domain>"
+            "</domainsnapshot>"
+        )
+    raw = RawDomain(
+        "vm", "u", None, tuple(RawSnapshot(f"s{n:02d}", t, False) for n, t in enumerate(texts))
+    )
+    domain, skipped = build_domain("test:///h", raw)
+    alone = [
+        parse_snapshot(t, host="test:///h", domain="vm", domain_uuid="u", current=False)
+        for t in texts
+    ]
+    assert skipped == []
+    assert [(s.disks, s.has_guest_agent) for s in domain.snapshots] == [
+        (s.disks, s.has_guest_agent) for s in alone
+    ]
+    # Distinct definitions read differently: no result was shared where it must not be.
+    read = {
+        (tuple(dataclasses.replace(d, overlay=None) for d in s.disks), s.has_guest_agent)
+        for s in alone
+    }
+    assert len(read) == 10

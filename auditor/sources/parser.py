@@ -213,12 +213,14 @@ def _listed(disks) -> list[tuple]:
 def _devices(devices, volumes, definitions: dict | None) -> tuple[tuple, bool]:
     """The embedded domain's disks ((target, own snapshot=, device, readonly, source path,
     resolved source) each, and the targets) and whether it has a guest agent channel; kept
-    in DEFINITIONS by its <devices> as serialised: equal bytes are equal elements,
-    attributes, order and namespaces, all that is read here, for less than reading it."""
+    in DEFINITIONS by its <disk>s and <channel>s as serialised, all that is read here: equal
+    bytes are equal elements, attributes, order and namespaces, for less than reading them
+    (and than serialising all of <devices>, most of a definition libvirt writes)."""
     if devices is None:
         return ((), frozenset()), False
     if definitions is not None:
-        key = etree.tostring(devices, with_tail=False)
+        read = devices.iterchildren("disk", "channel")
+        key = b"".join([etree.tostring(element, with_tail=False) for element in read])
         if (found := definitions.get(key)) is not None:
             return found
     disks = []
