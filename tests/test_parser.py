@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from auditor.model import DiskSource, SnapshotDisk
-from auditor.sources.parser import SnapshotXMLError, Volume, parse_snapshot
+from auditor.sources.disk_source import Volume
+from auditor.sources.parser import SnapshotXMLError, parse_snapshot
 
 
 def parse(xml: str):

@@ -22,7 +22,8 @@ from conftest import FIXTURES, fixture_uri
 from test_rules import audit_scans, finding_rows
 
 from auditor.model import Domain, Host, HostScan
-from auditor.sources.parser import Volume, parse_snapshot
+from auditor.sources.disk_source import Volume
+from auditor.sources.parser import parse_snapshot
 from auditor.sources.scanner import scan_host
 from auditor.sources.volumes import volume_resolver
 from testlab.pytest_fixtures import require

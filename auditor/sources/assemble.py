@@ -10,14 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from auditor.model import Domain, Host, Skipped, Snapshot
-from auditor.sources.parser import (
-    SnapshotXMLError,
-    Volume,
-    VolumeResolver,
-    parse_domain_disks,
-    parse_xml,
-    snapshot_fields,
-)
+from auditor.sources.disk_source import Volume, VolumeResolver
+from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_xml, snapshot_fields
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ from auditor.sources.bundle_records import (
     read_skipped,
     read_volumes,
 )
-from auditor.sources.parser import Volume
+from auditor.sources.disk_source import Volume
 from auditor.sources.volumes import recorded_resolver
 
 MAX_MEMBERS = 500_000  # 100,000 snapshots' XML is a fifth of it

@@ -1,4 +1,5 @@
-"""Snapshot XML → model. The only place that knows libvirt's XML layout.
+"""Snapshot XML → model. The only place that knows libvirt's XML layout (with disk_source.py,
+which reads what a `<disk>`'s source names).
 
 XML comes from hosts and is untrusted: the parser never expands entities, never loads a DTD
 and never touches the network.
@@ -7,13 +8,12 @@ and never touches the network.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lxml import etree
 
 from auditor.model import DiskSource, DomainDisk, Snapshot, SnapshotDisk
+from auditor.sources.disk_source import VolumeResolver, disk_source, source_path
 
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
@@ -39,20 +39,6 @@ def _parser() -> etree.XMLParser:
 
 class SnapshotXMLError(ValueError):
     """The snapshot's XML is not something this parser can read."""
-
-
-@dataclass(frozen=True, slots=True)
-class Volume:
-    """What a host says about a storage volume a disk names: the volume's own type (file,
-    block, dir, network, netdir, ploop) and target path, or why it could not be looked up."""
-
-    type: str | None
-    path: str | None
-    error: str | None = None
-
-
-# Looks a volume up by (pool, volume) on the host the XML came from.
-VolumeResolver = Callable[[str, str], Volume]
 
 
 def parse_xml(text: str | bytes) -> etree._Element:
@@ -130,8 +116,8 @@ def parse_domain_disks(
         if target is None or not target.get("dev"):
             continue
         source_type, source = disk.get("type", "file"), parts.get("source")
-        path = _source_path(source_type, source)
-        resolved = _disk_source(source_type, source, path, parts, volumes)
+        path = source_path(source_type, source)
+        resolved = disk_source(source_type, source, path, parts, volumes)
         readonly = "readonly" in parts or disk.get("device") == "cdrom"
         disks.append(DomainDisk(target.get("dev"), resolved, disk.get("device", "disk"), readonly))
     return tuple(disks)
@@ -147,7 +133,7 @@ def _first_children(element) -> dict:
 
 def _revert_overlays(revert_disks) -> tuple[str, ...]:
     disks = revert_disks.iterchildren("disk") if revert_disks is not None else ()
-    paths = (_source_path(d.get("type", "file"), d.find("source")) for d in disks)
+    paths = (source_path(d.get("type", "file"), d.find("source")) for d in disks)
     return tuple(p for p in paths if p)
 
 
@@ -229,8 +215,8 @@ def _devices(devices, volumes, definitions: dict | None) -> tuple[tuple, bool]:
         target = disk.get("dev") if (t := parts.get("target")) is None else t.get("dev")
         if target:
             source_type, source = disk.get("type", "file"), parts.get("source")
-            path = _source_path(source_type, source)
-            resolved = _disk_source(source_type, source, path, parts, volumes)
+            path = source_path(source_type, source)
+            resolved = disk_source(source_type, source, path, parts, volumes)
             device = disk.get("device")
             readonly = "readonly" in parts or device == "cdrom"
             device = "disk" if device is None else device  # get("device", "disk")
@@ -281,7 +267,7 @@ def _listed_mode(snapdisk, parts: dict) -> str | None:
     if mode := snapdisk.get("snapshot"):
         return mode
     driver = parts.get("driver")
-    names_image = _source_path(snapdisk.get("type", "file"), parts.get("source"))
+    names_image = source_path(snapdisk.get("type", "file"), parts.get("source"))
     return "external" if names_image or (driver is not None and driver.get("type")) else None
 
 
@@ -300,51 +286,5 @@ def _overlay(listing: tuple, mode: str) -> DiskSource | None:
     _, _, element, parts = listing
     driver = parts.get("driver")
     source_type = element.get("type", "file")
-    path = _source_path(source_type, parts.get("source"))
+    path = source_path(source_type, parts.get("source"))
     return DiskSource(source_type, path, driver.get("type") if driver is not None else None)
-
-
-def _disk_source(source_type, source, path, parts: dict, volumes) -> DiskSource | None:
-    """A domain disk's source (PATH: its _source_path), or None for an empty drive."""
-    if path is None:
-        return None
-    driver = parts.get("driver")
-    form = driver.get("type") if driver is not None else None
-    if source_type != "volume":
-        return DiskSource(source_type, path, form)
-    pool, name = source.get("pool"), source.get("volume")
-    if volumes is None:  # not scanned over a connection: the volume stays what it says
-        return DiskSource("volume", path, form, volume=path)
-    if not pool or not name:
-        return DiskSource("volume", path, form, volume=path, unresolved="no pool or volume named")
-    found = volumes(pool, name)
-    if found.error is not None or found.type is None:
-        return DiskSource("volume", path, form, volume=path, unresolved=found.error or "unknown")
-    return DiskSource(found.type, found.path or path, form, volume=path)
-
-
-def _source_path(source_type: str, source) -> str | None:
-    if source is None:
-        return None
-    match source_type:
-        case "file":
-            return source.get("file")
-        case "block":
-            return source.get("dev")
-        case "dir":
-            return source.get("dir")
-        case "network":
-            protocol, name = source.get("protocol"), source.get("name")
-            named = [h for h in source.iterfind("host") if h.get("name")]
-            hosts = [h.get("name") + (f":{h.get('port')}" if h.get("port") else "") for h in named]
-            where = f"{protocol}://{hosts[0] if hosts else ''}/{name or ''}"
-            return where if protocol else name
-        case "volume":
-            return f"{source.get('pool')}/{source.get('volume')}"
-        case "nvme":
-            address = source.find("address")
-            keys = ("domain", "bus", "slot", "function")
-            pci = "" if address is None else ":".join(address.get(k, "") for k in keys)
-            return f"nvme://{pci}/{source.get('namespace', '')}"
-        case _:
-            return source.get("path") or source.get("file") or source.get("dev") or source_type

@@ -32,13 +32,9 @@ from auditor.sources.assemble import (
 )
 from auditor.sources.connection import open_read_only
 from auditor.sources.deadline import run_all
+from auditor.sources.disk_source import VolumeResolver
 from auditor.sources.files import HostFiles, files_visible
-from auditor.sources.parser import (
-    SnapshotXMLError,
-    VolumeResolver,
-    parse_domain_disks,
-    parse_snapshot,
-)
+from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
 from auditor.sources.volumes import volume_resolver
 
 # Calls in flight per host. Local: the daemon answers in microseconds and the parsing here

@@ -8,7 +8,7 @@ import threading
 import libvirt
 
 from auditor.display import one_line
-from auditor.sources.parser import Volume, VolumeResolver
+from auditor.sources.disk_source import Volume, VolumeResolver
 
 
 def volume_resolver(
