@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -303,3 +304,28 @@ def test_the_socket_directories_of_a_killed_fix_are_removed_by_the_next(
         assert scenario.check(then) == []
     finally:
         scenario.close()
+
+
+def test_the_socket_directories_of_a_killed_fix_are_removed_by_any_next_apply(
+    conn,
+    libvirtd,  # noqa: F811
+    tmp_path,
+):
+    """Even by one that serves nothing over NBD: here the domain is running, so refused."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(f"/tmp/snapaudit-nbd-{dead.pid}-killed")
+    stale.mkdir(mode=0o700)
+    (stale / "nbd.sock").touch()
+    scenario = Scenario(libvirtd.uri, tmp_path / "refused")
+    try:
+        scenario.tree.dom.create()
+        proc = scenario.apply({})
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 1, out
+        assert not stale.exists()
+    finally:
+        scenario.tree.dom.destroy()
+        scenario.close()
+        if stale.exists():
+            shutil.rmtree(stale)
