@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -236,6 +237,30 @@ def test_a_killed_child_is_named_with_its_signal(conn, libvirtd, tmp_path):  # n
     assert read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"]) == []
 
 
+@pytest.mark.parametrize(
+    "during, step",
+    [("qemu-img rebase", "step 3 (create-image)"), ("qemu-img compare", "step 2 (verify-image)")],
+)
+def test_a_killed_nbd_server_is_named_with_its_signal(conn, libvirtd, tmp_path, during, step):  # noqa: F811
+    """The tool reading the export then fails too, on a refused connection or an I/O error:
+    the cause is the server's death, and that is what is reported."""
+    tree = big_tree(conn, "killed-nbd", tmp_path / "images")
+    proc = apply(libvirtd.uri, tmp_path / "state", "killed-nbd")
+    wait_for_child(proc, during)  # it reads the export all along: 256 MiB
+    os.kill(wait_for_child(proc, "qemu-nbd"), signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    (journal,) = (tmp_path / "state").glob("*.journal")
+    error = (
+        f"{step} failed: qemu-nbd: killed by SIGKILL; once that is solved, "
+        f"run snapaudit fix --resume {journal}"
+    )
+    assert proc.returncode == 3
+    assert failed_line("killed-nbd", error, journal) in out.splitlines(), out
+    assert "Traceback" not in err and "Error:" not in out
+    assert run_cli("fix", "--resume", str(journal)).returncode == 0
+    assert read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"]) == []
+
+
 def test_a_killed_fix_takes_its_children_with_it(conn, libvirtd, tmp_path):  # noqa: F811
     tree = big_tree(conn, "killed-fix", tmp_path / "images")
     proc = apply(libvirtd.uri, tmp_path / "state", "killed-fix")
@@ -279,3 +304,28 @@ def test_the_socket_directories_of_a_killed_fix_are_removed_by_the_next(
         assert scenario.check(then) == []
     finally:
         scenario.close()
+
+
+def test_the_socket_directories_of_a_killed_fix_are_removed_by_any_next_apply(
+    conn,
+    libvirtd,  # noqa: F811
+    tmp_path,
+):
+    """Even by one that serves nothing over NBD: here the domain is running, so refused."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(f"/tmp/snapaudit-nbd-{dead.pid}-killed")
+    stale.mkdir(mode=0o700)
+    (stale / "nbd.sock").touch()
+    scenario = Scenario(libvirtd.uri, tmp_path / "refused")
+    try:
+        scenario.tree.dom.create()
+        proc = scenario.apply({})
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 1, out
+        assert not stale.exists()
+    finally:
+        scenario.tree.dom.destroy()
+        scenario.close()
+        if stale.exists():
+            shutil.rmtree(stale)

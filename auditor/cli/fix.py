@@ -136,6 +136,10 @@ def _plan_command(
         exits.fail(exits.FAILED, f"cannot connect to {uri or 'the default URI'}: {one_line(exc)}")
     host = uri or conn.getURI()
     text = output_format is Format.text
+    if apply:  # what a killed fix left, whether or not this run serves anything over NBD
+        from auditor.fix.images import remove_stale_exports
+
+        remove_stale_exports()
     try:
         names = list(dict.fromkeys(names)) or _domains_with_internal_snapshots(host)
         if text:

@@ -126,10 +126,22 @@ def export(source: str, fmt: str, tag: str | None) -> Iterator[str]:
             )
             try:
                 _wait_for_socket(proc, sock, errors)
-                yield f"nbd+unix:///?socket={sock}"
+                try:
+                    yield f"nbd+unix:///?socket={sock}"
+                except ImageError:
+                    _check_serving(proc, errors)  # the reader failed because the server died
+                    raise
+                _check_serving(proc, errors)  # what the reader got was not all served
             finally:
                 proc.terminate()
                 proc.wait()
+
+
+def _check_serving(proc: subprocess.Popen, errors) -> None:
+    """Raise ImageError if qemu-nbd has ended: --persistent, it ends only when it fails or is
+    killed, and then that, not the reader's lost connection, is what went wrong."""
+    if proc.poll() is not None:
+        raise ImageError(f"qemu-nbd: {_ended(proc, errors)}") from None
 
 
 def _wait_for_socket(proc: subprocess.Popen, sock: str, errors) -> None:
@@ -138,12 +150,7 @@ def _wait_for_socket(proc: subprocess.Popen, sock: str, errors) -> None:
     deadline = time.monotonic() + NBD_START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            errors.seek(0)
-            lines = errors.read().decode(errors="replace").strip().splitlines()
-            last = lines[-1].removeprefix("qemu-nbd: ") if lines else "exited"
-            if proc.returncode < 0:
-                last = f"killed by {signal.Signals(-proc.returncode).name}"
-            raise ImageError(f"qemu-nbd: {last}")
+            raise ImageError(f"qemu-nbd: {_ended(proc, errors)}")
         with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
             probe.settimeout(max(deadline - time.monotonic(), 0.001))
             probe.connect(sock)
@@ -151,6 +158,15 @@ def _wait_for_socket(proc: subprocess.Popen, sock: str, errors) -> None:
                 return
         time.sleep(0.005)
     raise ImageError(f"qemu-nbd: not serving after {NBD_START_TIMEOUT:.0f} s")
+
+
+def _ended(proc: subprocess.Popen, errors) -> str:
+    """Why qemu-nbd ended: the signal that killed it, or its last line of errors."""
+    if proc.returncode < 0:
+        return f"killed by {signal.Signals(-proc.returncode).name}"
+    errors.seek(0)
+    lines = errors.read().decode(errors="replace").strip().splitlines()
+    return lines[-1].removeprefix("qemu-nbd: ") if lines else "exited"
 
 
 def part_path(path: str) -> str:
