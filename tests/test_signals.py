@@ -122,3 +122,23 @@ def test_fix_stops_between_steps_and_resume_finishes(libvirtd, tmp_path, signum,
         problems += read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"])
         assert problems == []
     conn.close()
+
+
+def test_a_child_whose_parent_died_before_it_was_armed_exits():
+    """PR_SET_PDEATHSIG fires only for a parent that dies after the prctl: a child that finds
+    another parent than the one that started it (it died in between) must not run on."""
+    script = """
+import os, subprocess
+from auditor.sources.qemu import die_with_parent
+arm = die_with_parent()  # names this process
+if os.fork() == 0:  # the child's parent is another: as if this one had died before the prctl
+    late = subprocess.Popen(["sleep", "30"], preexec_fn=arm).wait()
+    mine = subprocess.Popen(["true"], preexec_fn=die_with_parent()).wait()
+    print(late, mine, flush=True)
+    os._exit(0)
+os.wait()
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=20
+    )
+    assert (proc.stdout, proc.stderr) == ("1 0\n", "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import json
+import os
 import signal
 import subprocess
 from collections.abc import Callable
@@ -22,12 +23,24 @@ class QemuToolError(RuntimeError):
     """A tool failed; the message is its own last line of error output, or its signal."""
 
 
-@functools.cache
 def die_with_parent() -> Callable[[], None]:
-    """The preexec_fn for every child. prctl is looked up here, in the parent: a child forked
-    from a threaded process must not load libraries before it execs."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    """The preexec_fn for a child of this process, made here, in the parent: prctl is looked
+    up beforehand (a child forked from a threaded process must not load libraries before it
+    execs), and the parent is named, so that a child whose parent died between the fork and
+    the prctl (which then never fires) exits instead of running on."""
+    prctl, parent = _prctl(), os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
+
+
+@functools.cache
+def _prctl():
+    return ctypes.CDLL(None, use_errno=True).prctl
 
 
 def child(args: tuple[str, ...] | list[str], timeout: float | None = None):
