@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from sys import intern
 
 from auditor.model import DiskSource
 
@@ -29,6 +30,7 @@ def disk_source(source_type, source, path, parts: dict, volumes) -> DiskSource |
         return None
     driver = parts.get("driver")
     form = driver.get("type") if driver is not None else None
+    form = intern(form) if form else form
     if source_type != "volume":
         return DiskSource(source_type, path, form)
     pool, name = source.get("pool"), source.get("volume")
