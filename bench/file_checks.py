@@ -42,7 +42,7 @@ SNAPSHOT_XML = """<domainsnapshot><name>{snap}</name><state>shutoff</state>
 
 
 def chain(directory: Path, snapshots: int) -> list[Path]:
-    """A base image and SNAPSHOTS overlays, each on the one before; the overlays."""
+    """A base image and SNAPSHOTS overlays, each on the one before; all of them, base first."""
     directory.mkdir(parents=True)
     images = [directory / f"img-{i:02d}.qcow2" for i in range(snapshots + 1)]
     create = ["qemu-img", "create", "-q", "-f", "qcow2"]
@@ -51,26 +51,28 @@ def chain(directory: Path, snapshots: int) -> list[Path]:
         # -u: no need to open the image below, the size is given
         command = [*create, "-u", "-b", str(below), "-F", "qcow2", str(image), "64M"]
         subprocess.run(command, check=True)
-    return images[1:]
+    return images
 
 
 def populate(conn: libvirt.virConnect, images: Path, domains: int, snapshots: int) -> int:
     with ThreadPoolExecutor(4) as pool:
         chains = list(pool.map(lambda d: chain(images / f"vm{d:05d}", snapshots), range(domains)))
     now = int(time.time())
-    for d, overlays in enumerate(chains):
-        name = f"bench-{d:05d}"
-        domain_xml = DOMAIN_XML.format(name=name, uuid=uuid.uuid4(), top=overlays[-1])
-        dom = conn.defineXML(domain_xml)
+    for d, images in enumerate(chains):
+        name, domain_uuid = f"bench-{d:05d}", uuid.uuid4()
+        dom = conn.defineXML(DOMAIN_XML.format(name=name, uuid=domain_uuid, top=images[-1]))
         parent = ""
-        for s, overlay in enumerate(overlays):
+        for s, (below, overlay) in enumerate(pairwise(images)):
             snap = f"snap-{s:03d}"
+            # As libvirt records an external snapshot: the definition as it was when the
+            # snapshot was taken (the disk on the image the new overlay sits on).
+            domain_xml = DOMAIN_XML.format(name=name, uuid=domain_uuid, top=below)
             xml = SNAPSHOT_XML.format(
                 snap=snap, created=now - 600 + s, parent=parent, overlay=overlay, domain=domain_xml
             )
             dom.snapshotCreateXML(xml, libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
             parent = f"<parent><name>{snap}</name></parent>"
-    return sum(len(c) for c in chains)
+    return sum(len(c) - 1 for c in chains)
 
 
 def main() -> None:
