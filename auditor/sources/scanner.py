@@ -123,19 +123,28 @@ def _scan_connection(
     keep_raw: bool = False,
     on_domain: DomainDone | None = None,
 ) -> tuple[HostScan, RawHost | None]:
+    # The host's own calls all at once: over a network link each one is a round trip.
+    calls = (conn.getCapabilities, conn.getHostname, conn.getLibVersion, conn.getVersion)
+    calls += (conn.getType, lambda: conn.listAllDomains(0))
+    answers: list = [None] * len(calls)
+
+    def ask(index: int) -> None:
+        # Only the domain list is needed: without the rest, the host is still audited.
+        answers[index] = calls[index]() if index == len(calls) - 1 else _safe(calls[index])
+
     try:
-        capabilities = _safe(conn.getCapabilities)
-        host = Host(
-            uri=uri,
-            hostname=_safe(conn.getHostname),
-            libvirt_version=_version(_safe(conn.getLibVersion)),
-            hypervisor_version=_version(_safe(conn.getVersion)),
-            driver=_safe(conn.getType),
-            external_snapshot_revert=external_snapshot_revert(capabilities),
-        )
-        listed = conn.listAllDomains(0)
+        run_all(ask, range(len(calls)), min(len(calls), workers))
     except libvirt.libvirtError as exc:
         return HostScan(Host(uri=uri, error=one_line(exc))), None
+    capabilities, hostname, libvirt_version, hypervisor_version, driver, listed = answers
+    host = Host(
+        uri=uri,
+        hostname=hostname,
+        libvirt_version=_version(libvirt_version),
+        hypervisor_version=_version(hypervisor_version),
+        driver=driver,
+        external_snapshot_revert=external_snapshot_revert(capabilities),
+    )
 
     # Two rounds over the same workers: each domain's calls, then every snapshot's XML, so
     # that a host with one big domain keeps as many calls in flight as one with many.
