@@ -277,3 +277,29 @@ def test_snapshots_of_one_domain_that_embed_other_definitions_are_each_read_as_t
         for s in alone
     }
     assert len(read) == 10
+
+
+def test_snapshots_whose_definitions_name_their_disks_through_entities_are_read_apart():
+    """An attribute naming an internal entity reads as the entity's text, which the
+    serialised <disk> does not hold (it says `&e;` whatever e is): two files that declare e
+    differently name two images, as each does read alone."""
+    from auditor.sources.assemble import RawDomain, RawSnapshot, build_domain
+
+    texts = [
+        f'<!DOCTYPE domainsnapshot [<!ENTITY e "{image}">]><domainsnapshot><name>s{n}</name>'
+        f"<state>shutoff</state><creationTime>{1700000000 + n}</creationTime>"
+        "<memory snapshot='no'/><domain><name>vm</name><devices><disk type='file'>"
+        "<source file='&e;'/><target dev='vda'/></disk></devices></domain></domainsnapshot>"
+        for n, image in enumerate(["/i/a.qcow2", "/i/b.qcow2"])
+    ]
+    raw = RawDomain(
+        "vm", "u", None, tuple(RawSnapshot(f"s{n}", t, False) for n, t in enumerate(texts))
+    )
+    domain, skipped = build_domain("test:///h", raw)
+    alone = [
+        parse_snapshot(t, host="test:///h", domain="vm", domain_uuid="u", current=False)
+        for t in texts
+    ]
+    assert skipped == []
+    assert [s.disks for s in domain.snapshots] == [s.disks for s in alone]
+    assert [s.disks[0].state_image.path for s in domain.snapshots] == ["/i/a.qcow2", "/i/b.qcow2"]

@@ -95,6 +95,10 @@ def snapshot_fields(text, host, domain, domain_uuid, current, volumes=None, defi
         parent = next(parent.iterchildren("name"), None)
         parent = _word(parent)
     listed = _listed(top.get("disks"))  # its errors come before any volume is looked up
+    if definitions is not None and root.getroottree().docinfo.internalDTD is not None:
+        # An attribute naming an entity reads as this file's own entity text, which the
+        # serialised elements that key DEFINITIONS do not hold: read alone.
+        definitions = None
     domain_disks, agent = _devices(devices, volumes, definitions)
     active = _text(top.get("active")) == "1" if current is None else current
     memory = (_text(top.get("description")), memory_mode, memory_file)
