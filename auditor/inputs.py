@@ -177,6 +177,10 @@ def shown_name(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
+# An XML declaration's encoding (the declaration comes first, after a byte order mark at most).
+_ENCODING = re.compile(rb"(?:\xef\xbb\xbf)?<\?xml\s[^>]*?\bencoding\s*=\s*[\"']([A-Za-z0-9._-]*)")
+
+
 def check_xml_text(data: bytes) -> None:
     """Refuse what metadata never holds: DTDs and entity declarations (never expanded by
     the parser anyway, but a file carrying them was not written by libvirt), and text
@@ -187,6 +191,11 @@ def check_xml_text(data: bytes) -> None:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"is not UTF-8 (byte {exc.start})") from None
+    # The parser reads the text in the encoding it declares: in UTF-7, ASCII bytes hide the
+    # markup looked for above (`+ADw-!DOCTYPE`).
+    declared = _ENCODING.match(data)
+    if declared and declared[1].lower() not in (b"utf-8", b"utf8"):
+        raise InputError(f"declares the encoding {declared[1].decode()}, not UTF-8")
 
 
 def _kind(mode: int) -> str:

@@ -87,6 +87,24 @@ def test_hostile_entries_are_skipped_one_line_each_and_the_rest_audited(tmp_path
     ]
 
 
+def test_a_file_that_declares_another_encoding_than_utf8_is_skipped(tmp_path):
+    """Read as UTF-7 (`+ADw-` is `<`), ASCII bytes hide a DTD from a look at the bytes, and
+    its entities then name the disks: a file that declares any encoding but UTF-8 is not
+    read. One that declares UTF-8, as a copy saved by an editor may, is."""
+    web = tmp_path / "web"
+    web.mkdir()
+    declared = b"<?xml version='1.0' encoding='UTF-8'?>\n" + snapshot_xml("utf8")
+    (web / "utf8.xml").write_bytes(declared)
+    hidden = snapshot_xml("utf7").replace(b"/images/web.qcow2", b"&e;")
+    hidden = b'+ADw-!DOCTYPE domainsnapshot [+ADw-!ENTITY e "/images/other.qcow2">]>' + hidden
+    (web / "utf7.xml").write_bytes(b'<?xml version="1.0" encoding="UTF-7"?>' + hidden)
+    scan = scan_metadata_dir(tmp_path, host_name="hv")
+    assert [s.name for d in scan.domains for s in d.snapshots] == ["utf8"]
+    assert [(s.domain, s.snapshot, s.reason) for s in scan.skipped] == [
+        ("web", "utf7", f"{web}/utf7.xml: declares the encoding UTF-7, not UTF-8"),
+    ]
+
+
 def test_names_that_are_not_utf8_are_skipped_in_words_every_report_can_write(tmp_path):
     (tmp_path / "web").mkdir()
     (tmp_path / "web" / "good.xml").write_bytes(snapshot_xml("good"))
