@@ -191,6 +191,10 @@ def check_xml_text(data: bytes) -> None:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"is not UTF-8 (byte {exc.start})") from None
+    # XML holds no NUL; UTF-16 and UTF-32 text without a byte order mark is valid UTF-8
+    # bytes (ASCII and NULs), and the parser would read it as what it is, DTD included.
+    if (nul := data.find(b"\0")) >= 0:
+        raise InputError(f"is not UTF-8 XML (byte {nul} is NUL)")
     # The parser reads the text in the encoding it declares: in UTF-7, ASCII bytes hide the
     # markup looked for above (`+ADw-!DOCTYPE`).
     declared = _ENCODING.match(data)

@@ -98,9 +98,15 @@ def test_a_file_that_declares_another_encoding_than_utf8_is_skipped(tmp_path):
     hidden = snapshot_xml("utf7").replace(b"/images/web.qcow2", b"&e;")
     hidden = b'+ADw-!DOCTYPE domainsnapshot [+ADw-!ENTITY e "/images/other.qcow2">]>' + hidden
     (web / "utf7.xml").write_bytes(b'<?xml version="1.0" encoding="UTF-7"?>' + hidden)
+    # UTF-16 without a byte order mark: ASCII and NULs, valid UTF-8 bytes, read as UTF-16.
+    wide = snapshot_xml("utf16").replace(b"/images/web.qcow2", b"&e;").decode()
+    dtd = '<!DOCTYPE domainsnapshot [<!ENTITY e "/images/other.qcow2">]>'
+    wide = '<?xml version="1.0"?>' + dtd + wide
+    (web / "utf16.xml").write_bytes(wide.encode("utf-16-le"))
     scan = scan_metadata_dir(tmp_path, host_name="hv")
     assert [s.name for d in scan.domains for s in d.snapshots] == ["utf8"]
     assert [(s.domain, s.snapshot, s.reason) for s in scan.skipped] == [
+        ("web", "utf16", f"{web}/utf16.xml: is not UTF-8 XML (byte 1 is NUL)"),
         ("web", "utf7", f"{web}/utf7.xml: declares the encoding UTF-7, not UTF-8"),
     ]
 

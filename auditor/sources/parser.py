@@ -47,9 +47,14 @@ def parse_xml(text: str | bytes) -> etree._Element:
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
-        raise SnapshotXMLError(f"invalid XML: {exc.msg}") from None
+        # libxml2 ends its message with a newline, before lxml's ", line N, column M".
+        raise SnapshotXMLError(f"invalid XML: {''.join(exc.msg.splitlines())}") from None
     if root is None:
         raise SnapshotXMLError("invalid XML: empty document")
+    # libvirt never writes a DTD. The parser loads none and expands no entity in text, but
+    # libxml2 still puts an internal entity's text in an attribute (`file='&e;'`): refused.
+    if root.getroottree().docinfo.internalDTD is not None:
+        raise SnapshotXMLError("holds a DTD or entity declarations: not read")
     return root
 
 
@@ -95,10 +100,6 @@ def snapshot_fields(text, host, domain, domain_uuid, current, volumes=None, defi
         parent = next(parent.iterchildren("name"), None)
         parent = _word(parent)
     listed = _listed(top.get("disks"))  # its errors come before any volume is looked up
-    if definitions is not None and root.getroottree().docinfo.internalDTD is not None:
-        # An attribute naming an entity reads as this file's own entity text, which the
-        # serialised elements that key DEFINITIONS do not hold: read alone.
-        definitions = None
     domain_disks, agent = _devices(devices, volumes, definitions)
     active = _text(top.get("active")) == "1" if current is None else current
     memory = (_text(top.get("description")), memory_mode, memory_file)
