@@ -130,12 +130,17 @@ def _scan_connection(
 
     def ask(index: int) -> None:
         # Only the domain list is needed: without the rest, the host is still audited.
-        answers[index] = calls[index]() if index == len(calls) - 1 else _safe(calls[index])
+        try:
+            answers[index] = calls[index]() if index == len(calls) - 1 else _safe(calls[index])
+        except Exception as exc:  # raised below, the first in the calls' order
+            answers[index] = exc
 
-    try:
-        run_all(ask, range(len(calls)), min(len(calls), workers))
-    except libvirt.libvirtError as exc:
-        return HostScan(Host(uri=uri, error=one_line(exc))), None
+    run_all(ask, range(len(calls)), min(len(calls), workers))
+    failed = next((a for a in answers if isinstance(a, Exception)), None)
+    if isinstance(failed, libvirt.libvirtError):
+        return HostScan(Host(uri=uri, error=one_line(failed))), None
+    if failed is not None:
+        raise failed
     capabilities, hostname, libvirt_version, hypervisor_version, driver, listed = answers
     host = Host(
         uri=uri,
