@@ -70,7 +70,8 @@ def populate(conn: libvirt.virConnect, images: Path, domains: int, snapshots: in
             xml = SNAPSHOT_XML.format(
                 snap=snap, created=now - 600 + s, parent=parent, overlay=overlay, domain=domain_xml
             )
-            dom.snapshotCreateXML(xml, libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+            current = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT if s == snapshots - 1 else 0
+            dom.snapshotCreateXML(xml, libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE | current)
             parent = f"<parent><name>{snap}</name></parent>"
     return sum(len(c) - 1 for c in chains)
 

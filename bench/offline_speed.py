@@ -81,7 +81,8 @@ def _libvirt_template() -> str:
     text = (Path(__file__).parent / "libvirt-snapshot.xml").read_text()
     text = text.replace("{", "{{").replace("}", "}}")
     for written, field in [
-        ("<name>before-upgrade</name>", "<name>{snap}</name>{parent}"),
+        ("<name>before-upgrade</name>", "<name>{snap}</name>"),
+        ("<state>shutoff</state>", "<state>shutoff</state>{parent}"),  # where libvirt puts it
         ("<creationTime>1796043844</creationTime>", "<creationTime>{created}</creationTime>"),
         ("<disk name='vda' snapshot='internal'/>", "{disk}"),
         ("<name>web01</name>", "<name>{name}</name>"),

@@ -25,7 +25,7 @@ VolumeResolver = Callable[[str, str], Volume]
 
 
 def disk_source(source_type, source, path, parts: dict, volumes) -> DiskSource | None:
-    """A domain disk's source (PATH: its _source_path), or None for an empty drive."""
+    """A domain disk's source (PATH: its source_path), or None for an empty drive."""
     if path is None:
         return None
     driver = parts.get("driver")
