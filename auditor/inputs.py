@@ -182,9 +182,9 @@ _ENCODING = re.compile(rb"(?:\xef\xbb\xbf)?<\?xml\s[^>]*?\bencoding\s*=\s*[\"'](
 
 
 def check_xml_text(data: bytes) -> None:
-    """Refuse what metadata never holds: DTDs and entity declarations (never expanded by
-    the parser anyway, but a file carrying them was not written by libvirt), and text
-    that is not UTF-8."""
+    """Refuse what metadata never holds: DTDs and entity declarations (the parser refuses
+    them too; here a file is named before it is parsed), and text that is not UTF-8 or
+    declares another encoding."""
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise InputError("holds a DTD or entity declarations")
     try:
