@@ -5,7 +5,7 @@ maps the name a user types to the module that renders it."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 FORMATS = {
     "text": "auditor.reports.text",
@@ -28,3 +28,16 @@ def render_pieces(format_name: str, result, *, color: bool = False) -> Iterable[
     if hasattr(module, "chunks"):
         return module.chunks(result, color=color)
     return (module.render(result, color=color),)
+
+
+def in_pieces(lines: Iterable[str], batch: int) -> Iterator[str]:
+    """LINES as pieces of text of BATCH lines, each line ended: a long report is written
+    piece by piece, never held whole."""
+    pending: list[str] = []
+    for line in lines:
+        pending.append(line)
+        if len(pending) >= batch:
+            yield "\n".join(pending) + "\n"
+            pending.clear()
+    if pending:
+        yield "\n".join(pending) + "\n"

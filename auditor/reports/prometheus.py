@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from auditor.model import ScanResult
+from auditor.reports import in_pieces
 
 HELP = {
     "snapaudit_findings": 'Findings of the last audit. suppressed="true": waived or in the '
@@ -30,21 +31,20 @@ def render(result: ScanResult, *, color: bool = False) -> str:
 
 
 def chunks(result: ScanResult, *, color: bool = False) -> Iterator[str]:
-    """The exposition in pieces of about _BATCH lines, each series made as it is written:
-    a fleet's snapshot ages are never all held at once."""
-    lines: list[str] = []
+    """The exposition in pieces of _BATCH lines, each series made as it is written: a
+    fleet's snapshot ages are never all held at once."""
+    return in_pieces(_lines(result), _BATCH)
+
+
+def _lines(result: ScanResult) -> Iterator[str]:
     for name, samples in _series(result):
         first = next(samples, None)
         if first is None:
             continue
-        lines += [f"# HELP {name} {_escape_help(HELP[name])}", f"# TYPE {name} gauge"]
+        yield f"# HELP {name} {_escape_help(HELP[name])}"
+        yield f"# TYPE {name} gauge"
         for labels, value in itertools.chain((first,), samples):
-            lines.append(f"{name}{_labels(labels)} {_number(value)}")
-            if len(lines) >= _BATCH:
-                yield "\n".join(lines) + "\n"
-                lines.clear()
-    if lines:
-        yield "\n".join(lines) + "\n"
+            yield f"{name}{_labels(labels)} {_number(value)}"
 
 
 def _series(result: ScanResult) -> Iterator[tuple[str, Iterator[tuple[dict, float]]]]:

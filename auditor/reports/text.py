@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from auditor.display import clean
 from auditor.model import ScanResult, Severity
+from auditor.reports import in_pieces
 from auditor.reports.summary import summarize
 
 _COLORS = {Severity.ERROR: "31", Severity.WARNING: "33", Severity.INFO: "36"}
@@ -18,15 +19,8 @@ def render(result: ScanResult, *, color: bool = False) -> str:
 
 
 def chunks(result: ScanResult, *, color: bool = False) -> Iterator[str]:
-    """The report's lines, in pieces of about _BATCH lines: never held whole."""
-    lines: list[str] = []
-    for line in _lines(result, color):
-        lines.append(line)
-        if len(lines) >= _BATCH:
-            yield "\n".join(lines) + "\n"
-            lines.clear()
-    if lines:
-        yield "\n".join(lines) + "\n"
+    """The report's lines, in pieces of _BATCH lines."""
+    return in_pieces(_lines(result, color), _BATCH)
 
 
 def _lines(result: ScanResult, color: bool) -> Iterator[str]:
