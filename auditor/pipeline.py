@@ -110,11 +110,10 @@ def audit_hosts(
     auditor = Auditor(rules, report_time(), policy or default_policy(rules))
     by_host: dict[int, dict] = {}  # host position -> (domain, uuid) -> (findings, errors)
 
-    def on_domain(index: int, domain: Domain, files: Mapping | None) -> None:
-        if files is None:  # with file checks, rules see the whole host's files: see below
-            by_host.setdefault(index, {})[domain.name, domain.uuid] = auditor.domain(
-                domain.host, domain, files
-            )
+    def on_domain(index: int, domain: Domain) -> None:  # only hosts without file checks
+        by_host.setdefault(index, {})[domain.name, domain.uuid] = auditor.domain(
+            domain.host, domain, None
+        )
 
     scans = [None] * len(uris)
     audited = {}

@@ -4,7 +4,7 @@ number (hosts at once, and worker threads across them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from auditor.model import Domain, Host, HostScan
@@ -29,15 +29,16 @@ def scan_hosts(
     check_files: bool | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     workers: int | None = None,
-    on_domain: Callable[[int, Domain, Mapping | None], None] | None = None,
+    on_domain: Callable[[int, Domain], None] | None = None,
 ) -> Iterator[tuple[int, HostScan]]:
     """Scan several hosts at once; yields (position in `uris`, scan) as each host finishes,
     or as its TIMEOUT seconds run out (None: no limit). WORKERS: calls in flight per host
     (None: sized for each host's link), within FLEET_THREADS across the hosts. ON_DOMAIN:
-    called with (position, domain, its file facts) as each domain is read."""
+    called with (position, domain) as each domain is read, for hosts whose files are not
+    checked."""
 
     def job(index: int, uri: str | None, calls: int) -> HostScan:
-        done = (lambda domain, files: on_domain(index, domain, files)) if on_domain else None
+        done = (lambda domain: on_domain(index, domain)) if on_domain else None
         return scan_host(uri, progress, check_files, calls, done)
 
     for index, outcome in _each_host(uris, job, timeout, workers):

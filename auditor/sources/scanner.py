@@ -16,13 +16,13 @@ one host becomes that host's error, and the other hosts are still scanned."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import libvirt
 
 from auditor.display import one_line
-from auditor.model import Domain, FileFacts, Host, HostScan, Skipped, Snapshot
+from auditor.model import Domain, Host, HostScan, Skipped, Snapshot
 from auditor.sources.assemble import (
     RawDomain,
     RawHost,
@@ -33,7 +33,7 @@ from auditor.sources.assemble import (
 from auditor.sources.connection import open_read_only
 from auditor.sources.deadline import run_all
 from auditor.sources.disk_source import VolumeResolver
-from auditor.sources.files import HostFiles, files_visible
+from auditor.sources.files import files_visible, gather_files
 from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
 from auditor.sources.volumes import volume_resolver
 
@@ -49,10 +49,10 @@ _VANISHED = {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT}
 
 # Progress: called with (host uri, domains done, domains total) from worker threads.
 Progress = Callable[[str, int, int], None]
-# Called with each domain as soon as it is read, with the facts about the files it names
-# (None when files are not checked), from worker threads: the audit runs while the daemon
-# answers the calls for the other domains.
-DomainDone = Callable[[Domain, Mapping[str, FileFacts] | None], None]
+# Called with each domain as soon as it is read, from worker threads, on hosts whose files
+# are not checked: the audit runs while the daemon answers the calls for the other domains.
+# (With file checks, rules need the whole host's files, gathered once every domain is read.)
+DomainDone = Callable[[Domain], None]
 
 
 def workers_for(uri: str | None) -> int:
@@ -159,15 +159,14 @@ def _scan_connection(
 
     found_volumes: dict = {}
     volumes = volume_resolver(conn, found_volumes)
-    host_files = HostFiles() if check_files else None
+    on_domain = None if check_files else on_domain
 
     def finished(owner: _Head | Skipped) -> None:
         nonlocal done
-        if isinstance(owner, _Head):  # read to the end: built, its files and audit now
+        if isinstance(owner, _Head):  # read to the end: built, and audited now
             owner.built = owner.domain(uri)
-            facts = host_files.domain(owner.built) if host_files else None
             if on_domain:
-                on_domain(owner.built, facts)
+                on_domain(owner.built)
         with lock:
             done += 1
             if progress:
@@ -205,7 +204,7 @@ def _scan_connection(
             skipped.extend(x for x in found.results if isinstance(x, Skipped))
     domains.sort(key=lambda d: (d.name, d.uuid))
     skipped.sort(key=lambda s: (s.domain or "", s.snapshot or "", s.reason))
-    files = host_files.all() if host_files else None
+    files = gather_files(domains) if check_files else None
     raw = None
     if keep_raw:
         raws = tuple(h.raw() for h in heads if isinstance(h, _Head))
