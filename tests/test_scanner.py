@@ -10,7 +10,7 @@ from __future__ import annotations
 import libvirt
 from conftest import fixture_uri
 
-from auditor.sources.fleet import scan_hosts
+from auditor.sources.fleet import _each_host, scan_hosts
 from auditor.sources.scanner import _scan_connection, scan_host
 
 SEED = fixture_uri("seed_examples.xml")
@@ -124,3 +124,17 @@ def test_many_hosts_stream_back_with_their_positions():
     assert [results[i].host.uri for i in range(9)] == uris
     assert results[8].host.error == "Failed to open file '/missing.xml': No such file or directory"
     assert set(progress) == set(uris[:8])
+
+
+def test_calls_in_flight_are_sized_per_link_and_cut_back_for_a_fleet():
+    def calls_of(uris, workers=None):
+        job = lambda _index, _uri, calls: calls  # noqa: E731
+        return sorted(dict(_each_host(uris, job, None, workers)).items())
+
+    remote = [f"qemu+ssh://h{i}/system" for i in range(40)]
+    assert calls_of(remote[:1]) == [(0, 64)]  # one host: enough calls to cover the round trip
+    assert calls_of(["qemu:///system"]) == [(0, 4)]  # local: about the cores
+    assert calls_of(remote[:20]) == [(i, 16) for i in range(20)]  # 320 threads in all
+    assert calls_of(remote) == [(i, 10) for i in range(40)]  # 32 hosts at once
+    assert calls_of(remote[:20], workers=8) == [(i, 8) for i in range(20)]
+    assert calls_of(remote[:20], workers=100) == [(i, 16) for i in range(20)]
