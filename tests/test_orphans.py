@@ -99,3 +99,32 @@ def test_real_paths_are_worked_out_only_for_files_that_may_be_aliases(tmp_path, 
     assert list(found) == [str(tmp_path / "left-over")]
     # The name that does not stat, and the one candidate: not each referenced image.
     assert sorted(asked) == [str(tmp_path / "left-over"), str(tmp_path / "missing")]
+
+
+def test_an_image_also_named_as_a_memory_file_has_its_directory_scanned(tmp_path):
+    # Whether one domain names the image both ways or two domains share the naming, the
+    # overlay on it that nothing names is found (before a host's files were gathered at once,
+    # the first case missed it).
+    from auditor.model import DiskSource, Domain, DomainDisk, Snapshot
+    from auditor.sources.files import gather_files
+
+    require(shutil.which("qemu-img"), "qemu-img is not installed")
+    disk, left = str(tmp_path / "vm.qcow2"), str(tmp_path / "left-over")
+    qcow2(disk)
+    qcow2(left, disk)
+
+    def domain(name, disks=(), memory=None):
+        snap = Snapshot(
+            "h", name, name, "s", "running", None, None, True, None, "external", memory, ()
+        )
+        sources = tuple(
+            DomainDisk("vda", DiskSource("file", p, "qcow2"), "disk", False) for p in disks
+        )
+        return Domain("h", name, name, sources, (snap,) if memory else ())
+
+    one = gather_files([domain("vm", [disk], disk)])
+    two = gather_files([domain("vm", [disk]), domain("other", memory=disk)])
+    for files in (one, two):
+        assert list(files) == [disk, left]
+        assert (files[disk].format, files[disk].file_type) == (None, "file")  # as a plain file
+        assert (files[left].backing_chain, files[left].unreferenced) == ((disk,), True)
