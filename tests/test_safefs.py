@@ -189,6 +189,20 @@ def test_a_replaced_file_keeps_its_mode_and_owner(tmp_path: Path, report: str):
     assert existing.read_text() == report
 
 
+def on_disk(directory: Path) -> int:
+    """Bytes in DIRECTORY's files, and in files this process is writing there that have no
+    name yet."""
+    size = sum(os.path.getsize(directory / n) for n in os.listdir(directory))
+    for fd in os.listdir("/proc/self/fd"):
+        try:  # the descriptor listdir() used is gone already
+            st, target = os.stat(f"/proc/self/fd/{fd}"), os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target == f"{directory}/#{st.st_ino} (deleted)":
+            size += st.st_size
+    return size
+
+
 def test_pieces_are_written_as_they_come_and_a_failure_midway_replaces_nothing(tmp_path):
     path, new = tmp_path / "r.json", tmp_path / "new.json"
     path.write_text("old")
@@ -198,7 +212,7 @@ def test_pieces_are_written_as_they_come_and_a_failure_midway_replaces_nothing(t
     def pieces(fail: bool):
         for piece in ["é", "\U0001f600", "", "x" * 100_000]:
             # Each piece is on disk before the next is made: nothing holds them all.
-            written.append(sum(os.path.getsize(tmp_path / n) for n in os.listdir(tmp_path)))
+            written.append(on_disk(tmp_path))
             yield piece
         if fail:
             raise RuntimeError("the report could not be made")
@@ -212,6 +226,40 @@ def test_pieces_are_written_as_they_come_and_a_failure_midway_replaces_nothing(t
     assert path.read_bytes() == "é\U0001f600".encode() + b"x" * 100_000
     assert written == [3, 3 + 2, 3 + 6, 3 + 6]  # "old" plus the temporary file
     assert (os.listdir(tmp_path), stat.S_IMODE(path.stat().st_mode)) == (["r.json"], 0o640)
+
+
+# Killed (as by the OOM killer) midway through a report, and just before a journal's name is
+# given to it.
+KILLED_WHILE_WRITING = {
+    "report": """
+import os, signal, sys
+from auditor import safefs
+
+def pieces():
+    yield "x" * 100_000
+    os.kill(os.getpid(), signal.SIGKILL)
+
+safefs.write_file(sys.argv[1], pieces())
+""",
+    "journal": """
+import os, signal, sys
+from auditor import safefs
+
+os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # written, flushed next
+safefs.create_file(sys.argv[1], b"j" * 10)
+""",
+}
+
+
+@pytest.mark.parametrize("what", KILLED_WHILE_WRITING)
+def test_a_write_killed_midway_leaves_nothing_behind(tmp_path: Path, what: str):
+    path = tmp_path / what
+    if what == "report":
+        path.write_text("old")
+    proc = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING[what], str(path)])
+    assert proc.returncode == -9
+    assert os.listdir(tmp_path) == (["report"] if what == "report" else [])
+    assert what != "report" or path.read_text() == "old"
 
 
 def bad_outputs(tmp_path: Path) -> list[tuple[list[str], str]]:

@@ -1,7 +1,8 @@
 """Writing files safely as root: reports, baselines, journals and new images.
 
 Every writer goes through here, so that each rule is written and tested once:
-- a regular file or a new path is replaced atomically (an exclusive temporary file beside it);
+- a regular file or a new path is replaced atomically (by a temporary file beside it, which
+  has no name until it is complete, so that a killed run leaves nothing behind);
 - a character device, our own FIFO or standard output is written straight through, never
   replaced (a FIFO planted where root writes would hand its maker the report, or hang us);
 - a symlink is never replaced: it is followed only when it and its directory belong to root
@@ -15,6 +16,7 @@ from auditor.safefs.atomic import (
     WriteError,
     attempt,
     output_problem,
+    rename_noreplace,
     trusted_uids,
     untrusted_directory,
     write_file,
@@ -25,7 +27,6 @@ from auditor.safefs.exclusive import (
     append_file,
     create_file,
     remove_private_dir,
-    rename_noreplace,
 )
 
 __all__ = [

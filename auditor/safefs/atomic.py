@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import re
 import secrets
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 
 _FD_PATH = re.compile(r"^/(?:dev/fd/(\d+)|proc/self/fd/(\d+)|dev/(stdout|stderr))$")
 _NOT_OURS = "belongs to uid %d, neither root nor the invoking user"
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
 
 
 class WriteError(OSError):
@@ -164,7 +168,7 @@ def _replace(path: str, data: Iterable[bytes], old: os.stat_result | None) -> No
     directory, name = os.path.split(path)
     dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with _temporary(dir_fd, name) as (fd, tmp):
+        with _temporary(dir_fd, name) as (fd, publish):
             _write_each(fd, data)
             if old is None:
                 mask = os.umask(0o022)  # the only way to read the umask is to set it
@@ -176,24 +180,68 @@ def _replace(path: str, data: Iterable[bytes], old: os.stat_result | None) -> No
                         os.fchown(fd, old.st_uid, old.st_gid)
                 os.fchmod(fd, stat.S_IMODE(old.st_mode))  # after fchown, which clears set-id
             os.fsync(fd)
-            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            publish()
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
 
 
 @contextlib.contextmanager
-def _temporary(dir_fd: int, name: str) -> Iterator[tuple[int, str]]:
-    """A new file beside NAME that nobody else created or can redirect; removed unless it was
-    renamed away."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+def _temporary(dir_fd: int, name: str) -> Iterator[tuple[int, Callable[..., None]]]:
+    """A new file beside NAME that nobody else created or can redirect, and what gives it
+    NAME (replacing the old file at once). The file has no name until then (O_TMPFILE), so a
+    kill, even SIGKILL, leaves nothing behind; where the file system cannot make such a file,
+    it is named `.NAME.RANDOM.tmp` from the start and removed on any error."""
     tmp = f".{name[:200]}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
+    fd, named = _unnamed(dir_fd), False
+    if fd is None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd, named = os.open(tmp, flags, 0o600, dir_fd=dir_fd), True
+
+    def publish(replace: bool = True) -> None:
+        """Give the file NAME, replacing what is there (REPLACE) or failing with
+        FileExistsError when anything is."""
+        nonlocal named
+        if not named:
+            if not replace:  # link() never replaces: the file goes straight to NAME
+                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+                return
+            os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+            named = True
+        move = os.rename if replace else rename_noreplace
+        move(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        named = False  # the name is NAME's now
+
     try:
-        yield fd, tmp
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dir_fd)
-        raise
+        yield fd, publish
     finally:
+        if named:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
         os.close(fd)
+
+
+def _unnamed(dir_fd: int) -> int | None:
+    """An O_TMPFILE file in the directory, or None where that is not possible (the file
+    system does not support it, or /proc, through which it is given a name, is missing)."""
+    if not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    except OSError:  # EOPNOTSUPP, EISDIR (kernels before 3.11), ...
+        return None
+
+
+def rename_noreplace(src: str, dst: str, *, src_dir_fd: int | None, dst_dir_fd: int | None):
+    """Rename SRC to DST, failing with FileExistsError when anything is at DST."""
+    old, new = (_AT_FDCWD if fd is None else fd for fd in (src_dir_fd, dst_dir_fd))
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(old, os.fsencode(src), new, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (0, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), dst)
+    # The file system has no RENAME_NOREPLACE; link() never replaces either.
+    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+    os.unlink(src, dir_fd=src_dir_fd)

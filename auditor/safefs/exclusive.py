@@ -4,16 +4,12 @@ complete or absent, never replacing anything."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import stat
 from dataclasses import dataclass
 
-from auditor.safefs.atomic import WriteError, _temporary, _write_all
-
-_RENAME_NOREPLACE = 1
-_AT_FDCWD = -100
+from auditor.safefs.atomic import WriteError, _temporary, _write_all, rename_noreplace
 
 
 @dataclass(frozen=True)
@@ -30,32 +26,17 @@ class FileStamp:
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def rename_noreplace(src: str, dst: str, *, src_dir_fd: int | None, dst_dir_fd: int | None):
-    """Rename SRC to DST, failing with FileExistsError when anything is at DST."""
-    old, new = (_AT_FDCWD if fd is None else fd for fd in (src_dir_fd, dst_dir_fd))
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if renameat2 is not None:
-        if renameat2(old, os.fsencode(src), new, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
-            return
-        err = ctypes.get_errno()
-        if err not in (0, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise OSError(err, os.strerror(err), dst)
-    # The file system has no RENAME_NOREPLACE; link() never replaces either.
-    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
-    os.unlink(src, dir_fd=src_dir_fd)
-
-
 def create_file(path: str, data: bytes, mode: int = 0o600) -> FileStamp:
     """A new file at PATH holding DATA, complete or absent; FileExistsError if PATH is taken."""
     directory, name = os.path.split(path)
     dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with _temporary(dir_fd, name) as (fd, tmp):
+        with _temporary(dir_fd, name) as (fd, publish):
             _write_all(fd, data)
             os.fchmod(fd, mode)
             os.fsync(fd)
             stamp = FileStamp.of(os.fstat(fd))
-            rename_noreplace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            publish(replace=False)
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
