@@ -46,6 +46,8 @@ def broken_chain(snapshot, context):
         facts = context.files.get(overlay.path)
         if facts is None or not facts.exists:
             continue  # SNAP009 reports missing overlays
+        if facts.file_type not in (None, "file", "block"):
+            continue  # a FIFO, a directory...: SNAP003 reports it, and it holds no chain
         if facts.error:
             message = f"disk {disk.name}: backing chain of {overlay.path} cannot be opened: "
             yield Violation(message + facts.error, disk=disk.name, image=overlay.path)

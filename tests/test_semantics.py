@@ -58,6 +58,7 @@ def _make_files(images: Path) -> None:
         subprocess.run(argv, check=True, capture_output=True)
     (images / "files01.all-files.mem").write_bytes(b"\0" * 4096)
     os.mkfifo(images / "files01.mem.fifo")
+    os.mkfifo(images / "files01.overlay.fifo")
     # A block device node of a major number reserved for local use: stat says "block",
     # and opening it reaches no device.
     try:
@@ -74,6 +75,7 @@ def test_file_checks_find_paths_that_are_not_regular_files(golden, tmp_path):
     assert (scan.host.error, scan.skipped) == (None, ())
     assert scan.files[str(tmp_path / "sdb")].file_type == "block"
     assert scan.files[str(tmp_path / "files01.mem.fifo")].file_type == "fifo"
+    assert scan.files[str(tmp_path / "files01.overlay.fifo")].file_type == "fifo"
     assert scan.files["/dev/null"].file_type == "char"
     assert scan.files[str(tmp_path / "files01.now.qcow2")].file_type == "file"
     # The file volume's target path is what the file checks read.

@@ -98,6 +98,8 @@ class _Headers:
         # Whether a path exists is asked only when it could not be read: one open, no lstat.
         if found is None and not os.path.lexists(path):
             return (FileFacts(path, exists=False),)
+        if found is None and (kind := file_type(path)) not in (None, "file", "block"):
+            return (FileFacts(path, exists=True, file_type=kind),)  # qemu-img would block on it
         names, headers, fmts = [path], [], ["qcow2"]
         known: tuple[FileFacts, ...] = ()  # the chain from an image below on, read before
         while True:

@@ -49,8 +49,9 @@ class ImageHeader:
 
 def read_header(path: str, fmt: str | None = None) -> ImageHeader:
     """PATH's header as qcow2 (FMT None or "qcow2") or raw (FMT "raw": never probed, as qemu
-    does when a backing format says so). Qcow2Error: ask qemu-img."""
-    fd = os.open(path, os.O_RDONLY)
+    does when a backing format says so). Qcow2Error: ask qemu-img. Opened O_NONBLOCK: a FIFO
+    named as an image must not block the scan."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         found = os.fstat(fd)
         if not stat.S_ISREG(found.st_mode):
