@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,28 @@ def test_native_reading_starts_no_process(images, monkeypatch):
     assert facts[str(images / "on-raw")].backing_chain == (str(images / "base.raw"),)
     assert facts[str(images / "base.raw")].format == "raw"
     assert facts[str(images / "probe")].backing_chain[0] == str(images / "a")
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.02])
+def test_headers_are_read_several_at_once_only_where_reads_wait(tmp_path, monkeypatch, latency):
+    """A local file system answers from its cache, and threads would only contend for the
+    GIL; on storage where each read waits (NFS...), the waits overlap."""
+    require_qemu_tools()
+    img("create", "-q", "-f", "qcow2", tmp_path / "base", "1M")
+    tops = [tmp_path / f"top{i:02d}" for i in range(64)]
+    for top in tops:
+        img("create", "-q", "-f", "qcow2", "-u", "-b", tmp_path / "base", "-F", "qcow2", top, "1M")
+    expected = files.gather(map(str, tops))
+    real, running, most = qcow2.read_header, [], []
+
+    def read_header(path, fmt=None):
+        running.append(path)
+        most.append(len(running))
+        time.sleep(latency)
+        running.remove(path)
+        return real(path, fmt)
+
+    monkeypatch.setattr(qcow2, "read_header", read_header)
+    assert files.gather(map(str, tops)) == expected
+    assert len(most) == 65  # each image once
+    assert max(most) == (1 if latency == 0 else files.WORKERS)

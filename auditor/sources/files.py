@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -23,6 +24,9 @@ from auditor.sources.qemu import QemuToolError
 QEMU_IMG_TIMEOUT = 60
 _MAX_CHAIN = 1000  # longer chains are left to qemu-img, which has limits of its own
 WORKERS = 8
+# Headers are read in one thread, unless the first _PROBE images took over _SLOW_READ seconds
+# each on average (a local file system answers in microseconds; network storage does not).
+_PROBE, _SLOW_READ = 32, 0.0005
 # Connections whose files are this machine's files: no host name and no remote transport.
 _LOCAL_TRANSPORTS = {"", "unix"}
 _LOCAL_DRIVERS = {"qemu"}
@@ -45,7 +49,10 @@ def gather(images: Iterable[str], plain: Iterable[str] = ()) -> dict[str, FileFa
         facts[path] = plain_file(path)
     headers = _Headers()
     rest = []  # images qemu-img reads
-    for path in sorted(set(images)):
+    paths = sorted(set(images))
+    for index, path in enumerate(paths):
+        if index == _PROBE and headers.slow():
+            headers.prefetch(paths[index:])
         found = headers.chain(path)
         if found is None:
             rest.append(path)
@@ -68,6 +75,7 @@ class _Headers:
         self._read: dict[tuple[str, str], qcow2.ImageHeader | None] = {}
         self._qemu: dict[str, list[FileFacts]] = {}
         self._chains: dict[tuple[str, str], list[FileFacts]] = {}
+        self._seconds = 0.0  # spent in header reads
 
     def qemu_chains(self, paths: list[str]) -> list[list[FileFacts]]:
         """`image_chain` of each path, each path once however often it is asked for."""
@@ -82,11 +90,23 @@ class _Headers:
     def header(self, path: str, fmt: str | None) -> qcow2.ImageHeader | None:
         key = (path, fmt or "qcow2")  # qcow2 probed or named: one read
         if key not in self._read:
+            start = time.monotonic()
             try:
                 self._read[key] = qcow2.read_header(path, fmt)
             except (OSError, qcow2.Qcow2Error):
                 self._read[key] = None
+            self._seconds += time.monotonic() - start
         return self._read[key]
+
+    def slow(self) -> bool:
+        """Whether the reads so far waited for the storage (NFS...) rather than the cache."""
+        return self._seconds > len(self._read) * _SLOW_READ
+
+    def prefetch(self, paths: list[str]) -> None:
+        """Read the headers of PATHS, several at once: on storage that makes each read wait,
+        the waits overlap. (Where reads do not wait, threads only contend for the GIL.)"""
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            list(pool.map(lambda path: self.header(path, None), paths))
 
     def chain(self, path: str) -> tuple[FileFacts, ...] | None:
         """Facts for PATH and each image below it, or None when any image of the chain is
@@ -218,8 +238,9 @@ def gather_files(domains: Iterable[Domain]) -> FileFactsMap:
     """Facts about every local file the domains and their snapshots name (images with their
     backing chains; a path also named as a plain file is described as one), and the images
     beside them that no domain names (SNAP018): known only once every domain of the host is.
-    One thread, after the scan: in the scan's threads each of the four system calls an image
-    costs would wait for the GIL behind the parsing, and took three times as long."""
+    After the scan, in one thread: in the scan's threads each of the four system calls an
+    image costs would wait for the GIL behind the parsing, and took three times as long
+    (several threads only where the storage makes each read wait: see `gather`)."""
     images: set[str] = set()
     plain: set[str] = set()
     reverts: set[str] = set()
