@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from auditor.model import FileFacts
 from auditor.sources import files, qcow2
 from testlab.pytest_fixtures import require_qemu_tools
 
@@ -167,3 +169,27 @@ def test_headers_are_read_several_at_once_only_where_reads_wait(tmp_path, monkey
     assert files.gather(map(str, tops)) == expected
     assert len(most) == 65  # each image once
     assert max(most) == (1 if latency == 0 else files.WORKERS)
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "raw"])
+def test_a_fifo_named_as_a_backing_file_does_not_block_the_scan(tmp_path, monkeypatch, fmt):
+    """A FIFO below an overlay (qemu-img's open() of it would wait for a writer that never
+    comes, until its timeout) is said to be one, at once."""
+    require_qemu_tools()
+    os.mkfifo(tmp_path / "below")
+    top = tmp_path / "top"
+    img("create", "-q", "-u", "-f", "qcow2", "-b", tmp_path / "below", "-F", fmt, top, "1M")
+    monkeypatch.setattr(files, "QEMU_IMG_TIMEOUT", 10)  # a failure costs 10 s, not 60
+    start = time.monotonic()
+    facts = files.gather([str(top)])
+    assert time.monotonic() - start < 5
+    assert facts == {
+        str(top): FileFacts(
+            str(top),
+            exists=True,
+            size=facts[str(top)].size,
+            format="qcow2",
+            error=f"backing file {tmp_path / 'below'} is a FIFO, not an image",
+            file_type="file",
+        )
+    }

@@ -9,7 +9,7 @@ import subprocess
 from itertools import pairwise
 
 from auditor.model import FileFacts, FileFactsMap, unreferenced_in
-from auditor.sources.files import unreferenced_images
+from auditor.sources.orphans import unreferenced_images
 from testlab.pytest_fixtures import require
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from auditor.model import Domain, FileFacts, FileFactsMap
 from auditor.sources import qcow2, qemu
+from auditor.sources.orphans import unreferenced_images
 from auditor.sources.qemu import QemuToolError
 
 QEMU_IMG_TIMEOUT = 60
@@ -118,11 +119,24 @@ class _Headers:
         # Whether a path exists is asked only when it could not be read: one open, no lstat.
         if found is None and not os.path.lexists(path):
             return (FileFacts(path, exists=False),)
-        if found is None and (kind := file_type(path)) not in (None, "file", "block"):
-            return (FileFacts(path, exists=True, file_type=kind),)  # qemu-img would block on it
+        if found is None and _not_an_image(path):
+            return (FileFacts(path, exists=True, file_type=file_type(path)),)
         names, headers, fmts = [path], [], ["qcow2"]
         known: tuple[FileFacts, ...] = ()  # the chain from an image below on, read before
         while True:
+            if found is None and len(names) > 1 and (kind := _not_an_image(names[-1])):
+                top = headers[0]
+                return (
+                    FileFacts(
+                        path,
+                        exists=True,
+                        size=top.allocated,
+                        format=top.format,
+                        internal_snapshots=top.snapshots,
+                        error=f"backing file {names[-1]} is {kind}, not an image",
+                        file_type="file",
+                    ),
+                )
             if found is None or len(names) > _MAX_CHAIN:
                 return None
             headers.append(found)
@@ -159,6 +173,16 @@ class _Headers:
             facts, backing = (item, *facts), (name, *backing)
             self._chains.setdefault((name, fmt), facts)
         return facts
+
+
+def _not_an_image(path: str) -> str | None:
+    """What PATH is when it is something qemu-img would block on or refuse (a FIFO, a socket,
+    a directory, a character device), else None. Block devices can hold images."""
+    kind = file_type(path)
+    return None if kind in (None, "file", "block") else _NAMES.get(kind, f"a {kind}")
+
+
+_NAMES = {"char": "a character device", "fifo": "a FIFO", "socket": "a socket"}
 
 
 def plain_file(path: str) -> FileFacts:
@@ -259,84 +283,3 @@ def gather_files(domains: Iterable[Domain]) -> FileFactsMap:
     referenced = set(merged) | {p for f in merged.values() for p in f.backing_chain} | reverts
     merged.update(unreferenced_images(directories, referenced))
     return merged
-
-
-_UNFINISHED = ".part"  # what fix mode leaves while it writes an image: never an orphan
-
-
-def unreferenced_images(directories: Iterable[str], referenced: set[str]) -> dict[str, FileFacts]:
-    """qcow2 images in DIRECTORIES (each listed once) that are not in REFERENCED, with their
-    backing chains. Only regular files are opened (lstat first, then O_NOFOLLOW|O_NONBLOCK,
-    so a symlink is not followed and a FIFO cannot block), and only their headers are read."""
-    found: dict[str, FileFacts] = {}
-    aliases: _Aliases | None = None  # made only if a candidate is left
-    for directory in sorted(set(directories)):
-        try:
-            names = sorted(os.listdir(directory))
-        except OSError:
-            continue
-        for name in names:
-            path = os.path.join(directory, name)
-            if name.endswith(_UNFINISHED) or path in referenced:
-                continue
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            aliases = aliases or _Aliases(referenced)
-            if not aliases.named(path, info) and (facts := _unreferenced(path)) is not None:
-                found[path] = facts
-    return found
-
-
-class _Aliases:
-    """Whether a file is one of REFERENCED under another name (a name reached through a
-    symlink). The same real path means the same file: real paths (an lstat per path
-    component, for every referenced path) are worked out only for a file whose device and
-    inode are those of a referenced file (one stat each), and for names that do not stat."""
-
-    def __init__(self, referenced: set[str]) -> None:
-        self.referenced, self.files, unknown = referenced, set(), set()
-        for path in referenced:
-            try:
-                found = os.stat(path)
-                self.files.add((found.st_dev, found.st_ino))
-            except OSError:
-                unknown.add(path)
-        self.unknown = unknown | {os.path.realpath(p) for p in unknown}
-        self.resolved: set[str] | None = None
-
-    def named(self, path: str, info: os.stat_result) -> bool:
-        if (info.st_dev, info.st_ino) in self.files:
-            if self.resolved is None:
-                self.resolved = self.referenced | {os.path.realpath(p) for p in self.referenced}
-            names = self.resolved
-        else:
-            names = self.unknown
-        return path in names or os.path.realpath(path) in names
-
-
-def _unreferenced(path: str) -> FileFacts | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        header = qcow2.read_open(fd, path, info)
-    except (OSError, qcow2.Qcow2Error):
-        return None
-    finally:
-        os.close(fd)
-    return FileFacts(
-        path,
-        exists=True,
-        size=info.st_size,  # a file's own size: what removing it frees, near enough
-        format="qcow2",
-        backing_chain=tuple(qcow2.backing_chain(path, header=header)),
-        unreferenced=True,
-    )
