@@ -17,7 +17,7 @@ from conftest import run_cli
 
 from auditor.fix.names import image_name
 from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
-from testlab.trees import MiB, SnapshotTree, disk_sources, read_back
+from testlab.trees import SECURE_DOMAIN, MiB, SnapshotTree, disk_sources, read_back
 
 pytestmark = pytest.mark.qemu
 
@@ -204,6 +204,40 @@ def test_rollback_refuses_to_lose_writes_made_after_the_conversion(conn, libvirt
         "after the conversion; rolling back would lose that: the conversion is complete\n"
     )
     assert tree.metadata() == before
+
+
+def test_rollback_after_a_revert_names_what_to_do(conn, libvirtd, tmp_path):  # noqa: F811
+    tree = SnapshotTree(conn, "reverted", tmp_path / "images")
+    tree.write("vda", 0, 0x51)
+    tree.snapshot("one")
+    original = str(tree.images["vda"])
+    before = tree.metadata()
+    state = tmp_path / "state"
+    assert fix(libvirtd.uri, state, "--domain", "reverted", "--apply").returncode == 0
+    (journal,) = state.glob("*.journal")
+    tree.revert("one")  # libvirt puts the disk on a new overlay of the converted snapshot
+    now = disk_sources(tree.dom.XMLDesc())["vda"]
+    reverted = tree.metadata()
+
+    proc = run_cli("fix", "--rollback", str(journal))
+    assert (proc.returncode, proc.stdout) == (
+        3,
+        f"domain 'reverted': FAILED: disk vda now uses {now}, neither its original image "
+        f"{original} nor the converted one: the domain changed after the conversion (a "
+        "revert?), not rolling back; to roll back anyway, put disk vda back on "
+        f"{original} (virsh edit reverted), then run snapaudit fix --rollback {journal}\n",
+    )
+    assert tree.metadata() == reverted
+
+    conn.defineXML(tree.dom.XMLDesc(SECURE_DOMAIN).replace(now, original))  # as told
+    proc = run_cli("fix", "--rollback", str(journal))
+    assert (proc.returncode, proc.stdout) == (
+        0,
+        f"domain 'reverted': rolled back; journal {journal}\n",
+    ), proc.stderr
+    assert tree.metadata() == before
+    assert read_back(tree.images["vda"], tree.now["vda"]) == []
+    assert read_back(tree.images["vda"], tree.states["one"]["vda"], snapshot="one") == []
 
 
 def test_remove_originals(conn, libvirtd, tmp_path):  # noqa: F811

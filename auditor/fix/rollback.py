@@ -18,6 +18,7 @@ names --resume. Both at once cannot come from the guest, and is refused.
 from __future__ import annotations
 
 import os
+import shlex
 
 import libvirt
 
@@ -124,9 +125,12 @@ def _refuse_losing_writes(dom: libvirt.virDomain, journal: Journal) -> None:
         original = originals[disk]
         path = now[disk].path if now.get(disk) is not None else None
         if path not in (original, top):
+            again = command(journal, "--rollback")
             raise FixFailed(
-                f"disk {disk} now uses {path}, neither its original image nor the converted "
-                "one: the domain changed after the conversion, not rolling back"
+                f"disk {disk} now uses {path}, neither its original image {original} nor the "
+                "converted one: the domain changed after the conversion (a revert?), not "
+                f"rolling back; to roll back anyway, put disk {disk} back on {original} "
+                f"(virsh edit {shlex.quote(plan.domain)}), then run {again}"
             )
         ident, recorded = file_id(top), journal.created.get(top)
         if ident is None or ident == recorded:
