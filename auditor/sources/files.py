@@ -119,8 +119,8 @@ class _Headers:
         # Whether a path exists is asked only when it could not be read: one open, no lstat.
         if found is None and not os.path.lexists(path):
             return (FileFacts(path, exists=False),)
-        if found is None and _not_an_image(path):
-            return (FileFacts(path, exists=True, file_type=file_type(path)),)
+        if found is None and (kind := file_type(path)) not in _IMAGE_KINDS:
+            return (FileFacts(path, exists=True, file_type=kind),)
         names, headers, fmts = [path], [], ["qcow2"]
         known: tuple[FileFacts, ...] = ()  # the chain from an image below on, read before
         while True:
@@ -179,9 +179,10 @@ def _not_an_image(path: str) -> str | None:
     """What PATH is when it is something qemu-img would block on or refuse (a FIFO, a socket,
     a directory, a character device), else None. Block devices can hold images."""
     kind = file_type(path)
-    return None if kind in (None, "file", "block") else _NAMES.get(kind, f"a {kind}")
+    return None if kind in _IMAGE_KINDS else _NAMES.get(kind, f"a {kind}")
 
 
+_IMAGE_KINDS = (None, "file", "block")  # None: cannot be stat'ed, qemu-img words why
 _NAMES = {"char": "a character device", "fifo": "a FIFO", "socket": "a socket"}
 
 
