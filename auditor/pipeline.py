@@ -59,7 +59,7 @@ def run(
     rules, policy = selected_rules(config, all_rules)
     known = read_baseline(baseline) if baseline else None
     for path in offline:  # bundles and metadata directories: imported only when named
-        from auditor.sources.offline import check_source
+        from auditor.sources.offline.source import check_source
 
         check_source(path)
 
@@ -103,7 +103,7 @@ def audit_hosts(
     URIS), then run RULES over them with POLICY's severities and parameters (default: the
     rules' own). A host that cannot be scanned is in the result with its error."""
     from auditor.engine.audit import Auditor, audit, default_policy
-    from auditor.sources.fleet import scan_hosts
+    from auditor.sources.live.fleet import scan_hosts
 
     # Each domain is audited as soon as it is read, while the daemon answers for the others;
     # so the clock for ages is read once, before the scan.
@@ -122,7 +122,7 @@ def audit_hosts(
         scans[index] = host_scan
         audited[index] = _host_findings(auditor, host_scan, by_host.pop(index, {}))
     for path, domain_xml, host_name in offline:  # (path, --domain-xml, --host-name)
-        from auditor.sources.offline import read_source
+        from auditor.sources.offline.source import read_source
 
         # Without file checks, a directory's domains are audited where they are read (in
         # worker processes), and only their model and findings are kept.

@@ -3,12 +3,14 @@
 A scan stops at once: the main thread only waits (in short slices) for worker threads, so the
 signal handler's exception ends it wherever it is, and no report is written. Work that must
 not be cut in the middle (a fix step and its journal line) runs under `at_step_boundaries`:
-there a signal is only noted, and `step_boundary()` stops between two steps.
+there a signal is only noted, and `step_boundary()` stops between two steps. The tools a
+scan or a fix starts die with it (`die_with_parent`), SIGKILL included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 import signal
@@ -19,6 +21,7 @@ from typing import TypeVar
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 F = TypeVar("F", bound=Callable)
+_PR_SET_PDEATHSIG = 1
 
 
 class Stopped(BaseException):
@@ -97,3 +100,23 @@ def run_main(main: Callable[[], object]) -> None:
     if threading.active_count() > 1:
         os._exit(code)
     sys.exit(code)
+
+
+def die_with_parent() -> Callable[[], None]:
+    """The preexec_fn for a child of this process, made here, in the parent: prctl is looked
+    up beforehand (a child forked from a threaded process must not load libraries before it
+    execs), and the parent is named, so that a child whose parent died between the fork and
+    the prctl (which then never fires) exits instead of running on."""
+    prctl, parent = _prctl(), os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
+
+
+@functools.cache
+def _prctl():
+    return ctypes.CDLL(None, use_errno=True).prctl

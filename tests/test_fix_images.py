@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from auditor.fix import images
-from auditor.sources.qcow2 import Qcow2Error, Qcow2Tables
+from auditor.images.qcow2 import Qcow2Error, Qcow2Tables
 from testlab.images import create_qcow2, create_raw, write_pattern
 from testlab.pytest_fixtures import require_qemu_tools
 from testlab.trees import read_back

@@ -21,7 +21,7 @@ from auditor.fix.journal import Journal
 from auditor.fix.planner import plan_domain
 from auditor.fix.steps import Options
 from auditor.reports.fixplan import describe
-from auditor.sources.scanner import scan_host
+from auditor.sources.live.scanner import scan_host
 from testlab.trees import SnapshotTree, disk_sources, read_back, removed_afterwards
 from testlab.vms import snapshot_external_live_memspec
 

@@ -25,7 +25,7 @@ from auditor.fix.steps import CreateImage, DomainPlan, Options, RedefineSnapshot
 from auditor.fix.tree import captures, parents_first
 from auditor.model import FileFacts
 from auditor.reports.fixplan import Outcome, render_domain, render_json
-from auditor.sources.parser import parse_domain_disks, parse_snapshot
+from auditor.sources.xml.parser import parse_domain_disks, parse_snapshot
 
 UUID = "6f1c3c8e-4c1e-4a8e-9d3b-7b1a2f0c9e11"
 IMAGE = "/images/web01.qcow2"

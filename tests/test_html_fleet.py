@@ -11,7 +11,7 @@ from markupsafe import escape
 from auditor.engine.audit import audit
 from auditor.engine.registry import load_rules
 from auditor.reports import render
-from auditor.sources.fleet import scan_hosts
+from auditor.sources.live.fleet import scan_hosts
 from bench.nodes import write_nodes
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1764000000"}

@@ -15,7 +15,7 @@ from conftest import run_cli
 from auditor.engine.audit import audit
 from auditor.engine.registry import load_rules
 from auditor.reports import render
-from auditor.sources.scanner import scan_host
+from auditor.sources.live.scanner import scan_host
 from testlab.daemon import LibvirtDaemon
 from testlab.images import check_pattern
 from testlab.lab import DOMAINS, EXPECTED

@@ -19,16 +19,18 @@ ALLOWED = {
     "stopping": set(),
     "rule": set(),
     "safefs": set(),
-    "sources": {"safefs"},
+    # QEMU's images, read natively or through its tools: for the file checks and for fix.
+    "images": {"stopping"},
+    "sources": {"images", "safefs", "stopping"},
     "engine": {"rule"},
     "policy": {"rule", "engine", "safefs"},
-    "fix": {"sources", "safefs", "stopping"},
+    "fix": {"sources", "images", "safefs", "stopping"},
     # Reports render results and fix plans; they never read a host or look up rules.
     "reports": {"rule", "policy", "fix", "safefs"},
     "pipeline": {"rule", "sources", "engine", "policy", "reports"},
     "cli": {
         *("rule", "sources", "engine", "policy", "reports", "fix", "pipeline", "safefs"),
-        "stopping",
+        *("images", "stopping"),
     },
     "rules": {"rule"},
 }

@@ -17,15 +17,15 @@ from test_offline import snapshot_xml
 
 from auditor.pipeline import run
 from auditor.reports import render
-from auditor.sources import chunks, metadata_dir
-from auditor.sources.metadata_dir import scan_metadata_dir
+from auditor.sources.offline import batches, metadata_dir
+from auditor.sources.offline.metadata_dir import scan_metadata_dir
 
 SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
 
 
 def hostile_tree(root: Path, domains: int) -> None:
     """DOMAINS domains of two snapshots each, and among them the files a copy may hold that
-    cannot be audited: they are spread over several chunks."""
+    cannot be audited: they are spread over several batches."""
     for d in range(domains):
         directory = root / f"vm{d:03d}"
         directory.mkdir(parents=True)
@@ -40,23 +40,23 @@ def hostile_tree(root: Path, domains: int) -> None:
 
 @pytest.fixture
 def serial(monkeypatch):
-    """Everything read in this process, as a tree of a single chunk is."""
+    """Everything read in this process, as a tree of a single batch is."""
 
     def one_process():
-        monkeypatch.setattr(chunks, "_cpus", lambda: 1)
+        monkeypatch.setattr(batches, "_cpus", lambda: 1)
 
     return one_process
 
 
 @pytest.fixture
 def forked(tmp_path, monkeypatch):
-    """A hostile tree of 40 domains in TMP_PATH, read in chunks of 3 by 2 worker processes.
+    """A hostile tree of 40 domains in TMP_PATH, read in batches of 3 by 2 worker processes.
     Earlier tests may leave idle threads in this process, which would keep the workers from
     being forked (the guard has its own test below): they are forked all the same."""
     hostile_tree(tmp_path, 40)
-    monkeypatch.setattr(metadata_dir, "CHUNK", 3)
-    monkeypatch.setattr(chunks, "_cpus", lambda: 2)
-    monkeypatch.setattr(chunks, "_threads", lambda: 1)
+    monkeypatch.setattr(metadata_dir, "BATCH", 3)
+    monkeypatch.setattr(batches, "_cpus", lambda: 2)
+    monkeypatch.setattr(batches, "_threads", lambda: 1)
 
 
 def test_workers_build_the_same_host_as_one_process(tmp_path, forked, serial):
@@ -86,7 +86,7 @@ class Unsendable:
         raise TypeError("cannot be sent")
 
 
-def test_a_chunk_whose_results_cannot_be_sent_back_is_worked_here(tmp_path, forked, serial):
+def test_a_batch_whose_results_cannot_be_sent_back_is_worked_here(tmp_path, forked, serial):
     parent = os.getpid()
 
     def check(domain):
@@ -98,7 +98,7 @@ def test_a_chunk_whose_results_cannot_be_sent_back_is_worked_here(tmp_path, fork
     assert scan == scan_metadata_dir(tmp_path, host_name="hv")
     by_name = {name: value for (name, _), value in checked.items()}
     assert isinstance(by_name.pop("vm004"), Unsendable)
-    # vm004's chunk (vm003-vm005) was worked again in this process; every other in a worker.
+    # vm004's batch (vm003-vm005) was worked again in this process; every other in a worker.
     assert [n for n, pid in sorted(by_name.items()) if pid == parent] == ["vm003", "vm005"]
     assert len(by_name) == 39
 
@@ -117,8 +117,8 @@ def test_a_worker_that_dies_leaves_the_host_unaudited_and_says_why(tmp_path, for
 
 def test_a_process_with_other_threads_reads_without_forking(tmp_path, monkeypatch):
     hostile_tree(tmp_path, 40)
-    monkeypatch.setattr(metadata_dir, "CHUNK", 3)
-    monkeypatch.setattr(chunks, "_cpus", lambda: 2)
+    monkeypatch.setattr(metadata_dir, "BATCH", 3)
+    monkeypatch.setattr(batches, "_cpus", lambda: 2)
     release = threading.Event()
     blocked = threading.Thread(target=release.wait)  # as a host's call that timed out
     blocked.start()
@@ -135,7 +135,7 @@ def test_a_report_read_by_workers_is_byte_for_byte_the_one_read_alone(
     tmp_path, monkeypatch, serial
 ):
     tree = tmp_path / "snapshot"
-    hostile_tree(tree, 70)  # more than one chunk: the CLI reads it with worker processes
+    hostile_tree(tree, 70)  # more than one batch: the CLI reads it with worker processes
     proc = run_cli("scan", "--from", str(tree), "--format", "json", "--host-name", "hv")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", CLOCK)
     serial()

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from auditor.images import qcow2
 from auditor.model import FileFacts
-from auditor.sources import files, qcow2
+from auditor.sources.files import checks
 from testlab.pytest_fixtures import require_qemu_tools
 
 
@@ -95,10 +96,10 @@ def test_native_headers_agree_with_qemu_img(images, name):
 def test_gathered_facts_are_those_qemu_img_gives(images):
     tops = [str(images / n) for n in [*NATIVE, "disk.vmdk", "broken", "datafile.qcow2"]]
     tops += [str(images / n) for n in ("missing", "dangling", "loop1")]
-    native = files.gather(tops)
+    native = checks.gather(tops)
     via_qemu = {}
     for top in sorted(tops):
-        for item in files.image_chain(top):
+        for item in checks.image_chain(top):
             via_qemu.setdefault(item.path, item)
     assert native == via_qemu
     assert native[str(images / "sub" / "c")].backing_chain == tuple(
@@ -106,11 +107,11 @@ def test_gathered_facts_are_those_qemu_img_gives(images):
     )
     assert native[str(images / "base.qcow2")].internal_snapshots == ("first tag", "zweiter-ü")
     assert native[str(images / "broken")].error.startswith("Could not open")
-    assert native[str(images / "missing")] == files.FileFacts(str(images / "missing"), False)
+    assert native[str(images / "missing")] == checks.FileFacts(str(images / "missing"), False)
     assert native[str(images / "dangling")].error.startswith("Could not open")
     assert "infinite loop" in native[str(images / "loop1")].error
     assert native[str(images / "a")].format == "qcow2"
-    assert files.gather([str(images / "on-a-as-raw")])[str(images / "a")].format == "raw"
+    assert checks.gather([str(images / "on-a-as-raw")])[str(images / "a")].format == "raw"
 
 
 def test_an_image_costs_one_open_and_one_read(images, monkeypatch):
@@ -118,10 +119,10 @@ def test_an_image_costs_one_open_and_one_read(images, monkeypatch):
     table is read only where there is one (base.qcow2). No stat beyond the open file's."""
     calls = []
     for name in ("open", "pread", "stat", "lstat"):
-        real = getattr(files.os, name)
+        real = getattr(checks.os, name)
         wrapped = lambda *a, _n=name, _r=real, **k: calls.append(_n) or _r(*a, **k)  # noqa: E731
-        monkeypatch.setattr(files.os, name, wrapped)
-    facts = files.gather([str(images / n) for n in ("a", "b", "sub/c")])
+        monkeypatch.setattr(checks.os, name, wrapped)
+    facts = checks.gather([str(images / n) for n in ("a", "b", "sub/c")])
     assert len(facts) == 4
     assert sorted(calls) == ["open"] * 4 + ["pread"] * 5
 
@@ -130,7 +131,7 @@ def test_a_shared_chain_is_read_once(images, monkeypatch):
     reads = []
     real = qcow2.read_header
     monkeypatch.setattr(qcow2, "read_header", lambda p, f=None: reads.append(p) or real(p, f))
-    facts = files.gather([str(images / n) for n in ("a", "b", "sub/c")])
+    facts = checks.gather([str(images / n) for n in ("a", "b", "sub/c")])
     assert len(facts) == 4
     assert sorted(reads) == sorted(str(images / n) for n in ("a", "b", "sub/c", "base.qcow2"))
 
@@ -140,7 +141,7 @@ def test_native_reading_starts_no_process(images, monkeypatch):
         raise AssertionError(f"a process was started: {args}")
 
     monkeypatch.setattr(subprocess, "run", refuse)
-    facts = files.gather([str(images / n) for n in NATIVE if n != "base.raw"])
+    facts = checks.gather([str(images / n) for n in NATIVE if n != "base.raw"])
     assert facts[str(images / "on-raw")].backing_chain == (str(images / "base.raw"),)
     assert facts[str(images / "base.raw")].format == "raw"
     assert facts[str(images / "probe")].backing_chain[0] == str(images / "a")
@@ -155,7 +156,7 @@ def test_headers_are_read_several_at_once_only_where_reads_wait(tmp_path, monkey
     tops = [tmp_path / f"top{i:02d}" for i in range(64)]
     for top in tops:
         img("create", "-q", "-f", "qcow2", "-u", "-b", tmp_path / "base", "-F", "qcow2", top, "1M")
-    expected = files.gather(map(str, tops))
+    expected = checks.gather(map(str, tops))
     real, running, most = qcow2.read_header, [], []
 
     def read_header(path, fmt=None):
@@ -166,9 +167,9 @@ def test_headers_are_read_several_at_once_only_where_reads_wait(tmp_path, monkey
         return real(path, fmt)
 
     monkeypatch.setattr(qcow2, "read_header", read_header)
-    assert files.gather(map(str, tops)) == expected
+    assert checks.gather(map(str, tops)) == expected
     assert len(most) == 65  # each image once
-    assert max(most) == (1 if latency == 0 else files.WORKERS)
+    assert max(most) == (1 if latency == 0 else checks.WORKERS)
 
 
 @pytest.mark.parametrize("fmt", ["qcow2", "raw"])
@@ -179,9 +180,9 @@ def test_a_fifo_named_as_a_backing_file_does_not_block_the_scan(tmp_path, monkey
     os.mkfifo(tmp_path / "below")
     top = tmp_path / "top"
     img("create", "-q", "-u", "-f", "qcow2", "-b", tmp_path / "below", "-F", fmt, top, "1M")
-    monkeypatch.setattr(files, "QEMU_IMG_TIMEOUT", 10)  # a failure costs 10 s, not 60
+    monkeypatch.setattr(checks, "QEMU_IMG_TIMEOUT", 10)  # a failure costs 10 s, not 60
     start = time.monotonic()
-    facts = files.gather([str(top)])
+    facts = checks.gather([str(top)])
     assert time.monotonic() - start < 5
     assert facts == {
         str(top): FileFacts(

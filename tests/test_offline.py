@@ -14,9 +14,13 @@ import pytest
 from conftest import run_cli
 
 from auditor.model import FileFacts, Host
-from auditor.sources.assemble import RawDomain, RawHost, RawSnapshot
-from auditor.sources.bundle import BundleError, is_bundle, read_bundle, write_bundle
-from auditor.sources.metadata_dir import NotMetadataError, is_metadata_dir, scan_metadata_dir
+from auditor.sources.offline.bundle import BundleError, is_bundle, read_bundle, write_bundle
+from auditor.sources.offline.metadata_dir import (
+    NotMetadataError,
+    is_metadata_dir,
+    scan_metadata_dir,
+)
+from auditor.sources.xml.assemble import RawDomain, RawHost, RawSnapshot
 
 BROKEN = "Premature end of data in tag name line 1, line 1, column 23"
 LINKED = "domains/1/domain.xml"
@@ -337,7 +341,7 @@ def test_a_bundle_cut_short_or_holding_too_much_before_an_index_is_refused(tmp_p
         read_bundle(str(cut))
     assert str(caught.value) == f"{cut}: the bundle is cut short (no skipped.json, its last member)"
 
-    from auditor.sources import bundle
+    from auditor.sources.offline import bundle
 
     monkeypatch.setattr(bundle, "MAX_PENDING_BYTES", 100)  # the snapshots' XML is larger
     whole = tmp_path / "whole.tar.gz"

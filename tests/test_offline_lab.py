@@ -81,8 +81,8 @@ def test_a_bundle_of_the_embedded_driver_gives_the_findings_of_the_scan_that_col
     from auditor.engine.registry import load_rules
     from auditor.pipeline import report_time
     from auditor.reports import render
-    from auditor.sources.bundle import write_bundle
-    from auditor.sources.scanner import collect_host
+    from auditor.sources.live.scanner import collect_host
+    from auditor.sources.offline.bundle import write_bundle
 
     # In-process: the CLI cannot open a second embedded driver on the same root.
     scanned, raw = collect_host(conn.getURI())

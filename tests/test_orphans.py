@@ -9,7 +9,7 @@ import subprocess
 from itertools import pairwise
 
 from auditor.model import FileFacts, FileFactsMap, unreferenced_in
-from auditor.sources.orphans import unreferenced_images
+from auditor.sources.files.orphans import unreferenced_images
 from testlab.pytest_fixtures import require
 
 
@@ -106,7 +106,7 @@ def test_an_image_also_named_as_a_memory_file_has_its_directory_scanned(tmp_path
     # overlay on it that nothing names is found (before a host's files were gathered at once,
     # the first case missed it).
     from auditor.model import DiskSource, Domain, DomainDisk, Snapshot
-    from auditor.sources.files import gather_files
+    from auditor.sources.files.checks import gather_files
 
     require(shutil.which("qemu-img"), "qemu-img is not installed")
     disk, left = str(tmp_path / "vm.qcow2"), str(tmp_path / "left-over")

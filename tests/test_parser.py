@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from auditor.model import DiskSource, SnapshotDisk
-from auditor.sources.disk_source import Volume
-from auditor.sources.parser import SnapshotXMLError, parse_snapshot
+from auditor.sources.xml.disk_source import Volume
+from auditor.sources.xml.parser import SnapshotXMLError, parse_snapshot
 
 
 def parse(xml: str):
@@ -262,7 +262,7 @@ _DEVICES = [
 
 
 def test_snapshots_of_one_domain_that_embed_other_definitions_are_each_read_as_their_own():
-    from auditor.sources.assemble import RawDomain, RawSnapshot, build_domain
+    from auditor.sources.xml.assemble import RawDomain, RawSnapshot, build_domain
 
     texts = []
     for n, devices in enumerate(_DEVICES + _DEVICES[::-1]):
@@ -297,7 +297,7 @@ def test_snapshots_whose_definitions_name_their_disks_through_entities_are_skipp
     """An attribute naming an internal entity reads as the entity's text, which the
     serialised <disk> that keys a domain's shared definitions does not hold (it says `&e;`
     whatever e is): such files are skipped, never read from one another's definition."""
-    from auditor.sources.assemble import RawDomain, RawSnapshot, build_domain
+    from auditor.sources.xml.assemble import RawDomain, RawSnapshot, build_domain
 
     texts = [
         f'<!DOCTYPE domainsnapshot [<!ENTITY e "{image}">]><domainsnapshot><name>s{n}</name>'

@@ -160,7 +160,7 @@ def test_plugin_rules_are_listed_and_explained(plugin_path):
 def test_a_rule_yielding_a_malformed_violation_is_recorded_not_rendered():
     from auditor.engine.audit import audit
     from auditor.rule import Violation, rule
-    from auditor.sources.scanner import scan_host
+    from auditor.sources.live.scanner import scan_host
 
     @rule("ACME009", "acme-malformed", "warning")
     def malformed(snapshot, context):

@@ -21,7 +21,7 @@ from auditor.model import Domain, Host, HostScan, Snapshot
 from auditor.reports import FORMATS, render
 from auditor.reports.loader import ReportError, load_report
 from auditor.reports.validate import report_schema
-from auditor.sources.parser import SnapshotXMLError, parse_snapshot
+from auditor.sources.xml.parser import SnapshotXMLError, parse_snapshot
 
 NOW = datetime(2025, 11, 24, tzinfo=UTC)
 FAST = settings(

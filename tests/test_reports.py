@@ -18,7 +18,7 @@ from auditor.engine.audit import audit, with_rule_docs
 from auditor.engine.registry import load_rules
 from auditor.model import Domain, Host, HostScan, Skipped, Snapshot
 from auditor.reports import FORMATS, render, render_pieces
-from auditor.sources.scanner import scan_host
+from auditor.sources.live.scanner import scan_host
 
 SCHEMA = json.loads((files("auditor.reports") / "schemas" / "report-v1.json").read_text())
 EPOCH = {"SOURCE_DATE_EPOCH": "1764000000"}

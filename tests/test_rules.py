@@ -22,7 +22,7 @@ from auditor.model import Host, HostScan, Severity
 from auditor.policy.config import load_config
 from auditor.policy.selection import selected_rules
 from auditor.rule import DOC_SECTIONS, Rule
-from auditor.sources.scanner import scan_host
+from auditor.sources.live.scanner import scan_host
 from testlab.pytest_fixtures import require
 
 RULES, LOAD_ERRORS = load_rules()

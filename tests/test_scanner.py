@@ -10,8 +10,8 @@ from __future__ import annotations
 import libvirt
 from conftest import fixture_uri
 
-from auditor.sources.fleet import _each_host, scan_hosts
-from auditor.sources.scanner import _scan_connection, scan_host
+from auditor.sources.live.fleet import _each_host, scan_hosts
+from auditor.sources.live.scanner import _scan_connection, scan_host
 
 SEED = fixture_uri("seed_examples.xml")
 

@@ -22,10 +22,10 @@ from conftest import FIXTURES, fixture_uri
 from test_rules import audit_scans, finding_rows
 
 from auditor.model import Domain, Host, HostScan
-from auditor.sources.disk_source import Volume
-from auditor.sources.parser import parse_snapshot
-from auditor.sources.scanner import scan_host
-from auditor.sources.volumes import volume_resolver
+from auditor.sources.live.scanner import scan_host
+from auditor.sources.live.volumes import volume_resolver
+from auditor.sources.xml.disk_source import Volume
+from auditor.sources.xml.parser import parse_snapshot
 from testlab.pytest_fixtures import require
 
 SEMANTICS = FIXTURES / "semantics"

@@ -129,7 +129,7 @@ def test_a_child_whose_parent_died_before_it_was_armed_exits():
     another parent than the one that started it (it died in between) must not run on."""
     script = """
 import os, subprocess
-from auditor.sources.qemu import die_with_parent
+from auditor.stopping import die_with_parent
 arm = die_with_parent()  # names this process
 if os.fork() == 0:  # the child's parent is another: as if this one had died before the prctl
     late = subprocess.Popen(["sleep", "30"], preexec_fn=arm).wait()

@@ -18,8 +18,8 @@ from test_plugins import plugin_path  # noqa: F401
 
 from auditor.cli.problems import problem_lines
 from auditor.model import Host, HostScan, RuleError, ScanResult, Skipped, Waiver, WaiverUse
-from auditor.sources.deadline import Raised, TimedOut, run_all, run_each
-from auditor.sources.fleet import scan_hosts
+from auditor.sources.live.deadline import Raised, TimedOut, run_all, run_each
+from auditor.sources.live.fleet import scan_hosts
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
 
 SEED = fixture_uri("seed_examples.xml")
@@ -294,7 +294,7 @@ class FreezingProxy:
 
 @pytest.mark.qemu
 def test_keepalive_notices_a_remote_host_that_died_mid_scan(libvirtd, monkeypatch):  # noqa: F811
-    from auditor.sources import connection
+    from auditor.sources.live import connection
 
     monkeypatch.setattr(connection, "KEEPALIVE_INTERVAL", 1)
     monkeypatch.setattr(connection, "KEEPALIVE_COUNT", 1)

@@ -54,8 +54,8 @@ def collect(
     Exit 0 when every host was collected whole; 2 on a usage or output error; 3 when a host
     (or something on it) could not be read: the other hosts' bundles are still written."""
     from auditor import safefs
-    from auditor.sources.bundle import write_bundle
-    from auditor.sources.fleet import collect_hosts
+    from auditor.sources.live.fleet import collect_hosts
+    from auditor.sources.offline.bundle import write_bundle
 
     uris = list(connect or [None])
     into_dir = output.is_dir() and not output.is_symlink()

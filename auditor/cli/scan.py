@@ -133,7 +133,7 @@ def scan(
 
     usage_errors: tuple[type[Exception], ...] = (ConfigError, BaselineError)
     if sources:  # bundles and metadata directories: their readers are imported only then
-        from auditor.sources.offline import NotASource
+        from auditor.sources.offline.source import NotASource
 
         usage_errors += (NotASource,)
     outputs = _outputs(formats, output)

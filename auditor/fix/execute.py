@@ -37,7 +37,7 @@ from auditor.fix.steps import (
     VerifyImage,
     quoted,
 )
-from auditor.sources.parser import parse_domain_disks, parse_snapshot
+from auditor.sources.xml.parser import parse_domain_disks, parse_snapshot
 
 Progress = Callable[[str], None]
 Describe = Callable[[Step], str]  # one line per step, for progress (the fix plan reporter's)

@@ -19,11 +19,11 @@ from auditor.fix.facts import (
     SnapshotFacts,
 )
 from auditor.fix.tree import Capture, parents_first
+from auditor.images.qcow2 import Qcow2Error, Qcow2Tables, backing_chain
 from auditor.model import FileFacts
-from auditor.sources.connection import open_read_write
-from auditor.sources.files import files_visible
-from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
-from auditor.sources.qcow2 import Qcow2Error, Qcow2Tables, backing_chain
+from auditor.sources.files.checks import files_visible
+from auditor.sources.live.connection import open_read_write
+from auditor.sources.xml.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
 
 SECURE_DOMAIN = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
 # Secrets stay in the XML so that redefinition and rollback are exact; the journal that

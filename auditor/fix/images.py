@@ -7,7 +7,7 @@ for a plan that will refuse the domain anyway). New images are written inside
 anything, so a complete-looking file is always a complete one, and another user who can write
 to the directory cannot redirect the write or the chown/chmod that follows it.
 
-Every child process dies with fix (`qemu.die_with_parent`), SIGKILL included, so no
+Every child process dies with fix (`die_with_parent`), SIGKILL included, so no
 `qemu-img` goes on writing once fix is gone; a killed child is reported with its signal.
 The private directories of NBD sockets are removed on every way out, and those a killed fix
 left behind are removed by the next one.
@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from auditor import safefs
-from auditor.sources import qemu
+from auditor.images import qemu
+from auditor.stopping import die_with_parent
 
 NBD_START_TIMEOUT = 30.0
 PART = "image.qcow2"  # the new image, inside PATH.part: a directory only we can enter
@@ -121,7 +122,7 @@ def export(source: str, fmt: str, tag: str | None) -> Iterator[str]:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
-                preexec_fn=qemu.die_with_parent(),
+                preexec_fn=die_with_parent(),
                 process_group=0,  # as qemu.child: Ctrl-C stops fix between steps only
             )
             try:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from lxml import etree
 
-from auditor.sources.parser import parse_xml
+from auditor.sources.xml.parser import parse_xml
 
 DROPPED_MEMORY_NOTE = (
     "snapaudit fix dropped this snapshot's memory state (the guest was {state}); "

@@ -38,7 +38,7 @@ from auditor.fix.execute import (
 from auditor.fix.gather import SECURE_DOMAIN, SECURE_SNAPSHOT
 from auditor.fix.journal import FINISHED, ROLLED_BACK, Journal, file_id
 from auditor.fix.steps import DefineDomain, DomainPlan, VerifyImage, quoted
-from auditor.sources.parser import parse_domain_disks
+from auditor.sources.xml.parser import parse_domain_disks
 
 
 def rollback(conn: libvirt.virConnect, journal: Journal, progress: Progress) -> None:

@@ -8,7 +8,7 @@ import threading
 import libvirt
 
 from auditor.display import one_line
-from auditor.sources.disk_source import Volume, VolumeResolver
+from auditor.sources.xml.disk_source import Volume, VolumeResolver
 
 
 def volume_resolver(
@@ -60,12 +60,3 @@ def _volume(pool: libvirt.virStoragePool, name: str) -> Volume:
     except libvirt.libvirtError as exc:
         return Volume(None, None, f"volume {name}: {one_line(exc)}")
     return Volume(_VOLUME_TYPES.get(kind, f"type {kind}"), path)
-
-
-def recorded_resolver(found: dict[tuple[str, str], Volume]) -> VolumeResolver:
-    """The answers a bundle recorded when it was collected; nothing is looked up."""
-
-    def resolve(pool_name: str, name: str) -> Volume:
-        return found.get((pool_name, name)) or Volume(None, None, "not recorded in the bundle")
-
-    return resolve

@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from auditor.images import qcow2, qemu
+from auditor.images.qemu import QemuToolError
 from auditor.model import Domain, FileFacts, FileFactsMap
-from auditor.sources import qcow2, qemu
-from auditor.sources.orphans import unreferenced_images
-from auditor.sources.qemu import QemuToolError
+from auditor.sources.files.orphans import unreferenced_images
 
 QEMU_IMG_TIMEOUT = 60
 _MAX_CHAIN = 1000  # longer chains are left to qemu-img, which has limits of its own

@@ -7,8 +7,8 @@ import os
 import stat
 from collections.abc import Iterable
 
+from auditor.images import qcow2
 from auditor.model import FileFacts
-from auditor.sources import qcow2
 
 _UNFINISHED = ".part"  # what fix mode leaves while it writes an image: never an orphan
 

@@ -69,3 +69,12 @@ def source_path(source_type: str, source) -> str | None:
             return f"nvme://{pci}/{source.get('namespace', '')}"
         case _:
             return source.get("path") or source.get("file") or source.get("dev") or source_type
+
+
+def recorded_resolver(found: dict[tuple[str, str], Volume]) -> VolumeResolver:
+    """The answers a bundle recorded when it was collected; nothing is looked up."""
+
+    def resolve(pool_name: str, name: str) -> Volume:
+        return found.get((pool_name, name)) or Volume(None, None, "not recorded in the bundle")
+
+    return resolve

@@ -8,9 +8,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from auditor.model import Domain, Host, HostScan
-from auditor.sources.assemble import RawHost
-from auditor.sources.deadline import Raised, TimedOut, run_each
-from auditor.sources.scanner import (
+from auditor.sources.live.deadline import Raised, TimedOut, run_each
+from auditor.sources.live.scanner import (
     DEFAULT_TIMEOUT,
     Progress,
     collect_host,
@@ -18,6 +17,7 @@ from auditor.sources.scanner import (
     scan_host,
     workers_for,
 )
+from auditor.sources.xml.assemble import RawHost
 
 HOST_WORKERS = 32  # hosts scanned at once
 # Worker threads in all, across the hosts scanned at once. Every reply wakes threads that

@@ -1,46 +1,22 @@
 """Running QEMU's command-line tools (qemu-img, qemu-nbd) and reading their JSON.
 
 Shared by the file checks of an audit and by fix mode: one place that starts a tool so that
-it dies with us (PR_SET_PDEATHSIG, SIGKILL of snapaudit included: no `qemu-img` goes on
+it dies with us (`die_with_parent`, SIGKILL of snapaudit included: no `qemu-img` goes on
 reading or writing once we are gone), and that turns a tool's failure into one line: the
 signal that killed it, or the last line it printed.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import json
-import os
 import signal
 import subprocess
-from collections.abc import Callable
 
-_PR_SET_PDEATHSIG = 1
+from auditor.stopping import die_with_parent
 
 
 class QemuToolError(RuntimeError):
     """A tool failed; the message is its own last line of error output, or its signal."""
-
-
-def die_with_parent() -> Callable[[], None]:
-    """The preexec_fn for a child of this process, made here, in the parent: prctl is looked
-    up beforehand (a child forked from a threaded process must not load libraries before it
-    execs), and the parent is named, so that a child whose parent died between the fork and
-    the prctl (which then never fires) exits instead of running on."""
-    prctl, parent = _prctl(), os.getpid()
-
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return arm
-
-
-@functools.cache
-def _prctl():
-    return ctypes.CDLL(None, use_errno=True).prctl
 
 
 def child(args: tuple[str, ...] | list[str], timeout: float | None = None):

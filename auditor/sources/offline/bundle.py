@@ -33,12 +33,7 @@ from datetime import UTC, datetime
 from auditor import __version__
 from auditor.inputs import MAX_FILE_BYTES
 from auditor.model import FileFacts, Host, HostScan, Skipped
-from auditor.sources.assemble import (
-    RawHost,
-    build_domain,
-    external_snapshot_revert,
-)
-from auditor.sources.bundle_records import (
+from auditor.sources.offline.bundle_records import (
     FORMAT,
     HOST_FIELDS,
     BundleError,
@@ -49,8 +44,12 @@ from auditor.sources.bundle_records import (
     read_skipped,
     read_volumes,
 )
-from auditor.sources.disk_source import Volume
-from auditor.sources.volumes import recorded_resolver
+from auditor.sources.xml.assemble import (
+    RawHost,
+    build_domain,
+    external_snapshot_revert,
+)
+from auditor.sources.xml.disk_source import Volume, recorded_resolver
 
 MAX_MEMBERS = 500_000  # 100,000 snapshots' XML is a fifth of it
 # What may wait in memory for its domain's index.json (written right after the domain's XML).

@@ -7,8 +7,8 @@ import dataclasses
 
 from auditor.inputs import InputError, check_text, check_xml_text, parse_json
 from auditor.model import FileFacts, Skipped
-from auditor.sources.assemble import RawDomain, RawSnapshot
-from auditor.sources.disk_source import Volume
+from auditor.sources.xml.assemble import RawDomain, RawSnapshot
+from auditor.sources.xml.disk_source import Volume
 
 FORMAT = "snapaudit/bundle/v1"
 HOST_FIELDS = ("uri", "hostname", "libvirt_version", "hypervisor_version", "driver")

@@ -10,8 +10,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from auditor.model import Domain, Host, Skipped, Snapshot
-from auditor.sources.disk_source import Volume, VolumeResolver
-from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_xml, snapshot_fields
+from auditor.sources.xml.disk_source import Volume, VolumeResolver
+from auditor.sources.xml.parser import (
+    SnapshotFields,
+    SnapshotXMLError,
+    parse_domain_disks,
+    parse_xml,
+    snapshot_fields,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +57,8 @@ def build_domain(
             skipped.append(Skipped(host, raw.name, snap.name, str(exc)))
     # finish_domain's order and has_children, with each Snapshot built once.
     fields.sort(key=_fields_order)
-    parents = {f[_PARENT] for f in fields}
-    snapshots = tuple(Snapshot(*f, f[_NAME] in parents) for f in fields)
+    parents = {f["parent"] for f in fields}
+    snapshots = tuple(Snapshot(**f, has_children=f["name"] in parents) for f in fields)
     return Domain(host, raw.name, raw.uuid, disks, snapshots), skipped
 
 
@@ -69,9 +75,6 @@ def finish_domain(
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Snapshot) if f.init)
 _values = operator.attrgetter(*_FIELDS)
-# snapshot_fields gives every field but the last, has_children.
-assert _FIELDS[-1] == "has_children"
-_NAME, _CREATED, _PARENT = (_FIELDS.index(f) for f in ("name", "created", "parent"))
 
 
 def _with_children(s: Snapshot) -> Snapshot:
@@ -86,9 +89,9 @@ def _snapshot_order(s: Snapshot):
     return (s.created is None, s.created.timestamp() if s.created else 0, s.name)
 
 
-def _fields_order(f: tuple):
-    created = f[_CREATED]
-    return (created is None, created.timestamp() if created else 0, f[_NAME])
+def _fields_order(f: SnapshotFields):
+    created = f["created"]
+    return (created is None, created.timestamp() if created else 0, f["name"])
 
 
 @dataclass(frozen=True, slots=True)

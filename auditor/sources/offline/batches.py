@@ -1,4 +1,4 @@
-"""Work on many independent items spread over every CPU: each chunk of consecutive items runs
+"""Work on many independent items spread over every CPU: each batch of consecutive items runs
 in a forked worker process, and the results come back in the items' order, so that what a
 source reads is the same however many processes read it.
 
@@ -26,7 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
 from auditor import model
-from auditor.sources.qemu import die_with_parent
+from auditor.stopping import die_with_parent
 
 Work = Callable[[int, int], list]  # (start, stop) -> one result per item, in order
 
@@ -36,13 +36,13 @@ _work: Work | None = None  # what the forked workers run: set before they are fo
 
 
 class WorkerLost(RuntimeError):
-    """A worker process died (killed, out of memory) before sending its chunk back."""
+    """A worker process died (killed, out of memory) before sending its batch back."""
 
 
-def map_chunks(work: Work, total: int, chunk: int) -> Iterator:
-    """The results of WORK for items 0..TOTAL, one chunk of CHUNK items at a time, in order.
-    A single chunk, a single CPU, or a process that has other threads is worked here."""
-    bounds = [(start, min(total, start + chunk)) for start in range(0, total, chunk)]
+def map_batches(work: Work, total: int, batch: int) -> Iterator:
+    """The results of WORK for items 0..TOTAL, one batch of BATCH items at a time, in order.
+    A single batch, a single CPU, or a process that has other threads is worked here."""
+    bounds = [(start, min(total, start + batch)) for start in range(0, total, batch)]
     processes = min(len(bounds), _cpus(), MAX_PROCESSES)
     if processes < 2 or _threads() > 1:
         for start, stop in bounds:
@@ -62,7 +62,7 @@ def map_chunks(work: Work, total: int, chunk: int) -> Iterator:
     try:
         with _stops_deferred():
             futures = deque(pool.submit(_run, start, stop) for start, stop in bounds)
-        for start, stop in bounds:  # each chunk's bytes are dropped once read
+        for start, stop in bounds:  # each batch's bytes are dropped once read
             try:
                 sent = futures.popleft().result()
             except BrokenProcessPool as exc:
@@ -70,7 +70,7 @@ def map_chunks(work: Work, total: int, chunk: int) -> Iterator:
             # None: the results could not be sent back (a plugin's odd value): worked here.
             yield from work(start, stop) if sent is None else pickle.loads(sent)
     except BaseException:
-        # Stopped, or an error: the workers finish their chunk at most, then exit (and die
+        # Stopped, or an error: the workers finish their batch at most, then exit (and die
         # with this process anyway); nothing waits for them.
         pool.shutdown(wait=False, cancel_futures=True)
         raise
@@ -139,7 +139,7 @@ def _run(start: int, stop: int) -> bytes | None:
     pickler.dispatch_table = _COMPACT
     try:
         pickler.dump(results)
-    except Exception:  # whatever a plugin's value raises: the parent works the chunk itself
+    except Exception:  # whatever a plugin's value raises: the parent works the batch itself
         return None
     return out.getvalue()
 

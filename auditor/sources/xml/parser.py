@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 from sys import intern
+from typing import TypedDict
 
 from lxml import etree
 
 from auditor.model import DiskSource, DomainDisk, Snapshot, SnapshotDisk
-from auditor.sources.disk_source import VolumeResolver, disk_source, source_path
+from auditor.sources.xml.disk_source import VolumeResolver, disk_source, source_path
 
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
@@ -70,12 +71,40 @@ def parse_snapshot(
     """One snapshot, with every disk resolved as libvirt would (see resolve_disks). CURRENT
     None: read it from the file, as libvirt's own metadata files mark the current snapshot
     (`<active>1</active>`)."""
-    return Snapshot(*snapshot_fields(text, host, domain, domain_uuid, current, volumes))
+    return Snapshot(**snapshot_fields(text, host, domain, domain_uuid, current, volumes))
 
 
-def snapshot_fields(text, host, domain, domain_uuid, current, volumes=None, definitions=None):
-    """parse_snapshot's fields in order but the last, has_children: known only once the
-    domain's snapshots are all read, so that build_domain builds each Snapshot once.
+class SnapshotFields(TypedDict):
+    """A Snapshot's fields but has_children, which is known only once all of the domain's
+    snapshots are read: build_domain then builds each Snapshot once."""
+
+    host: str
+    domain: str
+    domain_uuid: str
+    name: str
+    state: str
+    created: datetime | None
+    parent: str | None
+    current: bool
+    description: str | None
+    memory: str
+    memory_file: str | None
+    disks: tuple[SnapshotDisk, ...]
+    has_domain_definition: bool
+    has_guest_agent: bool
+    revert_overlays: tuple[str, ...]
+
+
+def snapshot_fields(
+    text: str | bytes,
+    host: str,
+    domain: str,
+    domain_uuid: str,
+    current: bool | None,
+    volumes: VolumeResolver | None = None,
+    definitions: dict | None = None,
+) -> SnapshotFields:
+    """parse_snapshot's fields by name, all but has_children.
     DEFINITIONS, a dict kept over the snapshots of one domain (and one VOLUMES), shares what
     an embedded definition resolves to between the snapshots that embed the same one."""
     root = parse_xml(text)
@@ -94,18 +123,30 @@ def snapshot_fields(text, host, domain, domain_uuid, current, volumes=None, defi
     definition = top.get("domain")
     # What find("devices") gives: ElementPath takes the first of iterchildren("devices").
     devices = None if definition is None else next(definition.iterchildren("devices"), None)
-    head = (host, domain, domain_uuid, name, state, _parse_time(_text(top.get("creationTime"))))
+    created = _parse_time(_text(top.get("creationTime")))
     parent = top.get("parent")
     if parent is not None:  # findtext("name"): None without a <name>, else its text or ""
         parent = next(parent.iterchildren("name"), None)
         parent = _word(parent)
     listed = _listed(top.get("disks"))  # its errors come before any volume is looked up
     domain_disks, agent = _devices(devices, volumes, definitions)
-    active = _text(top.get("active")) == "1" if current is None else current
-    memory = (_text(top.get("description")), memory_mode, memory_file)
-    disks = _align(listed, state, memory_mode, domain_disks)
-    revert = _revert_overlays(top.get("revertDisks"))
-    return (*head, parent, active, *memory, disks, devices is not None, agent, revert)
+    return {
+        "host": host,
+        "domain": domain,
+        "domain_uuid": domain_uuid,
+        "name": name,
+        "state": state,
+        "created": created,
+        "parent": parent,
+        "current": _text(top.get("active")) == "1" if current is None else current,
+        "description": _text(top.get("description")),
+        "memory": memory_mode,
+        "memory_file": memory_file,
+        "disks": _align(listed, state, memory_mode, domain_disks),
+        "has_domain_definition": devices is not None,
+        "has_guest_agent": agent,
+        "revert_overlays": _revert_overlays(top.get("revertDisks")),
+    }
 
 
 def parse_domain_disks(

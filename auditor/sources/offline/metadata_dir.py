@@ -17,12 +17,12 @@ from pathlib import Path
 
 from auditor.inputs import InputError, check_xml_text, read_regular_file, shown_name
 from auditor.model import Domain, Host, HostScan, Skipped
-from auditor.sources.assemble import RawDomain, RawSnapshot, build_domain
-from auditor.sources.chunks import WorkerLost, map_chunks
+from auditor.sources.offline.batches import WorkerLost, map_batches
+from auditor.sources.xml.assemble import RawDomain, RawSnapshot, build_domain
 
 # Domains per task of a worker process: enough to make a task's overhead (a few ms) small,
 # few enough that both CPUs get work on a tree of a few hundred domains.
-CHUNK = 32
+BATCH = 32
 _UUID = re.compile(rb"<uuid>\s*([0-9a-fA-F-]{32,36})\s*</uuid>")
 
 
@@ -82,7 +82,7 @@ def scan_metadata_dir(
 
     # Each domain's file contents are dropped once it is built (and checked).
     try:
-        found = list(map_chunks(work, len(directories), CHUNK))
+        found = list(map_batches(work, len(directories), BATCH))
     except WorkerLost as exc:  # the host is not audited, and the report says why (exit 3)
         return HostScan(Host(uri=uri, error=str(exc)))
     for name, definition in definitions.items():  # domains without snapshots

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from auditor.model import Domain, Host, HostScan
-from auditor.sources.bundle import BundleError, is_bundle, read_bundle
-from auditor.sources.files import gather_files
-from auditor.sources.metadata_dir import is_metadata_dir, scan_metadata_dir
+from auditor.sources.files.checks import gather_files
+from auditor.sources.offline.bundle import BundleError, is_bundle, read_bundle
+from auditor.sources.offline.metadata_dir import is_metadata_dir, scan_metadata_dir
 
 
 class NotASource(ValueError):

@@ -1,17 +1,16 @@
-"""Reads snapshots off libvirt hosts, read-only, into the model.
+"""Reads one libvirt host, read-only, into the model (fleet.py reads many at once).
 
-One read-only connection per host; getCapabilities() and listAllDomains(), then per domain
-one listAllSnapshots() and one snapshotCurrent() (plus the domain's own XMLDesc() when files
-are checked), then one getXMLDesc() per snapshot; for disks of type='volume', one lookup per
-storage pool and per volume, cached for the host (volumes.py). Every call is a round trip to
-the daemon, and libvirt's RPC client multiplexes calls from many threads over one connection
-(libvirt-python releases the GIL while it waits), so each host's calls are spread over a
-pool of workers sized for the link: a few for a local socket (the cores parse; more threads
-only fight over the GIL), many for a remote host (enough calls in flight to cover the round
-trip). Hosts are scanned concurrently too, bounded apart from the calls, under a fleet-wide
-cap on threads; results are yielded as each host finishes. A host that does not finish
-within its time (connect included) is reported as timed out; any exception while scanning
-one host becomes that host's error, and the other hosts are still scanned."""
+One read-only connection; the host's own calls (capabilities, hostname, versions, driver,
+domain list) at once, then per domain one listAllSnapshots() and one snapshotCurrent() (plus
+the domain's own XMLDesc() when files are checked or a bundle is collected), then one
+getXMLDesc() per snapshot; for disks of type='volume', one lookup per storage pool and per
+volume, cached for the host (volumes.py). Every call is a round trip to the daemon, and
+libvirt's RPC client multiplexes calls from many threads over one connection (libvirt-python
+releases the GIL while it waits), so the calls are spread over a pool of workers sized for
+the link: a few for a local socket (the cores parse; more threads only fight over the GIL),
+many for a remote host (enough calls in flight to cover the round trip). Once the domains are
+read, the files they name are checked (files/checks.py) in this thread. Any exception while
+reading the host becomes the host's error: scan_host never raises for the host's problems."""
 
 from __future__ import annotations
 
@@ -23,19 +22,19 @@ import libvirt
 
 from auditor.display import one_line
 from auditor.model import Domain, Host, HostScan, Skipped, Snapshot
-from auditor.sources.assemble import (
+from auditor.sources.files.checks import files_visible, gather_files
+from auditor.sources.live.connection import open_read_only
+from auditor.sources.live.deadline import run_all
+from auditor.sources.live.volumes import volume_resolver
+from auditor.sources.xml.assemble import (
     RawDomain,
     RawHost,
     RawSnapshot,
     external_snapshot_revert,
     finish_domain,
 )
-from auditor.sources.connection import open_read_only
-from auditor.sources.deadline import run_all
-from auditor.sources.disk_source import VolumeResolver
-from auditor.sources.files import files_visible, gather_files
-from auditor.sources.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
-from auditor.sources.volumes import volume_resolver
+from auditor.sources.xml.disk_source import VolumeResolver
+from auditor.sources.xml.parser import SnapshotXMLError, parse_domain_disks, parse_snapshot
 
 # Calls in flight per host. Local: the daemon answers in microseconds and the parsing here
 # is the work, so about the cores (measured on 2 cores: 4 beats 8). Remote: a round trip
