@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).parent.parent
 AUDITOR = REPO / "auditor"
-BASE = {"__init__", "model", "display", "inputs"}
+BASE = {"__init__", "model", "display", "inputs", "errors"}
 
 # What each part of the package may import, besides BASE.
 ALLOWED = {
@@ -16,6 +16,7 @@ ALLOWED = {
     "model": set(),
     "display": set(),
     "inputs": set(),
+    "errors": set(),
     "stopping": set(),
     "rule": set(),
     "safefs": set(),

@@ -16,9 +16,9 @@ FailOn = enum.StrEnum("FailOn", [(value, value) for value in FAIL_ON])
 def exit_code(result: ScanResult, findings: Iterable[Finding], fail_on: str) -> int:
     """3 when RESULT is incomplete (a gate must not pass on what it never saw), else 1 when
     one of FINDINGS fails the gate at FAIL_ON, else 0."""
-    from auditor.reports.summary import fails, summarize
+    from auditor.reports.summary import complete, fails
 
-    if not summarize(result).complete:
+    if not complete(result):
         return exits.INCOMPLETE
     if fails(findings, fail_on):
         return exits.FINDINGS

@@ -13,6 +13,7 @@ from auditor import safefs
 from auditor.cli import exits
 from auditor.cli.gate import FailOn, exit_code
 from auditor.cli.output import emit
+from auditor.errors import UsageError
 
 
 class DiffFormat(enum.StrEnum):
@@ -67,7 +68,7 @@ def merge_reports(
     hypervisor's qemu:///system) is told apart by the host name: qemu:///system#hv1.
     """
     from auditor.reports import FORMATS
-    from auditor.reports.merge import MergeError, merge_results
+    from auditor.reports.merge import merge_results
 
     if output_format not in FORMATS:
         exits.fail(exits.USAGE, f"unknown format {output_format!r} (known: {', '.join(FORMATS)})")
@@ -76,7 +77,7 @@ def merge_reports(
     results = _load_reports(reports)
     try:
         merged = merge_results(list(zip(reports, results, strict=True)))
-    except MergeError as exc:
+    except UsageError as exc:
         exits.fail(exits.USAGE, str(exc))
     if output_format == "sarif":  # SARIF describes each rule; a JSON report holds no docs
         from auditor.engine.audit import with_rule_docs
@@ -88,9 +89,9 @@ def merge_reports(
 
 
 def _load_reports(paths: list[Path]) -> list:
-    from auditor.reports.loader import ReportError, load_report
+    from auditor.reports.loader import load_report
 
     try:
         return [load_report(path) for path in paths]
-    except ReportError as exc:
+    except UsageError as exc:
         exits.fail(exits.USAGE, str(exc))

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from auditor.cli import exits
+from auditor.errors import UsageError
 
 
 def list_rules() -> None:
@@ -39,13 +40,13 @@ def show_config(
 ) -> None:
     """Check the configuration; with --show, print every effective value and its origin."""
     from auditor.engine.registry import load_rules
-    from auditor.policy.config import ConfigError, find_config, load_config
+    from auditor.policy.config import find_config, load_config
     from auditor.reports import configtext
 
     rules, _ = load_rules()
     try:
         config = load_config(find_config(config_file), rules)
-    except ConfigError as exc:
+    except UsageError as exc:
         exits.fail(exits.USAGE, str(exc))
     if show:
         typer.echo(configtext.render(config, rules), nl=False)
@@ -55,8 +56,7 @@ def show_config(
 
 def explain(rule: Annotated[str, typer.Argument(help="Rule code or name, e.g. SNAP002.")]) -> None:
     """Explain a rule: what it checks, why, noncompliant and compliant XML, how to fix it."""
-    from auditor.engine.registry import load_rules
-    from auditor.policy.selection import RuleIndex
+    from auditor.engine.registry import RuleIndex, load_rules
     from auditor.rule import DOC_SECTIONS
 
     rules, _ = load_rules()

@@ -16,6 +16,7 @@ from auditor.cli import exits
 from auditor.cli.gate import FailOn, exit_code
 from auditor.cli.output import emit
 from auditor.cli.problems import problem_lines
+from auditor.errors import UsageError
 
 
 def scan(
@@ -127,15 +128,8 @@ def scan(
 ) -> None:
     """Audit every snapshot of every domain on one or more hosts (read-only)."""
     from auditor.pipeline import run
-    from auditor.policy.config import ConfigError
-    from auditor.policy.waivers import BaselineError
     from auditor.policy.waivers import write_baseline as save_baseline
 
-    usage_errors: tuple[type[Exception], ...] = (ConfigError, BaselineError)
-    if sources:  # bundles and metadata directories: their readers are imported only then
-        from auditor.sources.offline.source import NotASource
-
-        usage_errors += (NotASource,)
     outputs = _outputs(formats, output)
     if (domain_xml or host_name) and not sources:
         exits.fail(exits.USAGE, "--domain-xml and --host-name go with --from")
@@ -163,7 +157,7 @@ def scan(
                 host_name=host_name,
                 workers=workers,
             )
-    except usage_errors as exc:
+    except UsageError as exc:
         exits.fail(exits.USAGE, str(exc))
     unwritten = [safefs.attempt(emit, name, path, result) for name, path in outputs]
     if write_baseline:  # after the reports, which a bad baseline path must not cost

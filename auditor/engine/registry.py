@@ -1,4 +1,6 @@
-"""Finds rules through the `snapaudit.rules` entry point group.
+"""Finds rules through the `snapaudit.rules` entry point group, and looks them up by code,
+name or tag (RuleIndex: one lookup for `explain`, --select/--ignore, the configuration and
+waivers).
 
 Built-in rules are registered in snapaudit's own pyproject.toml exactly as a third-party
 package registers its rules, so there is one discovery path for both.
@@ -6,6 +8,7 @@ package registers its rules, so there is one discovery path for both.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from importlib.metadata import entry_points
 
 from auditor.display import one_line
@@ -58,3 +61,27 @@ def _validate(loaded, rules: dict[str, Rule], names: dict[str, str]) -> str | No
     if loaded.name in names:
         return f"duplicate rule name {loaded.name} (already used by {names[loaded.name]})"
     return None
+
+
+class RuleIndex:
+    """Rules by code or name, either in any case (snap002, Internal-Disk), and selectors:
+    a code, a name, a tag, ALL, or ALL-ENABLED (the rules that are on by default)."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = rules
+        self.tags = {t for r in rules for t in r.tags}
+
+    def find(self, ident: str) -> Rule | None:
+        wanted = ident.lower()
+        return next((r for r in self.rules if wanted in (r.code.lower(), r.name.lower())), None)
+
+    def matches(self, selector: str) -> bool:
+        return selector == "ALL" or selector in self.tags or self.find(selector) is not None
+
+    def selected(self, rule: Rule, selectors: Iterable[str]) -> bool:
+        for selector in selectors:
+            if selector == "ALL-ENABLED" and rule.enabled:
+                return True
+            if selector == "ALL" or selector in rule.tags or self.find(selector) is rule:
+                return True
+        return False

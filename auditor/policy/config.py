@@ -15,15 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from auditor.engine.registry import RuleIndex
+from auditor.errors import UsageError
 from auditor.inputs import InputError, parse_toml, read_toml_text
 from auditor.model import Severity, Waiver
 from auditor.policy.origins import Origins
 from auditor.rule import Rule
-
-if TYPE_CHECKING:
-    from auditor.policy.selection import RuleIndex
 
 SEARCH_PATH = (Path("snapaudit.toml"), Path("/etc/snapaudit/config.toml"))
 # The values of fail_on and --fail-on: a severity, or never (the gate never fails).
@@ -35,7 +33,7 @@ DEFAULT = "default"
 COMMAND_LINE = "command line"
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A configuration problem, as one line that names the file and line."""
 
 
@@ -68,9 +66,6 @@ def load_config(path: Path | None, rules: Sequence[Rule]) -> Config:
     """The configuration in PATH (None: the defaults), checked against the known rules."""
     if path is None:
         return Config()
-    # Selection applies a Config, so it imports this module: import it here, not at the top.
-    from auditor.policy.selection import RuleIndex
-
     data, text = _read_toml(path)
     where = _Where(str(path), text)
     for key in data:

@@ -1,6 +1,6 @@
-"""Which rules run, with which severities and parameters: the one lookup of rules by code,
-name or tag, shared by `explain`, --select/--ignore, the configuration's select, ignore,
-[rules.X] tables and waivers."""
+"""Which rules run, with which severities and parameters: the configuration's select,
+ignore and [rules.X] tables and the command line's --select/--ignore applied to the rules
+(looked up by code, name or tag through the registry's RuleIndex)."""
 
 from __future__ import annotations
 
@@ -8,33 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from auditor.engine.audit import policy_for
+from auditor.engine.registry import RuleIndex
 from auditor.model import Policy, Severity
 from auditor.policy.config import COMMAND_LINE, Config, ConfigError, Setting, positive_seconds
 from auditor.rule import Rule
-
-
-class RuleIndex:
-    """Rules by code or name, either in any case (snap002, Internal-Disk), and selectors:
-    a code, a name, a tag, ALL, or ALL-ENABLED (the rules that are on by default)."""
-
-    def __init__(self, rules: Sequence[Rule]) -> None:
-        self.rules = rules
-        self.tags = {t for r in rules for t in r.tags}
-
-    def find(self, ident: str) -> Rule | None:
-        wanted = ident.lower()
-        return next((r for r in self.rules if wanted in (r.code.lower(), r.name.lower())), None)
-
-    def matches(self, selector: str) -> bool:
-        return selector == "ALL" or selector in self.tags or self.find(selector) is not None
-
-    def selected(self, rule: Rule, selectors: Iterable[str]) -> bool:
-        for selector in selectors:
-            if selector == "ALL-ENABLED" and rule.enabled:
-                return True
-            if selector == "ALL" or selector in rule.tags or self.find(selector) is rule:
-                return True
-        return False
 
 
 def with_command_line(

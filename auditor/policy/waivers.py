@@ -11,6 +11,7 @@ from datetime import date
 from operator import attrgetter
 from pathlib import Path
 
+from auditor.errors import UsageError
 from auditor.inputs import read_json
 from auditor.model import BaselineOutcome, Finding, ScanResult, Waiver, WaiverUse
 from auditor.policy.fingerprint import fingerprint, hostnames
@@ -19,7 +20,7 @@ from auditor.safefs import write_file
 BASELINE_SCHEMA = "snapaudit/baseline/v1"
 
 
-class BaselineError(ValueError):
+class BaselineError(UsageError):
     """A baseline file that cannot be used, as one line."""
 
 

@@ -21,7 +21,7 @@ from auditor.reports.records import (
     iso,
     waiver_record,
 )
-from auditor.reports.summary import summarize
+from auditor.reports.summary import Summary, summarize
 
 SCHEMA_ID = "snapaudit/report/v1"
 
@@ -35,7 +35,8 @@ def render(result: ScanResult, *, color: bool = False) -> str:
 
 def report_dict(result: ScanResult) -> dict:
     """The report as plain data, every record a dict: what `chunks` spells out as text."""
-    sections, summary = _sections(result), summarize(result)
+    summary = summarize(result)
+    sections = _sections(result, summary)
     sections["snapshots"] = [
         _snapshot(s, scan.files, summary.is_compliant(s))
         for scan in result.hosts
@@ -52,7 +53,7 @@ def chunks(result: ScanResult, *, color: bool = False) -> Iterator[str]:
     """The report's text, in pieces of about _BATCH records. Pretty at the top, one compact
     line per record below: readable and greppable."""
     pending: list[str] = []
-    for index, (key, value) in enumerate(_sections(result).items()):
+    for index, (key, value) in enumerate(_sections(result, summarize(result)).items()):
         pending.append(f"{',' if index else '{'}\n  {_dumps(key)}: ")
         if isinstance(value, list):
             value = map(_dumps, value)
@@ -74,10 +75,9 @@ def chunks(result: ScanResult, *, color: bool = False) -> Iterator[str]:
     yield "".join(pending)
 
 
-def _sections(result: ScanResult) -> dict:
+def _sections(result: ScanResult, summary: Summary) -> dict:
     """The report's keys in order; lists of records as lists of dicts, or as iterators of
     their text for the long ones."""
-    summary = summarize(result)
     return {
         "schema": SCHEMA_ID,
         "generated_at": iso(result.generated_at),

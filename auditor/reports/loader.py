@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from auditor.display import one_line
+from auditor.errors import UsageError
 from auditor.inputs import read_json
 from auditor.model import (
     BaselineOutcome,
@@ -40,7 +41,7 @@ from auditor.reports.validate import Invalid, check_report
 HOST_FIELDS = tuple(f.name for f in dataclasses.fields(Host))
 
 
-class ReportError(ValueError):
+class ReportError(UsageError):
     """A file that is not a usable snapaudit report, as one line naming the file."""
 
 

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from auditor.errors import UsageError
 from auditor.model import BaselineOutcome, Policy, ScanResult, WaiverUse
 
 
-class MergeError(ValueError):
+class MergeError(UsageError):
     """Reports that cannot be merged, as one line."""
 
 

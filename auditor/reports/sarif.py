@@ -16,7 +16,7 @@ from auditor import __version__
 from auditor.model import Finding, RulePolicy, ScanResult, Severity
 from auditor.policy.fingerprint import fingerprint, hostnames
 from auditor.reports.records import iso
-from auditor.reports.summary import summarize
+from auditor.reports.summary import complete
 from auditor.rule import DOC_SECTIONS
 
 SCHEMA_URI = (
@@ -227,7 +227,7 @@ def _invocation(result: ScanResult) -> dict:
         if use.status != "active"
     ]
     invocation: dict = {
-        "executionSuccessful": summarize(result).complete,
+        "executionSuccessful": complete(result),
         "endTimeUtc": iso(result.generated_at),
     }
     if execution:

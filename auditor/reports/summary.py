@@ -30,12 +30,7 @@ class Summary:
     baselined: int  # findings already in the baseline
     # Snapshots compliant once waived and baselined findings are set aside.
     compliant_accepted: int
-
-    @property
-    def complete(self) -> bool:
-        """True when every host, snapshot and rule was audited: a gate must not pass on
-        anything it never saw."""
-        return not (self.hosts_failed or self.skipped or self.rule_errors)
+    complete: bool  # see complete()
 
     def is_compliant(self, snapshot: Snapshot) -> bool:
         """A snapshot is compliant when no error finding names it."""
@@ -50,16 +45,8 @@ class Summary:
         return self.compliant_accepted / self.snapshots if self.snapshots else None
 
 
-# The last result summarized, and its summary: a scan's reports and its gate all ask about
-# the same result, which is immutable, and a fleet's takes a while to count.
-_last: tuple[ScanResult, Summary] | None = None
-
-
 def summarize(result: ScanResult) -> Summary:
-    global _last
-    last = _last
-    if last is not None and last[0] is result:
-        return last[1]
+    """The counts every report shows (a fleet's take a while: a report counts them once)."""
     findings = result.findings
     errors = [f for f in findings if f.severity is Severity.ERROR]
     bad = frozenset((f.host, f.domain, f.snapshot) for f in errors)  # as snapshot_key
@@ -83,9 +70,16 @@ def summarize(result: ScanResult) -> Summary:
         waived=len(findings) - countOf(map(attrgetter("waiver"), findings), None),
         baselined=sum(map(bool, map(attrgetter("baselined"), findings))),
         compliant_accepted=len(snapshots) - sum(map(unaccepted.__contains__, failing)),
+        complete=complete(result),
     )
-    _last = (result, summary)
     return summary
+
+
+def complete(result: ScanResult) -> bool:
+    """True when every host, snapshot and rule was audited: a gate must not pass on anything
+    it never saw."""
+    failed = any(h.host.error for h in result.hosts)
+    return not (failed or result.rule_errors or any(not s.vanished for s in result.skipped))
 
 
 def fails(findings: Iterable[Finding], fail_on: str) -> bool:

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from auditor.errors import UsageError
 from auditor.model import Domain, Host, HostScan
 from auditor.sources.files.checks import gather_files
 from auditor.sources.offline.bundle import BundleError, is_bundle, read_bundle
 from auditor.sources.offline.metadata_dir import is_metadata_dir, scan_metadata_dir
 
 
-class NotASource(ValueError):
+class NotASource(UsageError):
     """A path that is neither a bundle nor a metadata directory (a usage error)."""
 
 
