@@ -4,7 +4,7 @@ Everything comes from the program itself: commands, options and their help from 
 app (through click's command objects, so however the CLI is split into modules), rules from
 the rule modules in rules/ (their @rule metadata and docstrings: entry points do not exist
 before the package is installed), exit codes from auditor.cli.exits. The files are committed;
-tests/test_packaging.py fails when they differ from what this script writes.
+tests/packaging/test_packaging.py fails when they differ from what this script writes.
 
     python scripts/generate_packaging.py          # rewrite the files
     python scripts/generate_packaging.py --check  # exit 1, naming the stale files

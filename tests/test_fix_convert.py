@@ -13,11 +13,11 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import run_cli
 
 from auditor.fix.names import image_name
 from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
 from testlab.trees import SECURE_DOMAIN, MiB, SnapshotTree, disk_sources, read_back
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.qemu
 

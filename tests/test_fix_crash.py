@@ -15,10 +15,10 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import run_cli
 
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.qemu
 WORKERS = 4

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from test_fix_faults import Scenario, small_tree, wait_stopped
 
 from testlab import guest as bios_guest
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
+from tests.test_fix_faults import Scenario, small_tree, wait_stopped
 
 pytestmark = pytest.mark.qemu
 BOOT_BLANK = bytes(1024 * 1024)  # the boot disk between guest writes (nothing to boot)

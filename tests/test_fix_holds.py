@@ -17,12 +17,12 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import run_cli
-from test_fix_faults import Scenario, snapaudit, wait_stopped
 
 from auditor.fix import hold
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
+from tests.helpers import run_cli
+from tests.test_fix_faults import Scenario, snapaudit, wait_stopped
 
 pytestmark = pytest.mark.qemu
 HELD = "is open for writing by another process (a running guest, qemu-io or qemu-nbd)"

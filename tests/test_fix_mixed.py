@@ -11,14 +11,14 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import run_cli
-from test_fix_crash import kill_then_recover, resumed_problems, rolled_back_problems
 
 from auditor.display import human_size
 from testlab.images import create_qcow2
 from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
 from testlab.vms import define_vm, snapshot_external_offline
+from tests.helpers import run_cli
+from tests.test_fix_crash import kill_then_recover, resumed_problems, rolled_back_problems
 
 pytestmark = pytest.mark.qemu
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from test_fix_mixed import SHAPES
 
 from auditor.engine.audit import audit
 from auditor.engine.registry import load_rules
@@ -24,6 +23,7 @@ from auditor.reports.fixplan import describe
 from auditor.sources.live.scanner import scan_host
 from testlab.trees import SnapshotTree, disk_sources, read_back, removed_afterwards
 from testlab.vms import snapshot_external_live_memspec
+from tests.test_fix_mixed import SHAPES
 
 pytestmark = pytest.mark.qemu
 

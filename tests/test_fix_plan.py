@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
 
 from auditor.fix.codec import plan_from_json, plan_to_json
 from auditor.fix.facts import DomainFacts, Filesystem, SnapshotFacts
@@ -26,6 +25,7 @@ from auditor.fix.tree import captures, parents_first
 from auditor.model import FileFacts
 from auditor.reports.fixplan import Outcome, render_domain, render_json
 from auditor.sources.xml.parser import parse_domain_disks, parse_snapshot
+from tests.helpers import FIXTURES
 
 UUID = "6f1c3c8e-4c1e-4a8e-9d3b-7b1a2f0c9e11"
 IMAGE = "/images/web01.qcow2"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import run_cli
 
 from auditor.display import human_size
 from auditor.fix.lock import domain_lock
 from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
 from testlab.trees import SnapshotTree
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.qemu
 

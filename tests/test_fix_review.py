@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from test_fix_faults import Scenario, snapaudit, wait_stopped
 
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
+from tests.helpers import run_cli
+from tests.test_fix_faults import Scenario, snapaudit, wait_stopped
 
 pytestmark = pytest.mark.qemu
 NOBODY = 65534

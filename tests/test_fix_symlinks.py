@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from test_fix_plan import TREE, UUID, facts
 
 from auditor.fix.journal import Journal, JournalError
 from auditor.fix.lock import LockError, domain_lock
 from auditor.fix.planner import plan_domain
 from auditor.fix.steps import Options
+from tests.helpers import run_cli
+from tests.test_fix_plan import TREE, UUID, facts
 
 TORN = b'{"type": "done", "st'  # a record cut short by a crash: what repair cuts off
 

@@ -10,10 +10,8 @@ from functools import cache
 from xml.sax.saxutils import escape, quoteattr
 
 import jsonschema
-from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sample_results import sample_result
 
 from auditor.engine.audit import audit
 from auditor.engine.registry import load_rules
@@ -22,6 +20,8 @@ from auditor.reports import FORMATS, render
 from auditor.reports.loader import ReportError, load_report
 from auditor.reports.validate import report_schema
 from auditor.sources.xml.parser import SnapshotXMLError, parse_snapshot
+from tests.helpers import run_cli
+from tests.sample_results import sample_result
 
 NOW = datetime(2025, 11, 24, tzinfo=UTC)
 FAST = settings(

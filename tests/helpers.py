@@ -1,0 +1,34 @@
+"""What many tests share: where the fixtures are, fixture URIs, and running the installed
+command as a user or a CI job would. Imported as `tests.helpers`; pytest's fixtures live in
+conftest.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+REPO = TESTS.parent
+FIXTURES = TESTS / "fixtures"
+SCHEMAS = TESTS / "schemas"  # third-party schemas that outputs are validated against
+
+# The clock of CLI runs (SOURCE_DATE_EPOCH): a day after the fixtures' snapshots were taken
+# (1700000000), so that snapshot ages are exact.
+CLOCK = "1700086400"
+
+
+def fixture_uri(path: Path | str) -> str:
+    return f"test://{(FIXTURES / path).resolve()}"
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `snapaudit` command for real, as a user or a CI job would."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "snapaudit"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK, **(env or {})},
+        timeout=120,
+    )

@@ -1,0 +1,80 @@
+"""The HTML report as a fleet manager reads it: hosts and rules first, one collapsed section per
+host with noncompliant snapshots first, every row in print, small enough to mail."""
+
+from __future__ import annotations
+
+import re
+
+from markupsafe import escape
+
+from auditor.engine.audit import audit
+from auditor.engine.registry import load_rules
+from auditor.reports import render
+from auditor.sources.live.fleet import scan_hosts
+from bench.nodes import write_nodes
+from tests.helpers import run_cli
+
+EPOCH = {"SOURCE_DATE_EPOCH": "1764000000"}
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_demo_page_opens_with_hosts_and_rules_then_collapsed_hosts():
+    html = run_cli("scan", "--demo", "--format", "html", env=EPOCH).stdout
+    positions = [
+        html.index(s)
+        for s in ("<h2>Hosts</h2>", "<h2>Findings by rule</h2>", '<details class="host">')
+    ]
+    assert positions == sorted(positions)
+    text = text_of(html)
+    uri = re.search(r"test://\S+demo-host\.xml", text).group(0)
+    assert f"{uri} 7 9 44% (4) 9 8 complete" in text
+    assert "SNAP002 error internal-disk 4 1 3 Recreate the restore point" in text
+    assert "SNAP013 warning snapshot-age 3 1 3 Delete snapshots" in text
+    # One section per host, closed on screen; print opens every one of them.
+    assert html.count('<details class="host">') == 1 and not re.search(r"<details[^>]*\bopen", html)
+    assert "details::details-content { content-visibility: visible; display: contents; }" in html
+    assert "<script" not in html
+
+
+def test_remediation_is_shown_once_per_rule_and_findings_show_their_message():
+    html = run_cli("scan", "--demo", "--format", "html", env=EPOCH).stdout
+    assert "Fix:" not in html
+    found = set(re.findall(r"<b class=\"\w+\">(\w+) (?:error|warning|info)</b>", html))
+    assert len(found) == 10
+    for rule in load_rules()[0]:
+        assert html.count(str(escape(rule.remediation))) == (rule.code in found), rule.code
+    assert "SNAP001 error</b> memory state is stored inside the disk image" in html
+
+
+def test_noncompliant_snapshots_come_first_in_each_host():
+    html = run_cli("scan", "--demo", "--format", "html", env=EPOCH).stdout
+    section = html[html.index('<details class="host">') :]
+    verdicts = re.findall(r"<td>(compliant|noncompliant)</td>", section)
+    assert verdicts == ["noncompliant"] * 5 + ["compliant"] * 4
+    rows = re.findall(r"<tr( class=\"nc\")?><td>", section)
+    assert rows == [' class="nc"'] * 5 + [""] * 4
+
+
+def test_a_fleet_of_20_hosts_x_500_snapshots_is_at_most_3_mb(tmp_path):
+    nodes = write_nodes(tmp_path, hosts=20, domains=50, snapshots=10)
+    scans = dict(scan_hosts([f"test://{p}" for p in nodes]))
+    result = audit([scans[i] for i in sorted(scans)], load_rules()[0])
+    # Each domain mixes both kinds of snapshot: one SNAP017 each.
+    assert len(result.snapshots) == 10_000 and len(result.findings) == 7_000
+    html = render("html", result)
+    assert len(html.encode()) <= 3_000_000
+    assert html.count('<details class="host">') == 20
+    assert html.count('<tr class="nc"><td>') == 5_000
+    assert len(re.findall(r"<td>(?:non)?compliant</td>", html)) == 10_000
+    assert html.count("Recreate the restore point as an external snapshot on file") == 1
+
+
+def test_merge_gives_the_same_page(tmp_path):
+    report, page = tmp_path / "demo.json", tmp_path / "demo.html"
+    run_cli("scan", "--demo", "-f", f"json:{report}", "-f", f"html:{page}", env=EPOCH)
+    merged = run_cli("merge", str(report), "--format", "html", env=EPOCH)
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stdout == page.read_text()

@@ -1,0 +1,272 @@
+"""Every rule against its own fixture host, with the full findings compared to golden files."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from auditor.engine.audit import audit
+from auditor.engine.registry import load_rules
+from auditor.model import Host, HostScan, Severity
+from auditor.policy.config import load_config
+from auditor.policy.selection import selected_rules
+from auditor.rule import DOC_SECTIONS, Rule
+from auditor.sources.live.scanner import scan_host
+from testlab.pytest_fixtures import require
+from tests.helpers import CLOCK, FIXTURES, REPO, fixture_uri
+
+RULES, LOAD_ERRORS = load_rules()
+
+# The public contract of the built-in rules: codes, names and default severities.
+BUILT_IN = {
+    "SNAP001": ("internal-memory", Severity.ERROR),
+    "SNAP002": ("internal-disk", Severity.ERROR),
+    "SNAP003": ("non-file-storage", Severity.ERROR),
+    "SNAP004": ("unquiesced-disk-only", Severity.ERROR),
+    "SNAP005": ("overlay-not-qcow2", Severity.ERROR),
+    "SNAP006": ("disk-excluded", Severity.WARNING),
+    "SNAP007": ("manual-snapshot", Severity.WARNING),
+    "SNAP008": ("no-domain-definition", Severity.WARNING),
+    "SNAP009": ("missing-file", Severity.ERROR),
+    "SNAP010": ("broken-chain", Severity.ERROR),
+    "SNAP011": ("unmanaged-internal", Severity.ERROR),
+    "SNAP012": ("unmanaged-overlay", Severity.WARNING),
+    "SNAP013": ("snapshot-age", Severity.WARNING),
+    "SNAP014": ("chain-depth", Severity.WARNING),
+    "SNAP015": ("snapshot-count", Severity.WARNING),
+    "SNAP016": ("naming", Severity.WARNING),
+    "SNAP017": ("mixed-snapshot-tree", Severity.ERROR),
+    "SNAP018": ("orphaned-overlay", Severity.WARNING),
+    "HOST001": ("no-external-revert", Severity.WARNING),
+}
+OFF_BY_DEFAULT = {"SNAP016"}
+# Rule tests run at a fixed time: a day after the fixtures' snapshots (1700000000).
+NOW = datetime.fromtimestamp(int(CLOCK), tz=UTC)
+
+
+def audit_fixture(path, images: Path | None = None, only: str | None = None):
+    """Scan a fixture host (and run only the rule coded ONLY, if given). A fixture with an
+    image recipe (CODE.images: qemu-img commands over @IMAGES@) gets its images made in
+    IMAGES first, and its files checked."""
+    fixture = FIXTURES / path
+    recipe = fixture.with_suffix(".images")
+    if not recipe.exists():
+        scan = scan_host(fixture_uri(path))
+    else:
+        require(shutil.which("qemu-img"), "qemu-img is not installed")
+        for line in recipe.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                argv = shlex.split(line.replace("@IMAGES@", str(images)))
+                assert argv[0] == "qemu-img", "image recipes run qemu-img only"
+                subprocess.run(argv, check=True, capture_output=True)
+        node = images / fixture.name
+        node.write_text(fixture.read_text().replace("@IMAGES@", str(images)))
+        scan = scan_host(f"test://{node}", check_files=True)
+    assert scan.host.error is None
+    assert scan.skipped == ()
+    return audit_scans([scan], fixture.with_suffix(".toml"), only)
+
+
+def audit_scans(scans, config: Path, only: str | None = None):
+    """Audit with the fixture's own configuration (CODE.toml), if it has one; with ONLY, run
+    that rule alone (it must be selected)."""
+    settings = load_config(config if config.exists() else None, RULES)
+    rules, policy = selected_rules(settings, RULES)
+    if only is not None:
+        rules = tuple(r for r in rules if r.code == only)
+        policy = dataclasses.replace(policy, rules=tuple(p for p in policy.rules if p.code == only))
+        assert [r.code for r in rules] == [only]
+    return audit(scans, rules, now=NOW, policy=policy)
+
+
+# The finding as reports show it: "snapshot" is what the JSON report's field holds.
+GOLDEN_KEYS = ("rule", "name", "severity", "domain", "snapshot", "disk", "message", "image")
+
+
+def finding_rows(result, images: Path | None = None):
+    """Findings without the host URI, which depends on where the repository is checked out,
+    and with the image directory written as @IMAGES@."""
+    rows = []
+    for finding in result.findings:
+        row = {key: getattr(finding, key) for key in GOLDEN_KEYS}
+        row["severity"] = finding.severity.value
+        row["snapshot"] = finding.snapshot_label
+        if images is not None:
+            row = {
+                k: v.replace(str(images), "@IMAGES@") if isinstance(v, str) else v
+                for k, v in row.items()
+            }
+        rows.append(row)
+    return rows
+
+
+def test_built_in_rules_load_with_their_public_codes_names_and_severities():
+    assert LOAD_ERRORS == ()
+    assert {r.code: (r.name, r.severity) for r in RULES} == BUILT_IN
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.code)
+def test_rule_is_documented(rule):
+    assert rule.summary and rule.summary.endswith(".")
+    assert list(rule.sections) == list(DOC_SECTIONS)
+    assert all(rule.sections[s].strip() for s in DOC_SECTIONS)
+    assert "\n" not in rule.remediation and rule.remediation
+    assert rule.tags
+
+
+def test_rules_off_by_default():
+    assert {r.code for r in RULES if not r.enabled} == OFF_BY_DEFAULT
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES if r.scope == "host"], ids=lambda r: r.code)
+def test_host_rule_fixture_matches_golden_findings(rule, golden):
+    """Host rules judge facts about the host itself: their fixtures are host facts
+    (CODE.hosts.json), named pass-*/fail-* like snapshots."""
+    facts = json.loads((FIXTURES / "rules" / f"{rule.code}.hosts.json").read_text())
+    result = audit_scans([HostScan(Host(**f)) for f in facts], Path("none"), rule.code)
+    rows = [
+        {"host": f.host, **row}
+        for f, row in zip(result.findings, finding_rows(result), strict=True)
+    ]
+    golden(FIXTURES / "rules" / f"{rule.code}.expected.json", rows)
+    assert {row["rule"] for row in rows} == {rule.code}
+    fired = {row["host"] for row in rows}
+    hosts = {f["hostname"]: f["uri"] for f in facts}
+    assert fired == {uri for name, uri in hosts.items() if name.startswith("fail-")}
+    assert fired and any(name.startswith("pass-") for name in hosts)
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES if r.scope != "host"], ids=lambda r: r.code)
+def test_rule_fixture_matches_golden_findings(rule, golden, tmp_path):
+    fixture = FIXTURES / "rules" / f"{rule.code}.xml"
+    assert fixture.exists(), f"every rule needs a fixture host: {fixture}"
+    result = audit_fixture(f"rules/{rule.code}.xml", tmp_path, rule.code)
+    rows = finding_rows(result, tmp_path)
+    golden(FIXTURES / "rules" / f"{rule.code}.expected.json", rows)
+
+    # Names carry the expectation: pass-* must not trigger the rule, fail-*/warn-* must; so
+    # a fixture without both a passing and a failing case fails here.
+    names = {s.name for s in result.snapshots}
+    assert {row["rule"] for row in rows} == {rule.code}
+    fired = {row["snapshot"] for row in rows}
+    if rule.scope == "snapshot":
+        failing = {n for n in names if re.match(r"(fail|warn)-", n)}
+        assert fired == failing
+    else:  # a domain rule names what it found (an image, a tag): that name says fail-*
+        failing = fired
+        assert all(re.search(r"\b(fail|warn)-", f) and "pass-" not in f for f in fired)
+    assert failing and any(n.startswith("pass-") for n in names)
+
+
+def test_remediation_comes_from_the_rules_documentation():
+    result = audit_fixture("rules/SNAP005.xml")
+    (finding,) = result.findings
+    assert finding.remediation == (
+        "Recreate the snapshot with qcow2 overlays "
+        "(`--diskspec vda,snapshot=external,driver=qcow2`) and delete the one with the wrong "
+        "overlay format."
+    )
+
+
+def test_seed_document_examples():
+    """The supported example yields nothing; the unsupported one exactly SNAP001 + SNAP002;
+    and since both are snapshots of one VM, its tree is mixed (SNAP017)."""
+    result = audit_fixture("seed_examples.xml")
+    assert finding_rows(result) == [
+        {
+            "rule": "SNAP001",
+            "name": "internal-memory",
+            "severity": "error",
+            "domain": "vm-name",
+            "snapshot": "sample-snapshot-name-2",
+            "disk": None,
+            "message": "memory state is stored inside the disk image (internal snapshot)",
+            "image": None,
+        },
+        {
+            "rule": "SNAP002",
+            "name": "internal-disk",
+            "severity": "error",
+            "domain": "vm-name",
+            "snapshot": "sample-snapshot-name-2",
+            "disk": "vda",
+            "message": "disk vda is captured inside its own image (internal snapshot)",
+            "image": None,
+        },
+        {
+            "rule": "SNAP017",
+            "name": "mixed-snapshot-tree",
+            "severity": "error",
+            "domain": "vm-name",
+            "snapshot": "sample-snapshot-name-2",
+            "disk": None,
+            "message": "mixed snapshot tree: 1 internal snapshot and 1 external; libvirt "
+            "refuses to delete an external snapshot whose parent is internal (older libvirt "
+            "deleted the base image), and a revert across kinds strands overlays",
+            "image": None,
+        },
+    ]
+
+
+def test_every_rule_module_is_an_entry_point_and_every_entry_point_a_rule():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    points = project["project"]["entry-points"]["snapaudit.rules"]
+    modules = {p.stem for p in (REPO / "rules").glob("*.py") if p.stem != "__init__"}
+    assert {v.split(":")[0] for v in points.values()} == {f"auditor.rules.{m}" for m in modules}
+    for name, value in points.items():
+        module, function = value.split(":")
+        loaded = getattr(importlib.import_module(module), function)
+        assert isinstance(loaded, Rule), value
+        assert loaded.name == name  # entry points are named after their rule
+
+
+def test_readme_rules_table_matches_the_registry():
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| ([A-Z]+[0-9]{3}) \| ([a-z0-9-]+) \| ([a-z]+) \|", readme, re.M)
+    assert sorted(rows) == sorted((r.code, r.name, r.severity.value) for r in RULES)
+
+
+def test_chain_depth_reads_each_snapshot_once():
+    # A 20,000-deep chain: walking every snapshot's ancestry anew took quadratic time.
+    import time
+
+    from auditor.rules.chain_depth import chain_depth
+
+    from auditor.model import Domain, Snapshot
+    from auditor.rule import Context
+
+    snapshots = tuple(
+        Snapshot(
+            "h",
+            "d",
+            "u",
+            f"s{i}",
+            "shutoff",
+            None,
+            f"s{i - 1}" if i else None,
+            False,
+            None,
+            "no",
+            None,
+            (),
+        )
+        for i in range(20_000)
+    )
+    started = time.monotonic()
+    found = list(
+        chain_depth.check(Domain("h", "d", "u", (), snapshots), Context(params={"max_depth": 10}))
+    )
+    assert time.monotonic() - started < 1.0
+    assert [(v.message, v.snapshot) for v in found] == [
+        ("snapshot tree is 20000 levels deep (limit: 10)", "s19999")
+    ]
