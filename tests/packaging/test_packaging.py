@@ -25,6 +25,7 @@ PACKAGING = REPO / "packaging"
 SYSTEM_PYTHON = "/usr/bin/python3"
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 BIN = Path(sys.executable).parent
+DOCS = sorted((REPO / "docs").glob("*.md"))  # shipped in the sdist and as the RPM's %doc
 
 
 def tool(name: str) -> str:
@@ -219,6 +220,9 @@ def test_sdist_ships_what_rpmbuild_needs(dists):
         "rules/internal_memory.py",
         "tests/conftest.py",
         "testlab/pytest_fixtures.py",
+        "README.md",
+        "CONTRIBUTING.md",
+        *(f"docs/{page.name}" for page in DOCS),
     ):
         assert f"{top}/{path}" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -302,6 +306,8 @@ def test_rpm_file_list(rpm_package):
         f"/usr/share/doc/snapaudit-{VERSION}/ansible/inventory.ini",
         f"/usr/share/doc/snapaudit-{VERSION}/ansible/snapaudit-collect.yml",
         f"/usr/share/doc/snapaudit-{VERSION}/ansible/snapaudit-fleet.yml",
+        f"/usr/share/doc/snapaudit-{VERSION}/docs",
+        *(f"/usr/share/doc/snapaudit-{VERSION}/docs/{page.name}" for page in DOCS),
         man_page,
         "/usr/share/zsh/site-functions/_snapaudit",
     ]  # fmt: skip
