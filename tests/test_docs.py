@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import typer
-from conftest import REPO
 
 from auditor.cli.app import app
+from tests.helpers import REPO
 
 README = REPO / "README.md"
 PAGES = [README, REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
