@@ -1,4 +1,5 @@
-"""Reports and baselines: where a write to a path goes, and replacing a file atomically."""
+"""Reports and baselines: where a write to a path goes (walked by chase.py), and replacing a
+file atomically through the directory the walk checked."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ import contextlib
 import ctypes
 import errno
 import os
-import re
 import secrets
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
-_FD_PATH = re.compile(r"^/(?:dev/fd/(\d+)|proc/self/fd/(\d+)|dev/(stdout|stderr))$")
+from auditor.safefs.chase import Found, Untrusted, chase, trusted_uids
+
 _NOT_OURS = "belongs to uid %d, neither root nor the invoking user"
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
@@ -21,15 +21,6 @@ _AT_FDCWD = -100
 
 class WriteError(OSError):
     """A file that cannot or must not be written; the message is one line naming it."""
-
-
-def trusted_uids() -> frozenset[int]:
-    """Root and the invoking user (under sudo, the user who ran sudo too)."""
-    uids = {0, os.getuid(), os.geteuid()}
-    sudo = os.environ.get("SUDO_UID", "")
-    if os.geteuid() == 0 and sudo.isdigit():
-        uids.add(int(sudo))
-    return frozenset(uids)
 
 
 def untrusted_directory(path: str, owner: int, mode: int, trusted: frozenset[int]) -> str | None:
@@ -41,53 +32,39 @@ def untrusted_directory(path: str, owner: int, mode: int, trusted: frozenset[int
     return None
 
 
-@dataclass(frozen=True)
-class _Target:
-    kind: str  # "fd", "new", "replace", "through"
-    path: str  # where the original path's symlinks lead
-    fd: int = -1
-    st: os.stat_result | None = None
+def _kind(found: Found, shown: str) -> str:
+    """How a write to what FOUND names goes: "fd", "new", "replace" or "through"."""
+    if found.descriptor is not None:
+        return "fd"
+    st = found.st
+    if st is None:
+        return "new"
+    if stat.S_ISREG(st.st_mode):
+        return "replace"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+        if stat.S_ISFIFO(st.st_mode) and st.st_uid not in trusted_uids():
+            raise WriteError(f"cannot write {shown}: FIFO {found.path} {_NOT_OURS % st.st_uid}")
+        return "through"
+    what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a file, device or FIFO"
+    raise WriteError(f"cannot write {shown}: it is {what}")
 
 
-def _resolve(path: str) -> _Target:
-    """Where a write to PATH goes, following only symlinks that we trust."""
+@contextlib.contextmanager
+def _target(shown: str) -> Iterator[tuple[Found, str]]:
+    """Where a write to SHOWN goes, walked from / (see chase), and how it goes; every
+    refusal or failure is a WriteError that names SHOWN."""
     try:
-        return _follow(path)
+        with chase(shown) as found:
+            yield found, _kind(found, shown)
     except WriteError:
         raise
+    except Untrusted as exc:
+        raise WriteError(f"cannot write {shown}: {exc}") from None
+    except FileNotFoundError:
+        directory = os.path.dirname(shown) or "."
+        raise WriteError(f"cannot write {shown}: directory {directory} does not exist") from None
     except OSError as exc:
-        raise WriteError(f"cannot write {path}: {exc.strerror}") from None
-
-
-def _follow(path: str) -> _Target:
-    current, trusted = path, trusted_uids()
-    for _ in range(40):  # as many links as the kernel follows
-        match = _FD_PATH.match(os.path.normpath(os.path.abspath(current)))
-        if match:
-            number, other, name = match.groups()
-            fd = int(number or other) if (number or other) else (1 if name == "stdout" else 2)
-            return _Target("fd", current, fd)
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            return _Target("new", current)
-        if stat.S_ISLNK(st.st_mode):
-            directory = os.path.dirname(current) or "."
-            owners = [(f"symlink {current}", st.st_uid), (directory, os.stat(directory).st_uid)]
-            for what, owner in owners:
-                if owner not in trusted:
-                    raise WriteError(f"cannot write {path}: {what} {_NOT_OURS % owner}")
-            current = os.path.join(directory, os.readlink(current))
-        elif stat.S_ISREG(st.st_mode):
-            return _Target("replace", current, st=st)
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode):
-            if stat.S_ISFIFO(st.st_mode) and (owner := st.st_uid) not in trusted:
-                raise WriteError(f"cannot write {path}: FIFO {current} {_NOT_OURS % owner}")
-            return _Target("through", current)
-        else:
-            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a file, device or FIFO"
-            raise WriteError(f"cannot write {path}: it is {what}")
-    raise WriteError(f"cannot write {path}: too many levels of symlinks")
+        raise WriteError(f"cannot write {shown}: {exc.strerror or exc}") from None
 
 
 def output_problem(*paths: os.PathLike | str | None) -> str | None:
@@ -95,14 +72,18 @@ def output_problem(*paths: os.PathLike | str | None) -> str | None:
     checked before any work is done."""
     try:
         for shown in (os.fspath(p) for p in paths if p is not None):
-            target = _resolve(shown)
-            if target.kind == "through" and not os.access(target.path, os.W_OK):
-                raise WriteError(f"cannot write {shown}: permission denied")
-            directory = os.path.dirname(target.path) or "."
-            if target.kind in ("new", "replace") and not os.path.isdir(directory):
-                raise WriteError(f"cannot write {shown}: directory {directory} does not exist")
-            if target.kind in ("new", "replace") and not os.access(directory, os.W_OK | os.X_OK):
-                raise WriteError(f"cannot write {shown}: directory {directory} is not writable")
+            with _target(shown) as (found, kind):
+                if kind == "fd":
+                    continue
+                if kind == "through":
+                    writable = os.access(found.name, os.W_OK, dir_fd=found.dir_fd)
+                    if not writable:
+                        raise WriteError(f"cannot write {shown}: permission denied")
+                elif not os.access(".", os.W_OK | os.X_OK, dir_fd=found.dir_fd):
+                    directory = found.directory if found.followed else os.path.dirname(shown)
+                    raise WriteError(
+                        f"cannot write {shown}: directory {directory or '.'} is not writable"
+                    )
     except WriteError as exc:
         return str(exc)
     return None
@@ -125,20 +106,16 @@ def write_file(path: os.PathLike | str, text: str | bytes | Iterable[str]) -> No
         data: Iterable[bytes] = (text.encode("utf-8") if isinstance(text, str) else text,)
     else:
         data = (piece.encode("utf-8") for piece in text)
-    target = _resolve(shown)
-    try:
-        if target.kind == "fd":
-            if target.fd in (1, 2):
-                (sys.stdout if target.fd == 1 else sys.stderr).flush()
-            _write_each(target.fd, data)
-        elif target.kind == "through":
-            _write_through(target.path, data)
+    with _target(shown) as (found, kind):
+        if kind == "fd":
+            fd = found.descriptor
+            if fd in (1, 2):
+                (sys.stdout if fd == 1 else sys.stderr).flush()
+            _write_each(fd, data)
+        elif kind == "through":
+            _write_through(found, data)
         else:
-            _replace(target.path, data, target.st)
-    except WriteError:
-        raise
-    except OSError as exc:
-        raise WriteError(f"cannot write {shown}: {exc.strerror or exc}") from None
+            _replace(found, data)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -152,23 +129,26 @@ def _write_each(fd: int, pieces: Iterable[bytes]) -> None:
         _write_all(fd, piece)
 
 
-def _write_through(path: str, data: Iterable[bytes]) -> None:
+def _write_through(found: Found, data: Iterable[bytes]) -> None:
     # No O_CREAT, no O_TRUNC: a device or a FIFO is written, never made into a file.
-    fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    flags = os.O_WRONLY | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(found.name, flags, dir_fd=found.dir_fd)
     try:
         fifo = stat.S_ISFIFO((st := os.fstat(fd)).st_mode)
         if not (stat.S_ISCHR(st.st_mode) or fifo) or (fifo and st.st_uid not in trusted_uids()):
-            raise WriteError(f"cannot write {path}: it was replaced while being opened")
+            raise WriteError(f"cannot write {found.path}: it was replaced while being opened")
         _write_each(fd, data)
     finally:
         os.close(fd)
 
 
-def _replace(path: str, data: Iterable[bytes], old: os.stat_result | None) -> None:
-    directory, name = os.path.split(path)
-    dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _replace(found: Found, data: Iterable[bytes]) -> None:
+    # Another user's file at the name is replaced by one of ours, never written through nor
+    # given back to them: they must not be able to edit root's report or baseline afterwards.
+    old = found.st if found.st is not None and found.st.st_uid in trusted_uids() else None
+    dir_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=found.dir_fd)
     try:
-        with _temporary(dir_fd, name) as (fd, publish):
+        with _temporary(dir_fd, found.name) as (fd, publish):
             _write_each(fd, data)
             if old is None:
                 mask = os.umask(0o022)  # the only way to read the umask is to set it

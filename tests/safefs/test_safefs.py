@@ -17,7 +17,7 @@ import pytest
 
 from auditor import safefs
 from auditor.fix import images
-from auditor.safefs import atomic
+from auditor.safefs.chase import descriptor
 from testlab.images import create_qcow2, write_pattern
 from testlab.pytest_fixtures import require, require_qemu_tools
 from testlab.trees import SnapshotTree, removed_afterwards
@@ -103,7 +103,7 @@ def test_standard_output_by_name(tmp_path: Path, report: str):
         ("/dev/fd/5", 5),
         ("/proc/self/fd/1", 1),
     ]:
-        assert atomic._resolve(name).fd == fd
+        assert descriptor(name) == fd
 
 
 @pytest.mark.parametrize("planted_by", ["link", "directory"])
@@ -148,7 +148,8 @@ def test_an_own_symlink_is_followed_and_its_target_replaced_atomically(tmp_path,
     before = target.stat()
     link = tmp_path / "r.json"
     link.symlink_to("reports/latest.json")
-    proc = run_cli(*SCAN, "-f", "json", "-o", str(link))
+    # Under sudo, the user who ran it is the invoking user: the file stays theirs.
+    proc = run_cli(*SCAN, "-f", "json", "-o", str(link), env={"SUDO_UID": str(NOBODY)})
     assert (proc.returncode, proc.stderr) == (0, "")
     assert link.is_symlink() and os.readlink(link) == "reports/latest.json"
     after = target.stat()
@@ -158,12 +159,16 @@ def test_an_own_symlink_is_followed_and_its_target_replaced_atomically(tmp_path,
     assert sorted(os.listdir(target.parent)) == ["latest.json"]
 
 
-def run_with_umask(mask: str, *args: str) -> subprocess.CompletedProcess:
+def run_with_umask(mask: str, *args: str, sudo_uid: int | None = None):
+    env = {**os.environ, "SOURCE_DATE_EPOCH": CLOCK}
+    env.pop("SUDO_UID", None)
+    if sudo_uid is not None:
+        env["SUDO_UID"] = str(sudo_uid)
     return subprocess.run(
         ["sh", "-c", f'umask {mask} && exec "$0" "$@"', SNAPAUDIT, *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK},
+        env=env,
     )
 
 
@@ -182,11 +187,38 @@ def test_a_replaced_file_keeps_its_mode_and_owner(tmp_path: Path, report: str):
     existing.write_text("old")
     os.chown(existing, NOBODY, NOBODY)
     existing.chmod(0o600)
-    proc = run_with_umask("022", *SCAN, "-f", "json", "-o", str(existing))
+    proc = run_with_umask("022", *SCAN, "-f", "json", "-o", str(existing), sudo_uid=NOBODY)
     assert (proc.returncode, proc.stderr) == (0, "")
     st = existing.stat()
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, 0o600)
     assert existing.read_text() == report
+
+
+@pytest.mark.parametrize("directory_mode", [0o755, 0o1777])
+def test_another_users_file_at_the_name_is_replaced_by_ours(tmp_path, report, directory_mode):
+    # Kept as theirs (or written through), it would let them edit root's report afterwards.
+    needs_root()
+    directory = tmp_path / "out"
+    directory.mkdir()
+    directory.chmod(directory_mode)
+    for name in ("r.json", "baseline.json"):
+        planted = directory / name
+        planted.write_text("theirs")
+        os.chown(planted, NOBODY, NOBODY)
+        planted.chmod(0o666)
+    proc = run_with_umask(
+        "022",
+        *SCAN,
+        "-f",
+        f"json:{directory / 'r.json'}",
+        "--write-baseline",
+        str(directory / "baseline.json"),
+    )
+    assert (proc.returncode, proc.stderr) == (0, "")
+    for name in ("r.json", "baseline.json"):
+        st = (directory / name).stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o644), name
+    assert (directory / "r.json").read_text() == report
 
 
 def on_disk(directory: Path) -> int:
