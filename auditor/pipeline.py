@@ -134,6 +134,7 @@ def audit_hosts(
             check_files=bool(check_files),
             check=lambda domain: auditor.domain(domain.host, domain, None),
             checked=done,
+            timeout=timeout,
         )
         if done:
             audited[len(scans)] = _host_findings(auditor, scan, done)

@@ -77,6 +77,14 @@ class _PlainMember(tarfile.TarInfo):
             raise _ExtendedHeader(f"an extended or sparse header at byte {self.offset}: refused")
         return super()._proc_member(tar)
 
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        # A size in base-256 is negative (tarfile then reads the next header from an earlier
+        # offset: a loop, or a byte budget counted down) or over 8 GiB: never a bundle's.
+        if len(buf) == tarfile.BLOCKSIZE and buf[124] in (0x80, 0xFF):
+            raise _ExtendedHeader("a member size in base-256: refused")
+        return super().frombuf(buf, encoding, errors)
+
 
 _EXTENDED_TYPES = (
     tarfile.XHDTYPE,
@@ -122,8 +130,10 @@ def write_bundle(fileobj, raw: RawHost, files: Mapping[str, FileFacts] | None) -
         _add(tar, "skipped.json", _json([dataclasses.asdict(s) for s in raw.skipped]))
 
 
-def read_bundle(path: str) -> HostScan:
-    """The host a bundle describes, audited as if it were scanned now."""
+def read_bundle(path: str, timeout: float | None = None) -> HostScan:
+    """The host a bundle describes, audited as if it were scanned now; not read within
+    TIMEOUT seconds, it is given up."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -133,7 +143,9 @@ def read_bundle(path: str) -> HostScan:
             raise BundleError(f"{path}: not a regular file")
         try:
             with tarfile.open(fileobj=handle, mode="r:gz", tarinfo=_PlainMember) as tar:
-                return _read(tar, path)
+                scan = _read(tar, path, deadline, timeout)
+                _check_end(tar, path)
+                return scan
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise BundleError(f"{path}: not a readable bundle: {exc}") from None
 
@@ -150,13 +162,19 @@ def is_bundle(path: str) -> bool:
         os.close(fd)
 
 
-def _read(tar: tarfile.TarFile, path: str) -> HostScan:
+def _read(
+    tar: tarfile.TarFile, path: str, deadline: float | None, timeout: float | None
+) -> HostScan:
     manifest = None
     capabilities = None
     pending: dict[str, dict[str, bytes]] = {}  # domain dir → member → bytes, until its index
     domains, skipped, files = [], [], None
     volumes: dict[tuple[str, str], Volume] = {}
     count = total = waiting = 0
+    offset = -1
+    singles: set[str] = set()  # the members outside domains/, each at most once
+    finished: set[str] = set()  # domains/N whose index.json was read
+    identities: set[tuple[str, str]] = set()  # ("name" or "uuid", value) of those domains
     ended = False  # skipped.json is written last: without it the bundle was cut short
     for member in tar:
         tar.members.clear()  # tarfile keeps every member it has read; nothing here needs them
@@ -164,13 +182,28 @@ def _read(tar: tarfile.TarFile, path: str) -> HostScan:
         total += member.size
         if count > MAX_MEMBERS or total > MAX_TOTAL_BYTES:
             raise BundleError(f"{path}: more members or bytes than a bundle holds")
+        if member.offset <= offset:
+            raise BundleError(f"{path}: a member header at byte {member.offset} goes back")
+        offset = member.offset
+        if deadline is not None and time.monotonic() > deadline:
+            raise BundleError(f"{path}: timed out after {timeout:g} s")
         name = member.name
         if member.isdir():
+            if member.size:
+                raise BundleError(f"{path}: directory member {name!r} holds data: refused")
             continue
         if not member.isreg():
             raise BundleError(f"{path}: member {name!r} is a link or a device: refused")
         if not _MEMBER_NAME.match(name):
             raise BundleError(f"{path}: unexpected member {name!r}: refused")
+        base, inner = _domain_part(name)
+        if base is None:
+            twice = name in singles
+            singles.add(name)
+        else:
+            twice = base in finished or inner in pending.get(base, {})
+        if twice:
+            raise BundleError(f"{path}: member {name!r} appears twice: refused")
         if member.size > MAX_FILE_BYTES:
             raise BundleError(f"{path}: member {name!r} is larger than 16 MiB")
         data = tar.extractfile(member).read()
@@ -192,18 +225,21 @@ def _read(tar: tarfile.TarFile, path: str) -> HostScan:
             skipped += read_skipped(data, path, uri)
             ended = True
         elif name.endswith("/index.json"):
-            base = name.rsplit("/", 1)[0]
             members = pending.pop(base, {})
             waiting -= sum(map(len, members.values()))
             raw, refused = read_domain(json_load(data, path, name), members, path, name)
+            for key in (("name", raw.name), ("uuid", raw.uuid)):
+                if key in identities:
+                    raise BundleError(f"{path}: {name}: domain {key[0]} {key[1]!r} twice: refused")
+                identities.add(key)
+            finished.add(base)
             skipped += [Skipped(uri, raw.name, snap, reason) for snap, reason in refused]
             domain, missed = build_domain(uri, raw, recorded_resolver(volumes))
             skipped += missed
             if domain is not None:
                 domains.append(domain)
         else:
-            base = "/".join(name.split("/")[:2])
-            pending.setdefault(base, {})[name[len(base) + 1 :]] = data
+            pending.setdefault(base, {})[inner] = data
             waiting += len(data)
             if waiting > MAX_PENDING_BYTES:
                 raise BundleError(f"{path}: more domain data than a bundle holds before its index")
@@ -218,6 +254,25 @@ def _read(tar: tarfile.TarFile, path: str) -> HostScan:
     domains.sort(key=lambda d: (d.name, d.uuid))
     skipped.sort(key=lambda s: (s.domain or "", s.snapshot or "", s.reason))
     return HostScan(host, tuple(domains), tuple(skipped), files)
+
+
+def _domain_part(name: str) -> tuple[str | None, str]:
+    """("domains/N", the rest) for a domain's member, (None, NAME) for the others."""
+    if not name.startswith("domains/"):
+        return None, name
+    number, _, rest = name.removeprefix("domains/").partition("/")
+    return f"domains/{number}", rest
+
+
+def _check_end(tar: tarfile.TarFile, path: str) -> None:
+    """After the archive's end: only the zeros that pad it to a record, then the end of the
+    gzip stream (a second gzip stream, or anything else, is not written by `collect`)."""
+    stream = tar.fileobj
+    padding = 0
+    while chunk := stream.read(64 * 1024):
+        padding += len(chunk)
+        if chunk.count(0) != len(chunk) or padding > tarfile.RECORDSIZE:
+            raise BundleError(f"{path}: data after the end of the archive: refused")
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

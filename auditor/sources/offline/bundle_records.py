@@ -42,6 +42,10 @@ def read_domain(
     if not isinstance(listed, list):
         raise BundleError(f"{where}: snapshots must be a list")
     snapshots, refused = [], []
+    # Each file and each name once: an index naming one file a million times would have it
+    # parsed a million times, far beyond what the bundle's size bounds.
+    files: set[int] = set()
+    names: set[str] = set()
     for item in listed:
         if not (
             isinstance(item, dict)
@@ -50,6 +54,10 @@ def read_domain(
             and isinstance(item.get("current"), bool)
         ):
             raise BundleError(f"{where}: each snapshot needs a name, a file and current")
+        if item["file"] in files or item["name"] in names:
+            raise BundleError(f"{where}: snapshot {item['name']!r} or its file is listed twice")
+        files.add(item["file"])
+        names.add(item["name"])
         xml = members.get(f"snapshots/{item['file']}.xml")
         if xml is None:
             raise BundleError(f"{where}: snapshot {item['name']!r} has no XML in the bundle")

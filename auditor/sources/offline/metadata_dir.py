@@ -10,8 +10,10 @@ file that cannot be audited is recorded as skipped while the others are.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,10 +50,13 @@ def scan_metadata_dir(
     host_name: str | None = None,
     check: Callable[[Domain], object] | None = None,
     checked: dict | None = None,
+    timeout: float | None = None,
 ) -> HostScan:
     """The host ROOT describes. CHECK, when given, is called on each domain as soon as it is
     built (in whichever process built it); what it returns goes into CHECKED by (name, uuid),
-    so that a domain is audited while its files' contents are still at hand, and dropped."""
+    so that a domain is audited while its files' contents are still at hand, and dropped.
+    Not read within TIMEOUT seconds, the host is that error."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     if not is_metadata_dir(root):
         raise NotMetadataError(f"{root}: not a snapshot metadata directory (DOMAIN/NAME.xml)")
     uri = host_name or shown_name(os.path.abspath(root))
@@ -81,8 +86,13 @@ def scan_metadata_dir(
         return results
 
     # Each domain's file contents are dropped once it is built (and checked).
+    found = []
     try:
-        found = list(map_batches(work, len(directories), BATCH))
+        with contextlib.closing(map_batches(work, len(directories), BATCH)) as results:
+            for item in results:
+                found.append(item)
+                if deadline is not None and time.monotonic() > deadline:
+                    return HostScan(Host(uri=uri, error=f"timed out after {timeout:g} s"))
     except WorkerLost as exc:  # the host is not audited, and the report says why (exit 3)
         return HostScan(Host(uri=uri, error=str(exc)))
     for name, definition in definitions.items():  # domains without snapshots

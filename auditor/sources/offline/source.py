@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from auditor.display import one_line
 from auditor.errors import UsageError
 from auditor.model import Domain, Host, HostScan
 from auditor.sources.files.checks import gather_files
@@ -36,17 +37,25 @@ def read_source(
     check_files: bool = False,
     check: Callable[[Domain], object] | None = None,
     checked: dict | None = None,
+    timeout: float | None = None,
 ) -> HostScan:
     """The host PATH describes. A bundle brings the file facts recorded when it was
     collected; a directory has none unless CHECK_FILES inspects its paths here, now.
     Without them, CHECK runs on each domain of a directory as it is read, into CHECKED
-    (see scan_metadata_dir)."""
-    if is_bundle(str(path)):
-        try:
-            return read_bundle(str(path))
-        except BundleError as exc:
-            return HostScan(Host(uri=str(path.absolute()), error=str(exc)))
-    if not check_files:
-        return scan_metadata_dir(path, domain_xml, host_name, check, checked)
-    scan = scan_metadata_dir(path, domain_xml, host_name)
-    return HostScan(scan.host, scan.domains, scan.skipped, gather_files(scan.domains))
+    (see scan_metadata_dir). Never raises for what the source holds: a source that cannot be
+    read in full, or within TIMEOUT seconds, comes back with `host.error` set, as a host."""
+    try:
+        if is_bundle(str(path)):
+            return read_bundle(str(path), timeout)
+        if not check_files:
+            return scan_metadata_dir(path, domain_xml, host_name, check, checked, timeout)
+        scan = scan_metadata_dir(path, domain_xml, host_name, timeout=timeout)
+        if scan.host.error:
+            return scan
+        return HostScan(scan.host, scan.domains, scan.skipped, gather_files(scan.domains))
+    except BundleError as exc:
+        return HostScan(Host(uri=str(path.absolute()), error=str(exc)))
+    except MemoryError:  # one source too large for this machine: the others are still read
+        return HostScan(Host(uri=str(path.absolute()), error=f"{path}: out of memory"))
+    except Exception as exc:  # as for a host: one source's failure is its own error
+        return HostScan(Host(uri=str(path.absolute()), error=f"{path}: {one_line(exc)}"))
