@@ -17,6 +17,7 @@ import tomllib
 from pathlib import Path
 
 from auditor.display import one_line
+from auditor.safefs.chase import Untrusted, chase, trusted_uids
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _UNTRUSTED_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -31,11 +32,18 @@ class InputError(ValueError):
     """What is wrong with the content, without the file's name."""
 
 
-def read_json(path: Path, error: type[Exception], what: str, max_bytes: int = MAX_JSON_BYTES):
+def read_json(
+    path: Path,
+    error: type[Exception],
+    what: str,
+    max_bytes: int = MAX_JSON_BYTES,
+    *,
+    trusted: bool = False,
+):
     """The JSON document in PATH, or ERROR with one line naming the file; WHAT names the
-    kind of file expected ("snapaudit report")."""
+    kind of file expected ("snapaudit report"). TRUSTED: see read_regular_input."""
     try:
-        return parse_json(_read(path, error, max_bytes))
+        return parse_json(read_regular_input(path, error, max_bytes, trusted=trusted))
     except InputError as exc:
         raise error(f"{path}: not a {what} ({exc})") from None
 
@@ -55,8 +63,10 @@ def parse_json(raw: bytes):
         raise InputError(f"not JSON: {exc.msg} at line {exc.lineno}") from None
 
 
-def read_toml_text(path: Path, error: type[Exception], max_bytes: int = MAX_TOML_BYTES) -> str:
-    raw = _read(path, error, max_bytes)
+def read_toml_text(
+    path: Path, error: type[Exception], max_bytes: int = MAX_TOML_BYTES, *, trusted: bool = False
+) -> str:
+    raw = read_regular_input(path, error, max_bytes, trusted=trusted)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -75,15 +85,44 @@ def parse_toml(text: str) -> dict:
     return data
 
 
-def _read(path: Path, error: type[Exception], max_bytes: int) -> bytes:
+def read_regular_input(
+    path: Path, error: type[Exception], max_bytes: int, *, trusted: bool = False
+) -> bytes:
+    """The bytes of PATH, a regular file opened without blocking (a FIFO or device is
+    refused, never waited on), reached through no symlink another user owns. TRUSTED (a
+    configuration, waivers, a baseline: files that decide what a gate says): the file and
+    every directory above it must also belong to root or the invoking user and be writable
+    by nobody else. Any problem is ERROR, one line that names the file and never shows what
+    it holds."""
     try:
-        with open(path, "rb") as stream:
+        with chase(str(path), directories=trusted) as found:
+            if found.descriptor is not None:
+                raise error(f"{path}: cannot read: not a regular file")
+            fd = os.open(found.name, _UNTRUSTED_FLAGS, dir_fd=found.dir_fd)
+        with os.fdopen(fd, "rb") as stream:
+            st = os.fstat(stream.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise error(f"{path}: cannot read: not a regular file ({_kind(st.st_mode)})")
+            if trusted and (problem := file_problem(str(path), st)):
+                raise error(f"{path}: not used: {problem}")
             raw = stream.read(max_bytes + 1)
+    except Untrusted as exc:
+        raise error(f"{path}: not used: {exc}") from None
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or one_line(exc)}") from None
     if len(raw) > max_bytes:
         raise error(f"{path}: cannot read: larger than {max_bytes // 2**20} MiB")
     return raw
+
+
+def file_problem(path: str, st: os.stat_result) -> str | None:
+    """Why a file that decides what snapaudit does could have been written by another user."""
+    if st.st_uid not in trusted_uids():
+        return f"{path} belongs to uid {st.st_uid}, neither root nor the invoking user"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "every user" if st.st_mode & stat.S_IWOTH else "its group"
+        return f"{path} is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
 
 
 def _check_json_depth(text: str) -> None:

@@ -106,7 +106,7 @@ def write_baseline(result: ScanResult, path: Path) -> None:
 
 def read_baseline(path: Path) -> frozenset[str]:
     """The fingerprints a baseline file records."""
-    document = read_json(path, BaselineError, "snapaudit baseline")
+    document = read_json(path, BaselineError, "snapaudit baseline", trusted=True)
     if not isinstance(document, dict) or document.get("schema") != BASELINE_SCHEMA:
         raise BaselineError(f"{path}: not a snapaudit baseline (schema {BASELINE_SCHEMA})")
     entries = document.get("findings")

@@ -14,6 +14,7 @@ refuses every symlink, also root's own (/var/run), where this walk follows trust
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -70,32 +71,37 @@ class Found:
 
 
 @contextlib.contextmanager
-def chase(path: str, trusted: frozenset[int] | None = None) -> Iterator[Found]:
+def chase(
+    path: str, trusted: frozenset[int] | None = None, *, directories: bool = True
+) -> Iterator[Found]:
     """Walk PATH (relative paths from the working directory's path, itself walked from /)
     to the directory holding its last component; a trusted symlink there is followed too.
-    Raises Untrusted, or OSError for a component that is missing or not a directory."""
+    Without DIRECTORIES, directories are not required to be trusted (reading a file another
+    user gave us through their directory is safe: nothing is followed there but trusted
+    symlinks). Raises Untrusted, or OSError for a component that is missing or not a
+    directory."""
     trusted = trusted_uids() if trusted is None else trusted
     fds: list[int] = []
     try:
-        found = _walk(os.path.abspath(path), trusted, fds)
+        found = _walk(os.path.abspath(path), trusted, fds, directories)
         yield found
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def _walk(path: str, trusted: frozenset[int], fds: list[int]) -> Found:
+def _walk(path: str, trusted: frozenset[int], fds: list[int], directories: bool) -> Found:
     # The walk's state: a stack of open directories (fds, root first) and their paths, and
     # the components still to go. A symlink puts its target's components in front.
     if (number := descriptor(path)) is not None:
         return Found(-1, "", path, None, False, number)
     todo = _components(path)
     names: list[str] = []
-    _open_root(fds, trusted)
+    _open_root(fds, trusted if directories else None)
     links = 0
     while True:
         if not todo:  # the path was "/" itself, or ended in ".."
-            raise IsADirectoryError(0, "is a directory", "/" + "/".join(names))
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), "/" + "/".join(names))
         name = todo.pop(0)
         if name == "..":
             if len(fds) > 1:
@@ -127,7 +133,8 @@ def _walk(path: str, trusted: frozenset[int], fds: list[int]) -> Found:
         if not todo:
             return Found(parent_fd, parent, name, st, links > 0)
         if st is None:
-            raise FileNotFoundError(0, "no such directory", os.path.join(parent, name))
+            where = os.path.join(parent, name)
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), where)
         fd = os.open(name, _WALK, dir_fd=parent_fd)  # ELOOP/ENOTDIR if swapped since
         fds.append(fd)
         names.append(name)
@@ -156,9 +163,9 @@ def _components(path: str) -> list[str]:
     return [part for part in path.split("/") if part not in ("", ".")]
 
 
-def _open_root(fds: list[int], trusted: frozenset[int]) -> None:
+def _open_root(fds: list[int], trusted: frozenset[int] | None) -> None:
     fd = os.open("/", _WALK)
     fds.append(fd)
     st = os.fstat(fd)
-    if problem := directory_problem("/", st.st_uid, st.st_mode, trusted):
+    if trusted is not None and (problem := directory_problem("/", st.st_uid, st.st_mode, trusted)):
         raise Untrusted(problem)
