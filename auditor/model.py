@@ -44,6 +44,10 @@ class DiskSource:
     volume: str | None = None  # POOL/VOLUME, for disks that name a storage volume
     unresolved: str | None = None  # why that volume could not be resolved, if it could not
 
+    def facts(self, files: Mapping[str, FileFacts]) -> FileFacts | None:
+        """What FILES say about the source's path; None when it names none."""
+        return None if self.path is None else files.get(self.path)
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotDisk:
