@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Literal
 
 
 class Severity(enum.StrEnum):
@@ -24,6 +25,15 @@ class Severity(enum.StrEnum):
 
 
 _RANKS = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
+
+# What libvirt writes. Sources keep what metadata says, forged or not: fields take any str too.
+MemoryMode = Literal["no", "internal", "external"]  # <memory snapshot=>, or libvirt's default
+DiskMode = Literal["no", "internal", "external", "manual"]  # a disk's snapshot=, once aligned
+DomainState = Literal[
+    "nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended"
+]
+SnapshotState = DomainState | Literal["disk-snapshot"]  # the domain's, or disk-only while running
+WaiverStatus = Literal["active", "expired", "stale"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +64,7 @@ class SnapshotDisk:
     """One disk of a snapshot, joined by target name with the snapshot's embedded domain."""
 
     name: str
-    mode: str  # how the snapshot captured the disk: no | internal | external | manual
+    mode: DiskMode | str  # how the snapshot captured the disk
     overlay: DiskSource | None  # external snapshots only: the file created at snapshot time
     # The disk's source in the embedded domain: the image that holds the saved state.
     state_image: DiskSource | None
@@ -76,12 +86,12 @@ class Snapshot:
     domain: str
     domain_uuid: str
     name: str
-    state: str
+    state: SnapshotState | str  # "" when the metadata gives none
     created: datetime | None
     parent: str | None
     current: bool
     description: str | None
-    memory: str  # no | internal | external
+    memory: MemoryMode | str
     memory_file: str | None
     disks: tuple[SnapshotDisk, ...]
     # Facts from the embedded <domain>; None when the metadata carries no definition.
@@ -276,7 +286,7 @@ class Waiver:
 @dataclass(frozen=True, slots=True)
 class WaiverUse:
     waiver: Waiver
-    status: str  # active | expired (no longer waives anything) | stale (matched nothing)
+    status: WaiverStatus  # expired: no longer waives anything; stale: matched nothing
     matched: int  # findings it matched
 
 

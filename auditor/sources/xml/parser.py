@@ -14,7 +14,7 @@ from typing import TypedDict
 
 from lxml import etree
 
-from auditor.model import DiskSource, DomainDisk, Snapshot, SnapshotDisk
+from auditor.model import DiskMode, DiskSource, DomainDisk, MemoryMode, Snapshot, SnapshotDisk
 from auditor.sources.xml.disk_source import VolumeResolver, disk_source, source_path
 
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
@@ -199,7 +199,7 @@ def _intern(text: str | None) -> str | None:
     return None if text is None else intern(text)
 
 
-def _default_memory(state: str) -> str:
+def _default_memory(state: str) -> MemoryMode:
     # libvirt infers internal memory for snapshots of online guests when <memory> gives
     # neither snapshot= nor file=. A snapshot without a state, or with the legacy
     # `nostate` (which libvirt no longer accepts), says nothing of a running guest.
@@ -295,7 +295,7 @@ def _align(listed: list, state: str, memory: str, domain_disks: tuple) -> tuple:
     disks, targets = domain_disks
     external = state == "disk-snapshot" or memory == "external"
     external = external or any(listing[1] == "external" for listing in listed)
-    default = "external" if external else "internal"
+    default: DiskMode = "external" if external else "internal"
     matched, orphans = {}, []
     for listing in listed:
         target = _match(listing[0], disks, targets)
