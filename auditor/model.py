@@ -168,13 +168,14 @@ class FileFacts:
         return self.known_depth if self.known_depth is not None else 1 + len(self.backing_chain)
 
 
-class FileFactsMap(dict):
+class FileFactsMap(dict[str, FileFacts]):
     """A host's file facts by path (a dict of FileFacts), as a scan that checked files gives
     them: it also finds the unreferenced images of some directories without going through
     every path. SNAP018 asks once per domain, and a host has thousands of files and few
     unreferenced ones. The index is built on the first question: fill the dict first."""
 
     __slots__ = ("_unreferenced",)
+    _unreferenced: dict[str, list[str]]  # directory -> its unreferenced images
 
     def unreferenced_in(self, directories: Iterable[str]) -> list[str]:
         """The unreferenced images directly in DIRECTORIES, by path, sorted."""

@@ -109,7 +109,7 @@ def snapshot_fields(
     an embedded definition resolves to between the snapshots that embed the same one."""
     root = parse_xml(text)
     if root.tag != "domainsnapshot":
-        raise SnapshotXMLError(f"root element is <{root.tag}>, expected <domainsnapshot>")
+        raise SnapshotXMLError(f"root element is <{root.tag!s}>, expected <domainsnapshot>")
     # One pass over the top-level elements: snapshots are parsed by the ten thousand.
     top = _first_children(root)
     name = _word(top.get("name"))
@@ -155,7 +155,7 @@ def parse_domain_disks(
     """The disks of a domain definition (`virDomainGetXMLDesc`)."""
     root = parse_xml(text)
     if root.tag != "domain":
-        raise SnapshotXMLError(f"root element is <{root.tag}>, expected <domain>")
+        raise SnapshotXMLError(f"root element is <{root.tag!s}>, expected <domain>")
     disks = []
     for disk in root.iterfind("devices/disk"):
         parts = _first_children(disk)
