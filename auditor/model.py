@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Literal
 
 
 class Severity(enum.StrEnum):
@@ -24,6 +25,15 @@ class Severity(enum.StrEnum):
 
 
 _RANKS = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
+
+# What libvirt writes. Sources keep what metadata says, forged or not: fields take any str too.
+MemoryMode = Literal["no", "internal", "external"]  # <memory snapshot=>, or libvirt's default
+DiskMode = Literal["no", "internal", "external", "manual"]  # a disk's snapshot=, once aligned
+DomainState = Literal[
+    "nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended"
+]
+SnapshotState = DomainState | Literal["disk-snapshot"]  # the domain's, or disk-only while running
+WaiverStatus = Literal["active", "expired", "stale"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +54,17 @@ class DiskSource:
     volume: str | None = None  # POOL/VOLUME, for disks that name a storage volume
     unresolved: str | None = None  # why that volume could not be resolved, if it could not
 
+    def facts(self, files: Mapping[str, FileFacts]) -> FileFacts | None:
+        """What FILES say about the source's path; None when it names none."""
+        return None if self.path is None else files.get(self.path)
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotDisk:
     """One disk of a snapshot, joined by target name with the snapshot's embedded domain."""
 
     name: str
-    mode: str  # how the snapshot captured the disk: no | internal | external | manual
+    mode: DiskMode | str  # how the snapshot captured the disk
     overlay: DiskSource | None  # external snapshots only: the file created at snapshot time
     # The disk's source in the embedded domain: the image that holds the saved state.
     state_image: DiskSource | None
@@ -72,12 +86,12 @@ class Snapshot:
     domain: str
     domain_uuid: str
     name: str
-    state: str
+    state: SnapshotState | str  # "" when the metadata gives none
     created: datetime | None
     parent: str | None
     current: bool
     description: str | None
-    memory: str  # no | internal | external
+    memory: MemoryMode | str
     memory_file: str | None
     disks: tuple[SnapshotDisk, ...]
     # Facts from the embedded <domain>; None when the metadata carries no definition.
@@ -154,13 +168,14 @@ class FileFacts:
         return self.known_depth if self.known_depth is not None else 1 + len(self.backing_chain)
 
 
-class FileFactsMap(dict):
+class FileFactsMap(dict[str, FileFacts]):
     """A host's file facts by path (a dict of FileFacts), as a scan that checked files gives
     them: it also finds the unreferenced images of some directories without going through
     every path. SNAP018 asks once per domain, and a host has thousands of files and few
     unreferenced ones. The index is built on the first question: fill the dict first."""
 
     __slots__ = ("_unreferenced",)
+    _unreferenced: dict[str, list[str]]  # directory -> its unreferenced images
 
     def unreferenced_in(self, directories: Iterable[str]) -> list[str]:
         """The unreferenced images directly in DIRECTORIES, by path, sorted."""
@@ -272,7 +287,7 @@ class Waiver:
 @dataclass(frozen=True, slots=True)
 class WaiverUse:
     waiver: Waiver
-    status: str  # active | expired (no longer waives anything) | stale (matched nothing)
+    status: WaiverStatus  # expired: no longer waives anything; stale: matched nothing
     matched: int  # findings it matched
 
 

@@ -80,7 +80,7 @@ def run(
             workers=workers,
         )
     result = apply_waivers(result, config.waivers, result.generated_at.date())
-    if known is not None:
+    if known is not None and baseline is not None:
         result = apply_baseline(result, known, baseline)
     if "SOURCE_DATE_EPOCH" not in os.environ:  # a pinned report leaves out what varies
         result = dataclasses.replace(result, duration=round(time.monotonic() - started, 3))
@@ -115,12 +115,13 @@ def audit_hosts(
             domain.host, domain, None
         )
 
-    scans = [None] * len(uris)
+    by_index: dict[int, HostScan] = {}
     audited = {}
     found = scan_hosts(uris, progress, check_files, timeout, workers, on_domain)
     for index, host_scan in found:
-        scans[index] = host_scan
+        by_index[index] = host_scan
         audited[index] = _host_findings(auditor, host_scan, by_host.pop(index, {}))
+    scans = [by_index[index] for index in range(len(uris))]  # every position, once
     for path, domain_xml, host_name in offline:  # (path, --domain-xml, --host-name)
         from auditor.sources.offline.source import read_source
 

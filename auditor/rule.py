@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar, get_args
 
 from auditor.model import Domain, FileFacts, Host, Severity, Snapshot
 
@@ -30,8 +31,9 @@ class Context:
     # Facts about the files the metadata names, by path; None when the host's files were not
     # checked (remote host, test driver): rules about files then have nothing to say.
     files: Mapping[str, FileFacts] | None = None
-    # The rule's parameters: its defaults, overridden by the configuration.
-    params: Mapping[str, object] = field(default_factory=dict)
+    # The rule's parameters: its defaults, overridden by the configuration with values of the
+    # same type (each parameter has its own: the rule knows which).
+    params: Mapping[str, Any] = field(default_factory=dict)
     # "Now", injected so that age checks are exact in tests and reproducible in reports.
     now: datetime = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -50,8 +52,12 @@ class Violation:
     tag: str | None = None  # an internal snapshot in `image` that libvirt has no metadata for
 
 
-Check = Callable[[Snapshot | Domain | Host, Context], Iterable[Violation]]
-SCOPES = ("snapshot", "domain", "host")
+# What a rule's check() receives: each Snapshot, each Domain, or each scanned Host.
+Scope = Literal["snapshot", "domain", "host"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+Subject = TypeVar("Subject", Snapshot, Domain, Host)
+# A check, called with the Snapshot, Domain or Host its rule's scope names.
+Check = Callable[[Any, Context], Iterable[Violation]]
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class Rule:
     severity: Severity  # the default, or the highest a rule with variants can report
     check: Check
     tags: tuple[str, ...] = ()
-    scope: str = "snapshot"  # what check() receives: each Snapshot, Domain or Host
+    scope: Scope = "snapshot"
     params: Mapping[str, object] = field(default_factory=dict)  # defaults, by name
     enabled: bool = True  # whether it runs unless the configuration selects it
     doc: str = ""
@@ -83,10 +89,10 @@ def rule(
     severity: str | Severity,
     *,
     tags: Iterable[str] = (),
-    scope: str = "snapshot",
+    scope: Scope = "snapshot",
     params: Mapping[str, object] | None = None,
     enabled: bool = True,
-):
+) -> Callable[[Callable[[Subject, Context], Iterable[Violation]]], Rule]:
     """Turn a check function into a Rule (the decorated name is bound to the Rule).
 
     A snapshot rule is called with each Snapshot; a domain rule with each Domain (its current

@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Snapshot
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP010", "broken-chain", "error", tags=("files", "external"))
-def broken_chain(snapshot, context):
+def broken_chain(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """An external snapshot's overlay no longer sits on the snapshot's saved state.
 
     What it checks:
@@ -43,7 +46,7 @@ def broken_chain(snapshot, context):
         overlay, state = disk.overlay, disk.state_image
         if not (overlay and overlay.type == "file" and state and state.type == "file"):
             continue
-        facts = context.files.get(overlay.path)
+        facts = overlay.facts(context.files)
         if facts is None or not facts.exists:
             continue  # SNAP009 reports missing overlays
         if facts.file_type not in (None, "file", "block"):

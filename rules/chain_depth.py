@@ -1,10 +1,13 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Domain
+from auditor.rule import Context, Violation, rule
 
 
 @rule(
     "SNAP014", "chain-depth", "warning", tags=("policy",), scope="domain", params={"max_depth": 8}
 )
-def chain_depth(domain, context):
+def chain_depth(domain: Domain, context: Context) -> Iterator[Violation]:
     """A domain's snapshot tree is deeper than the site's limit.
 
     What it checks:
@@ -31,11 +34,12 @@ def chain_depth(domain, context):
     Reference:
         libvirt, Snapshot XML format: <parent> (https://libvirt.org/formatsnapshot.html).
     """
-    limit = context.params["max_depth"]
+    limit: int = context.params["max_depth"]
     if not limit:
         return
     parents = {s.name: s.parent for s in domain.snapshots}
     depths: dict[str, int] = {}
+    name: str | None  # a snapshot, then its ancestors: None past a root
     for snapshot in domain.snapshots:
         name = snapshot.name
         if name in depths:
@@ -51,12 +55,13 @@ def chain_depth(domain, context):
             continue
         # Else walk up to the first ancestor whose depth is known, then fill the path in:
         # each snapshot's depth is computed once, however long the chain.
-        path, seen = [], set()
+        path: list[str] = []
+        seen: set[str] = set()
         while name in parents and name not in depths and name not in seen:  # cycles end it
             seen.add(name)
             path.append(name)
             name = parents[name]
-        depth = depths.get(name, 0)
+        depth = 0 if name is None else depths.get(name, 0)
         for step in reversed(path):
             depth += 1
             depths[step] = depth

@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Snapshot
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP006", "disk-excluded", "warning", tags=("consistency", "disk"))
-def disk_excluded(snapshot, context):
+def disk_excluded(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """A writable disk is left out of the snapshot.
 
     What it checks:

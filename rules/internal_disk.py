@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Snapshot
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP002", "internal-disk", "error", tags=("internal", "disk"))
-def internal_disk(snapshot, context):
+def internal_disk(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """A disk's state is stored inside its own qcow2 image.
 
     What it checks:

@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Snapshot
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP001", "internal-memory", "error", tags=("internal", "memory"))
-def internal_memory(snapshot, context):
+def internal_memory(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """The VM's memory state is stored inside its qcow2 disk image.
 
     What it checks:

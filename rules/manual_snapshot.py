@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Snapshot
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP007", "manual-snapshot", "warning", tags=("consistency", "disk"))
-def manual_snapshot(snapshot, context):
+def manual_snapshot(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """A disk was left for a manual snapshot that libvirt did not take.
 
     What it checks:

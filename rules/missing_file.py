@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator, Mapping
+
+from auditor.model import FileFacts, Snapshot
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP009", "missing-file", "error", tags=("files", "external"))
-def missing_file(snapshot, context):
+def missing_file(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """A file the snapshot's metadata names does not exist.
 
     What it checks:
@@ -47,18 +50,18 @@ def missing_file(snapshot, context):
     in_use = snapshot.current or snapshot.has_children
     for disk in snapshot.disks:
         overlay = disk.overlay
-        if in_use and overlay and overlay.type == "file" and _missing(context, overlay.path):
+        if in_use and overlay and overlay.type == "file" and _missing(context.files, overlay.path):
             yield Violation(
                 f"disk {disk.name}: external overlay {overlay.path} does not exist",
                 disk=disk.name,
                 image=overlay.path,
             )
-    if snapshot.memory == "external" and _missing(context, snapshot.memory_file):
+    if snapshot.memory == "external" and _missing(context.files, snapshot.memory_file):
         yield Violation(
             f"memory file {snapshot.memory_file} does not exist", image=snapshot.memory_file
         )
 
 
-def _missing(context, path):
-    facts = context.files.get(path) if path else None
+def _missing(files: Mapping[str, FileFacts], path: str | None) -> bool:
+    facts = files.get(path) if path else None
     return facts is not None and not facts.exists

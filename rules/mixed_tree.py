@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator, Mapping
+
+from auditor.model import Domain
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP017", "mixed-snapshot-tree", "error", tags=("internal", "external"), scope="domain")
-def mixed_tree(domain, context):
+def mixed_tree(domain: Domain, context: Context) -> Iterator[Violation]:
     """A domain's snapshot tree holds both internal and external snapshots.
 
     What it checks:
@@ -49,7 +52,7 @@ def mixed_tree(domain, context):
     """
     # The kinds of each snapshot as bits (INTERNAL, EXTERNAL): this runs for every
     # snapshot of the fleet, and sets of strings cost far more.
-    kinds = {}
+    kinds: dict[str, int] = {}
     for s in domain.snapshots:
         found = _BITS.get(s.memory, 0)
         for d in s.disks:
@@ -73,12 +76,12 @@ INTERNAL, EXTERNAL = 1, 2
 _BITS = {"internal": INTERNAL, "external": EXTERNAL}
 
 
-def _crossing(domain, kinds):
+def _crossing(domain: Domain, kinds: Mapping[str, int]) -> str:
     """The oldest internal snapshot next to an external one (its parent or its child): where
     the tree crosses kinds; else the oldest internal snapshot. Only internal snapshots are
     named, as they are the kind to remove."""
     parents = {s.name: s.parent for s in domain.snapshots}
-    children: dict | None = None  # built only when no parent settles it
+    children: dict[str | None, list[str]] | None = None  # built only when no parent settles it
     internal = [s.name for s in domain.snapshots if kinds[s.name] & INTERNAL]
     for name in internal:
         parent = parents.get(name)
@@ -93,5 +96,5 @@ def _crossing(domain, kinds):
     return internal[0]
 
 
-def _count(number, kind):
+def _count(number: int, kind: str) -> str:
     return f"{number} {kind} snapshot{'s' * (number != 1)}"

@@ -1,6 +1,8 @@
 import re
+from collections.abc import Iterator
 
-from auditor.rule import Violation, rule
+from auditor.model import Snapshot
+from auditor.rule import Context, Violation, rule
 
 
 @rule(
@@ -11,7 +13,7 @@ from auditor.rule import Violation, rule
     enabled=False,
     params={"pattern": "", "require_description": False},
 )
-def naming(snapshot, context):
+def naming(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """A snapshot's name or description does not follow the site's convention.
 
     What it checks:
@@ -40,7 +42,7 @@ def naming(snapshot, context):
     Reference:
         libvirt, Snapshot XML format: <name> and <description> (https://libvirt.org/formatsnapshot.html).
     """
-    pattern = context.params["pattern"]
+    pattern: str = context.params["pattern"]
     if pattern and not re.fullmatch(pattern, snapshot.name):
         yield Violation(f"snapshot name does not match the pattern {pattern!r}")
     if context.params["require_description"] and not (snapshot.description or "").strip():

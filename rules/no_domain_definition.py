@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Snapshot
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP008", "no-domain-definition", "warning", tags=("metadata",))
-def no_domain_definition(snapshot, context):
+def no_domain_definition(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """The snapshot's metadata has no embedded domain definition.
 
     What it checks:

@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Host
+from auditor.rule import Context, Violation, rule
 
 
 @rule("HOST001", "no-external-revert", "warning", tags=("host",), scope="host")
-def no_external_revert(host, context):
+def no_external_revert(host: Host, context: Context) -> Iterator[Violation]:
     """The host's libvirt cannot revert to or delete external snapshots.
 
     What it checks:

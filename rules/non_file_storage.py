@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator, Mapping
+
+from auditor.model import DiskSource, FileFacts, Snapshot
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP003", "non-file-storage", "error", tags=("storage", "disk"))
-def non_file_storage(snapshot, context):
+def non_file_storage(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """A captured disk or the saved memory state is not stored in a plain file.
 
     What it checks:
@@ -98,7 +101,7 @@ def non_file_storage(snapshot, context):
         yield Violation(f"memory state is saved to {path}, which is {kind}, not a file")
 
 
-def _not_a_file(source, files):
+def _not_a_file(source: DiskSource | None, files: Mapping[str, FileFacts] | None) -> str | None:
     """Why SOURCE is not file storage, or None when it is (or cannot be judged)."""
     if source is None:
         return None
@@ -125,7 +128,7 @@ _KINDS = {
 }
 
 
-def _wrong_kind(facts):
+def _wrong_kind(facts: FileFacts | None) -> str | None:
     if facts is None or not facts.exists or facts.file_type in (None, "file"):
         return None
     return _KINDS.get(facts.file_type, facts.file_type)

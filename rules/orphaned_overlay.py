@@ -1,12 +1,13 @@
 import os
+from collections.abc import Iterator
 
 from auditor.display import human_size
-from auditor.model import unreferenced_in
-from auditor.rule import Violation, rule
+from auditor.model import Domain, unreferenced_in
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP018", "orphaned-overlay", "warning", tags=("files", "external"), scope="domain")
-def orphaned_overlay(domain, context):
+def orphaned_overlay(domain: Domain, context: Context) -> Iterator[Violation]:
     """An overlay of one of the domain's images lies beside them, used by nothing.
 
     What it checks:

@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Snapshot
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP005", "overlay-not-qcow2", "error", tags=("storage", "disk"))
-def overlay_not_qcow2(snapshot, context):
+def overlay_not_qcow2(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """An external snapshot's overlay is not a qcow2 image.
 
     What it checks:

@@ -1,10 +1,13 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Snapshot
+from auditor.rule import Context, Violation, rule
 
 DAY = 86400
 
 
 @rule("SNAP013", "snapshot-age", "warning", tags=("policy",), params={"max_age_days": 30})
-def snapshot_age(snapshot, context):
+def snapshot_age(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """A snapshot is older than the site's limit.
 
     What it checks:
@@ -37,7 +40,7 @@ def snapshot_age(snapshot, context):
     Reference:
         libvirt knowledge base, Domain state capture (https://libvirt.org/kbase/domainstatecapture.html).
     """
-    limit = context.params["max_age_days"]
+    limit: int = context.params["max_age_days"]
     if not limit or snapshot.created is None:
         return
     age = (context.now - snapshot.created).total_seconds()

@@ -1,4 +1,7 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Domain
+from auditor.rule import Context, Violation, rule
 
 
 @rule(
@@ -9,7 +12,7 @@ from auditor.rule import Violation, rule
     scope="domain",
     params={"max_snapshots": 16},
 )
-def snapshot_count(domain, context):
+def snapshot_count(domain: Domain, context: Context) -> Iterator[Violation]:
     """A domain has more snapshots than the site's limit.
 
     What it checks:
@@ -35,7 +38,7 @@ def snapshot_count(domain, context):
     Reference:
         libvirt, virsh snapshot-delete (https://libvirt.org/manpages/virsh.html#snapshot-delete).
     """
-    limit = context.params["max_snapshots"]
+    limit: int = context.params["max_snapshots"]
     count = len(domain.snapshots)
     if limit and count > limit:
         yield Violation(

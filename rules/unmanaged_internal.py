@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator, Mapping
+
+from auditor.model import Domain, FileFacts
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP011", "unmanaged-internal", "error", tags=("files", "internal"), scope="domain")
-def unmanaged_internal(domain, context):
+def unmanaged_internal(domain: Domain, context: Context) -> Iterator[Violation]:
     """A domain's image holds internal snapshots that libvirt has no metadata for.
 
     What it checks:
@@ -50,21 +53,21 @@ def unmanaged_internal(domain, context):
                 )
 
 
-def _images(domain, files):
+def _images(domain: Domain, files: Mapping[str, FileFacts]) -> list[str]:
     """Every image of the domain that was inspected: current disks with their backing chains,
     and each snapshot's overlay and state images; sorted, each once."""
-    paths = set()
+    paths: set[str] = set()
     for source in domain.disk_sources():
-        facts = files.get(source.path) if source.type == "file" else None
+        facts = source.facts(files) if source.type == "file" else None
         if facts is not None and facts.exists:
             paths.add(facts.path)
             paths.update(p for p in facts.backing_chain if p in files)
     return sorted(paths)
 
 
-def _disk_using(domain, image, files):
+def _disk_using(domain: Domain, image: str, files: Mapping[str, FileFacts]) -> str | None:
     for disk in domain.disks:
-        facts = files.get(disk.source.path) if disk.source else None
+        facts = disk.source.facts(files) if disk.source else None
         if facts is not None and image in (facts.path, *facts.backing_chain):
             return disk.name
     return None

@@ -1,8 +1,11 @@
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Domain
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP012", "unmanaged-overlay", "warning", tags=("files", "external"), scope="domain")
-def unmanaged_overlay(domain, context):
+def unmanaged_overlay(domain: Domain, context: Context) -> Iterator[Violation]:
     """A domain's disk sits on an overlay that no snapshot metadata accounts for.
 
     What it checks:
@@ -45,7 +48,7 @@ def unmanaged_overlay(domain, context):
     for disk in domain.disks:
         if disk.source is None or disk.source.type != "file":
             continue
-        facts = context.files.get(disk.source.path)
+        facts = disk.source.facts(context.files)
         if facts is None or not facts.exists or facts.error:
             continue  # nothing to tell without a readable chain
         chain = (facts.path, *facts.backing_chain)

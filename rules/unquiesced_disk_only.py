@@ -1,9 +1,11 @@
-from auditor.model import Severity
-from auditor.rule import Violation, rule
+from collections.abc import Iterator
+
+from auditor.model import Severity, Snapshot
+from auditor.rule import Context, Violation, rule
 
 
 @rule("SNAP004", "unquiesced-disk-only", "error", tags=("consistency", "live"))
-def unquiesced_disk_only(snapshot, context):
+def unquiesced_disk_only(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
     """A disk-only snapshot of a running VM that may not have been quiesced.
 
     What it checks:

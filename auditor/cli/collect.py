@@ -25,6 +25,7 @@ def collect(
             help="libvirt URI to collect from (repeatable). Default: libvirt's default URI.",
         ),
     ] = None,
+    *,
     output: Annotated[
         Path,
         typer.Option(
@@ -34,7 +35,7 @@ def collect(
             help="The bundle to write; or an existing directory that gets one new bundle per "
             "host, named after it (HOST.snapaudit.tar.gz; never replacing a file already there).",
         ),
-    ] = ...,
+    ],
     check_files: Annotated[
         bool | None,
         typer.Option(
@@ -57,7 +58,7 @@ def collect(
     from auditor.sources.live.fleet import collect_hosts
     from auditor.sources.offline.bundle import write_bundle
 
-    uris = list(connect or [None])
+    uris: list[str | None] = [*connect] if connect else [None]
     into_dir = output.is_dir() and not output.is_symlink()
     if len(uris) > 1 and not into_dir:
         exits.fail(exits.USAGE, f"{output}: several hosts need -o DIR, an existing directory")

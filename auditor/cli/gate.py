@@ -1,16 +1,11 @@
-"""The gate as scan and diff apply it: the --fail-on choices and the exit code."""
+"""The gate as scan and diff apply it: the exit code for a --fail-on choice."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 
 from auditor.cli import exits
 from auditor.model import Finding, ScanResult
-from auditor.policy.config import FAIL_ON
-
-# The configuration's list, as the choices typer offers and checks.
-FailOn = enum.StrEnum("FailOn", [(value, value) for value in FAIL_ON])
 
 
 def exit_code(result: ScanResult, findings: Iterable[Finding], fail_on: str) -> int:

@@ -11,9 +11,10 @@ import typer
 
 from auditor import safefs
 from auditor.cli import exits
-from auditor.cli.gate import FailOn, exit_code
+from auditor.cli.gate import exit_code
 from auditor.cli.output import emit
 from auditor.errors import UsageError
+from auditor.policy.config import FailOn
 
 
 class DiffFormat(enum.StrEnum):

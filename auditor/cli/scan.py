@@ -13,10 +13,11 @@ import typer
 
 from auditor import safefs
 from auditor.cli import exits
-from auditor.cli.gate import FailOn, exit_code
+from auditor.cli.gate import exit_code
 from auditor.cli.output import emit
 from auditor.cli.problems import problem_lines
 from auditor.errors import UsageError
+from auditor.policy.config import FailOn
 
 
 def scan(
@@ -133,7 +134,7 @@ def scan(
     outputs = _outputs(formats, output)
     if (domain_xml or host_name) and not sources:
         exits.fail(exits.USAGE, "--domain-xml and --host-name go with --from")
-    if host_name and len(sources) > 1:
+    if host_name and sources and len(sources) > 1:
         exits.fail(exits.USAGE, "--host-name names one --from directory; several were given")
     if domain_xml and not (domain_xml.is_dir() and os.access(domain_xml, os.R_OK | os.X_OK)):
         exits.fail(exits.USAGE, f"--domain-xml {domain_xml}: not a directory that can be read")

@@ -204,6 +204,7 @@ class Qcow2Tables:
             offset = (name_at + name_len + 7) & ~7
 
     def _l1(self, snapshot: str | None) -> list[int]:
+        table: _L1 | None
         if snapshot is None:
             table = self._active
         else:

@@ -8,6 +8,7 @@ value remembers where it came from (FILE:LINE, the command line, or the default)
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 import tomllib
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from auditor.engine.registry import RuleIndex
 from auditor.errors import UsageError
@@ -24,8 +26,18 @@ from auditor.policy.origins import Origins
 from auditor.rule import Rule
 
 SEARCH_PATH = (Path("snapaudit.toml"), Path("/etc/snapaudit/config.toml"))
-# The values of fail_on and --fail-on: a severity, or never (the gate never fails).
-FAIL_ON = ("error", "warning", "info", "never")
+
+
+class FailOn(enum.StrEnum):
+    """The values of fail_on and --fail-on: a severity, or never (the gate never fails)."""
+
+    error = "error"
+    warning = "warning"
+    info = "info"
+    never = "never"
+
+
+FAIL_ON = tuple(choice.value for choice in FailOn)
 TOP_LEVEL = ("select", "ignore", "fail_on", "timeout", "rules", "waivers", "waivers_file")
 WAIVER_KEYS = ("rule", "reason", "owner", "expires", "host", "domain", "snapshot")
 WAIVER_REQUIRED = ("rule", "reason", "owner", "expires")
@@ -37,19 +49,23 @@ class ConfigError(UsageError):
     """A configuration problem, as one line that names the file and line."""
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class Setting:
-    value: object
+class Setting(Generic[T]):
+    value: T
     origin: str = DEFAULT
 
 
 @dataclass(frozen=True)
 class Config:
-    select: Setting = Setting(("ALL-ENABLED",))
-    ignore: Setting = Setting(())
-    fail_on: Setting = Setting("error")
-    timeout: Setting = Setting(300)  # seconds per host, connect included
-    rules: dict[str, dict[str, Setting]] = field(default_factory=dict)  # code → key → value
+    select: Setting[tuple[str, ...]] = Setting(("ALL-ENABLED",))
+    ignore: Setting[tuple[str, ...]] = Setting(())
+    fail_on: Setting[str] = Setting("error")
+    timeout: Setting[float] = Setting(300)  # seconds per host, connect included
+    # code → key → value: "severity", and the rule's parameters
+    rules: dict[str, dict[str, Setting[object]]] = field(default_factory=dict)
     waivers: tuple[Waiver, ...] = ()
     sources: tuple[str, ...] = ()
 
@@ -81,7 +97,11 @@ def load_config(path: Path | None, rules: Sequence[Rule]) -> Config:
             for selector in value:
                 if not known.matches(selector):
                     raise where.error((key,), f"unknown rule, name or tag {selector!r}")
-            config = replace(config, **{key: Setting(tuple(value), where.origin((key,)))})
+            setting = Setting(tuple(value), where.origin((key,)))
+            if key == "select":
+                config = replace(config, select=setting)
+            else:
+                config = replace(config, ignore=setting)
     if "fail_on" in data:
         if data["fail_on"] not in FAIL_ON:
             raise where.error(("fail_on",), f"fail_on must be one of {', '.join(FAIL_ON)}")
@@ -121,10 +141,12 @@ def positive_seconds(value: object) -> bool:
     return math.isfinite(seconds) and seconds > 0
 
 
-def _rule_settings(table: object, known: RuleIndex, where: _Where) -> dict:
+def _rule_settings(
+    table: object, known: RuleIndex, where: _Where
+) -> dict[str, dict[str, Setting[object]]]:
     if not isinstance(table, dict):
         raise where.error(("rules",), "rules must be a table of [rules.CODE] tables")
-    settings: dict[str, dict[str, Setting]] = {}
+    settings: dict[str, dict[str, Setting[object]]] = {}
     for ident, values in table.items():
         rule = known.find(ident)
         path = ("rules", ident)
@@ -157,7 +179,7 @@ def _check_param(rule: Rule, key: str, value: object, where: _Where, path: tuple
         )
     if isinstance(value, int) and value < 0:
         raise where.error(path, f"{rule.code} {key} must not be negative")
-    if key == "pattern":
+    if key == "pattern" and isinstance(value, str):
         try:
             re.compile(value)
         except re.error as exc:

@@ -52,7 +52,9 @@ def selected_rules(config: Config, rules: Sequence[Rule]) -> tuple[tuple[Rule, .
         rules=tuple(
             policy_for(
                 r,
-                Severity(config.rules.get(r.code, {}).get("severity", Setting(r.severity)).value),
+                Severity(
+                    str(config.rules.get(r.code, {}).get("severity", Setting(r.severity)).value)
+                ),
                 {
                     k: config.rules.get(r.code, {}).get(k, Setting(v)).value
                     for k, v in r.params.items()

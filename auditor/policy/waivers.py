@@ -34,8 +34,9 @@ assert all(f.init for f in fields(Finding))
 
 def _with(finding: Finding, index: int, value: object) -> Finding:
     """FINDING with the field at INDEX (of _FIELDS) set to VALUE."""
-    values = _values(finding)
-    return Finding(*values[:index], value, *values[index + 1 :])
+    values = list(_values(finding))
+    values[index] = value
+    return Finding(*values)
 
 
 def _glob(pattern: str):

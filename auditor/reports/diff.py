@@ -62,7 +62,8 @@ def diff_reports(old: ScanResult, new: ScanResult) -> Diff:
         for s in new.skipped
         if not s.vanished
     }
-    fixed, unverified = [], []
+    fixed: list[Entry] = []
+    unverified: list[Entry] = []
     for index in sorted(i for indices in pending.values() for i in indices):
         entry = old_entries[index]
         f = entry.finding

@@ -9,13 +9,15 @@ stay a page a mail client and a browser open quickly.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from importlib.resources import files
+from typing import TypedDict
 
 import jinja2
 
 from auditor import __version__
 from auditor.display import human_size
-from auditor.model import Finding, HostScan, ScanResult, Severity
+from auditor.model import Finding, HostScan, ScanResult, Severity, Snapshot, SnapshotDisk
 from auditor.reports.diskfacts import disk_facts, memory_size
 from auditor.reports.records import iso
 from auditor.reports.summary import Summary, summarize
@@ -55,13 +57,25 @@ def render(result: ScanResult, *, color: bool = False) -> str:
     )
 
 
+class _Row(TypedDict):
+    """A snapshot in its host's section."""
+
+    domain: str
+    snapshot: Snapshot
+    findings: Sequence[Finding]
+    compliant: bool
+    disks: list[tuple[SnapshotDisk, dict[str, int | None] | None]]  # with their sizes, if known
+    memory_size: int | None
+
+
 def _host(scan: HostScan, found: list[Finding], summary: Summary, complete: bool) -> dict:
     """One host's section: its snapshots, noncompliant first, each with its findings."""
     by_subject: dict[tuple[str, str], list[Finding]] = defaultdict(list)
     for finding in found:
         by_subject[(finding.domain, finding.snapshot_label)].append(finding)
     files = scan.files
-    rows, named = [], set()
+    rows: list[_Row] = []
+    named: set[tuple[str, str]] = set()
     for domain in scan.domains:
         for snap in domain.snapshots:
             named.add((domain.name, snap.name))

@@ -248,7 +248,7 @@ def _int(value: object) -> str:
 
 
 def _snapshot(s: Snapshot, files: Mapping[str, FileFacts] | None, compliant: bool) -> dict:
-    record = {
+    record: dict[str, object] = {
         "host": s.host,
         "domain": s.domain,
         "domain_uuid": s.domain_uuid,
@@ -270,7 +270,7 @@ def _snapshot(s: Snapshot, files: Mapping[str, FileFacts] | None, compliant: boo
 
 def _disk(d: SnapshotDisk, files: Mapping[str, FileFacts] | None) -> dict:
     storage = d.storage
-    record = {
+    record: dict[str, object] = {
         "name": d.name,
         "snapshot": d.mode,
         "type": storage.type if storage else None,

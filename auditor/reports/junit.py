@@ -78,8 +78,8 @@ def _host_cases(
         subjects.setdefault(key, ([], []))[1].append(error)
 
     output = []
-    for (domain, subject), (found, errors) in subjects.items():
-        case = _case(suite, f"{uri}/{domain}" if domain else uri, _subject_name(domain, subject))
+    for (name, subject), (found, errors) in subjects.items():
+        case = _case(suite, f"{uri}/{name}" if name else uri, _subject_name(name, subject))
         failing = [f for f in found if f.severity is Severity.ERROR and not f.suppressed]
         details = "\n".join(_failure_line(f) for f in failing)
         if errors:

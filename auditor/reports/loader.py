@@ -107,9 +107,7 @@ def parse_report(data: dict) -> ScanResult:
     )
 
 
-def _time(text: str | None) -> datetime | None:
-    if text is None:
-        return None
+def _time(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
@@ -120,7 +118,7 @@ def _snapshot(r: dict) -> Snapshot:
         domain_uuid=r["domain_uuid"],
         name=r["name"],
         state=r["state"],
-        created=_time(r["created"]),
+        created=None if r["created"] is None else _time(r["created"]),
         parent=r["parent"],
         current=r["current"],
         description=r["description"],

@@ -12,7 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from auditor.errors import UsageError
-from auditor.model import BaselineOutcome, Policy, ScanResult, WaiverUse
+from auditor.model import BaselineOutcome, Policy, ScanResult, Waiver, WaiverStatus, WaiverUse
+
+# A waiver's merged status: the first of these that any report gives it.
+_PRECEDENCE: tuple[WaiverStatus, ...] = ("active", "expired", "stale")
 
 
 class MergeError(UsageError):
@@ -110,16 +113,14 @@ def _relabel(result: ScanResult, labels: dict[str, str]) -> ScanResult:
 def _waivers(results: Sequence[ScanResult]) -> tuple[WaiverUse, ...]:
     """One entry per distinct waiver: active if it waived something anywhere, else expired if
     it expired anywhere, else stale; matches summed."""
-    merged: dict = {}
+    merged: dict[Waiver, WaiverUse] = {}
     for result in results:
         for use in result.waivers:
             known = merged.get(use.waiver)
             if known is None:
                 merged[use.waiver] = use
                 continue
-            status = next(
-                s for s in ("active", "expired", "stale") if s in (known.status, use.status)
-            )
+            status = next(s for s in _PRECEDENCE if s in (known.status, use.status))
             merged[use.waiver] = WaiverUse(use.waiver, status, known.matched + use.matched)
     return tuple(merged.values())
 

@@ -81,9 +81,11 @@ def _series(result: ScanResult) -> Iterator[tuple[str, Iterator[tuple[dict, floa
             if snap.created is not None
         ),
     )
-    durations = () if result.duration is None else (({}, result.duration),)
+    durations: tuple[tuple[dict[str, str], float], ...] = (
+        () if result.duration is None else (({}, result.duration),)
+    )
     yield "snapaudit_scan_duration_seconds", iter(durations)
-    incomplete = {s.host for s in result.skipped if not s.vanished}
+    incomplete: set[str | None] = {s.host for s in result.skipped if not s.vanished}
     incomplete |= {e.host for e in result.rule_errors}
     yield (
         "snapaudit_scan_success",

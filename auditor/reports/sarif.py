@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from auditor import __version__
@@ -74,6 +75,7 @@ def _rules(result: ScanResult) -> tuple[list[dict], dict[str, int]]:
 def _descriptor(rule: RulePolicy) -> dict:
     """The rule's documentation comes with the result's policy (see engine.with_rule_docs for
     reports read back from JSON)."""
+    descriptor: dict[str, object]
     if rule.summary is None:
         summary = f"{rule.name} (documentation not available: the rule is not installed here)"
         descriptor = {
@@ -88,11 +90,14 @@ def _descriptor(rule: RulePolicy) -> dict:
             "id": rule.code,
             "name": rule.name,
             "shortDescription": {"text": rule.summary},
-            "fullDescription": {"text": _paragraph(rule.sections.get("What it checks", ""))},
-            "help": {"text": _help_text(rule), "markdown": _help_markdown(rule)},
+            "fullDescription": {
+                "text": _paragraph(rule.sections.get("What it checks", "")) or rule.summary
+            },
+            "help": {
+                "text": _help_text(rule.summary, rule.sections),
+                "markdown": _help_markdown(rule.summary, rule.sections),
+            },
         }
-        if not descriptor["fullDescription"]["text"]:
-            descriptor["fullDescription"]["text"] = rule.summary
     configuration: dict = {"level": LEVELS[rule.severity]}
     if rule.params:
         configuration["parameters"] = dict(rule.params)
@@ -106,21 +111,21 @@ def _paragraph(text: str) -> str:
     return " ".join(text.split())
 
 
-def _help_text(rule: RulePolicy) -> str:
+def _help_text(summary: str, sections: Mapping[str, str]) -> str:
     # The same layout as `snapaudit explain`.
-    parts = [rule.summary]
+    parts = [summary]
     for section in DOC_SECTIONS:
-        body = rule.sections.get(section)
+        body = sections.get(section)
         if body:
             indented = "\n".join(f"  {line}".rstrip() for line in body.splitlines())
             parts.append(f"{section}:\n{indented}")
     return "\n\n".join(parts)
 
 
-def _help_markdown(rule: RulePolicy) -> str:
-    parts = [rule.summary]
+def _help_markdown(summary: str, sections: Mapping[str, str]) -> str:
+    parts = [summary]
     for section in DOC_SECTIONS:
-        body = rule.sections.get(section)
+        body = sections.get(section)
         if body:
             text = f"```xml\n{body}\n```" if section in XML_SECTIONS else _markdown_text(body)
             parts.append(f"## {section}\n\n{text}")

@@ -42,7 +42,7 @@ KEYWORDS = frozenset(
         "format",
     ]
 )
-JSON_TYPES = {
+JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     "object": dict,
     "array": list,
     "string": str,

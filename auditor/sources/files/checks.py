@@ -63,8 +63,8 @@ def gather(images: Iterable[str], plain: Iterable[str] = ()) -> dict[str, FileFa
                 break  # kept with the rest of its chain already: shared chains cost O(n)
             if kept is None:
                 facts[item.path] = item
-    for found in headers.qemu_chains(rest):
-        for item in found:
+    for chain in headers.qemu_chains(rest):
+        for item in chain:
             facts.setdefault(item.path, item)
     return facts
 
@@ -75,7 +75,7 @@ class _Headers:
     def __init__(self) -> None:
         self._read: dict[tuple[str, str], qcow2.ImageHeader | None] = {}
         self._qemu: dict[str, list[FileFacts]] = {}
-        self._chains: dict[tuple[str, str], list[FileFacts]] = {}
+        self._chains: dict[tuple[str, str], tuple[FileFacts, ...]] = {}
         self._seconds = 0.0  # spent in header reads
 
     def qemu_chains(self, paths: list[str]) -> list[list[FileFacts]]:
@@ -121,7 +121,8 @@ class _Headers:
             return (FileFacts(path, exists=False),)
         if found is None and (kind := file_type(path)) not in _IMAGE_KINDS:
             return (FileFacts(path, exists=True, file_type=kind),)
-        names, headers, fmts = [path], [], ["qcow2"]
+        names, fmts = [path], ["qcow2"]
+        headers: list[qcow2.ImageHeader] = []
         known: tuple[FileFacts, ...] = ()  # the chain from an image below on, read before
         while True:
             if found is None and len(names) > 1 and (kind := _not_an_image(names[-1])):

@@ -63,6 +63,8 @@ def run_each(
         try:
             index, outcome = done.get(timeout=wait)
         except queue.Empty:
+            if timeout is None:  # no job runs out of time
+                continue
             now = time.monotonic()
             for index in [i for i, end in running.items() if end <= now]:
                 del running[index]

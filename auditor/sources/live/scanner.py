@@ -123,6 +123,7 @@ def _scan_connection(
     on_domain: DomainDone | None = None,
 ) -> tuple[HostScan, RawHost | None]:
     # The host's own calls all at once: over a network link each one is a round trip.
+    calls: tuple[Callable[[], object], ...]
     calls = (conn.getCapabilities, conn.getHostname, conn.getLibVersion, conn.getVersion)
     calls += (conn.getType, lambda: conn.listAllDomains(0))
     answers: list = [None] * len(calls)

@@ -144,7 +144,11 @@ def _run(start: int, stop: int) -> bytes | None:
     return out.getvalue()
 
 
-def _compact(cls: type) -> Callable:
+# What pickle writes for a record: the class to call, and the arguments to call it with.
+_Reduce = Callable[[object], tuple[type, tuple[object, ...]]]
+
+
+def _compact(cls: type) -> _Reduce:
     # A record as its class and field values: unpickled by one constructor call, instead of
     # the default's state list applied field by field.
     fields = dataclasses.fields(cls)
@@ -153,7 +157,7 @@ def _compact(cls: type) -> Callable:
     return lambda record: (cls, values(record))
 
 
-_COMPACT = {
+_COMPACT: dict[type, _Reduce] = {
     cls: _compact(cls)
     for cls in (
         model.DiskSource,

@@ -29,6 +29,7 @@ import time
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from auditor import __version__
 from auditor.inputs import MAX_FILE_BYTES
@@ -75,7 +76,7 @@ class _PlainMember(tarfile.TarInfo):
     def _proc_member(self, tar):
         if self.type in _EXTENDED_TYPES:
             raise _ExtendedHeader(f"an extended or sparse header at byte {self.offset}: refused")
-        return super()._proc_member(tar)
+        return super()._proc_member(tar)  # type: ignore[misc]  # private: not in typeshed
 
     @classmethod
     def frombuf(cls, buf, encoding, errors):
@@ -177,7 +178,9 @@ def _read(
     identities: set[tuple[str, str]] = set()  # ("name" or "uuid", value) of those domains
     ended = False  # skipped.json is written last: without it the bundle was cut short
     for member in tar:
-        tar.members.clear()  # tarfile keeps every member it has read; nothing here needs them
+        # tarfile keeps every member it has read; nothing here needs them. (typeshed leaves
+        # the attribute out: getmembers() would read the whole archive first.)
+        tar.members.clear()  # type: ignore[attr-defined]
         count += 1
         total += member.size
         if count > MAX_MEMBERS or total > MAX_TOTAL_BYTES:
@@ -192,7 +195,8 @@ def _read(
             if member.size:
                 raise BundleError(f"{path}: directory member {name!r} holds data: refused")
             continue
-        if not member.isreg():
+        reader = tar.extractfile(member) if member.isreg() else None
+        if reader is None:
             raise BundleError(f"{path}: member {name!r} is a link or a device: refused")
         if not _MEMBER_NAME.match(name):
             raise BundleError(f"{path}: unexpected member {name!r}: refused")
@@ -206,7 +210,7 @@ def _read(
             raise BundleError(f"{path}: member {name!r} appears twice: refused")
         if member.size > MAX_FILE_BYTES:
             raise BundleError(f"{path}: member {name!r} is larger than 16 MiB")
-        data = tar.extractfile(member).read()
+        data = reader.read()
         if ended:
             raise BundleError(f"{path}: member {name!r} after skipped.json: refused")
         if manifest is None:
@@ -247,10 +251,9 @@ def _read(
         raise BundleError(f"{path}: empty bundle")
     if not ended:
         raise BundleError(f"{path}: the bundle is cut short (no skipped.json, its last member)")
-    host = Host(
-        **{key: manifest.get(key) for key in HOST_FIELDS},
-        external_snapshot_revert=external_snapshot_revert(capabilities),
-    )
+    # Strings, or None (but the URI), as read_manifest checked.
+    fields: dict[str, Any] = {key: manifest.get(key) for key in HOST_FIELDS}
+    host = Host(**fields, external_snapshot_revert=external_snapshot_revert(capabilities))
     domains.sort(key=lambda d: (d.name, d.uuid))
     skipped.sort(key=lambda s: (s.domain or "", s.snapshot or "", s.reason))
     return HostScan(host, tuple(domains), tuple(skipped), files)

@@ -14,7 +14,7 @@ from typing import TypedDict
 
 from lxml import etree
 
-from auditor.model import DiskSource, DomainDisk, Snapshot, SnapshotDisk
+from auditor.model import DiskMode, DiskSource, DomainDisk, MemoryMode, Snapshot, SnapshotDisk
 from auditor.sources.xml.disk_source import VolumeResolver, disk_source, source_path
 
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
@@ -109,7 +109,7 @@ def snapshot_fields(
     an embedded definition resolves to between the snapshots that embed the same one."""
     root = parse_xml(text)
     if root.tag != "domainsnapshot":
-        raise SnapshotXMLError(f"root element is <{root.tag}>, expected <domainsnapshot>")
+        raise SnapshotXMLError(f"root element is <{root.tag!s}>, expected <domainsnapshot>")
     # One pass over the top-level elements: snapshots are parsed by the ten thousand.
     top = _first_children(root)
     name = _word(top.get("name"))
@@ -155,7 +155,7 @@ def parse_domain_disks(
     """The disks of a domain definition (`virDomainGetXMLDesc`)."""
     root = parse_xml(text)
     if root.tag != "domain":
-        raise SnapshotXMLError(f"root element is <{root.tag}>, expected <domain>")
+        raise SnapshotXMLError(f"root element is <{root.tag!s}>, expected <domain>")
     disks = []
     for disk in root.iterfind("devices/disk"):
         parts = _first_children(disk)
@@ -199,7 +199,7 @@ def _intern(text: str | None) -> str | None:
     return None if text is None else intern(text)
 
 
-def _default_memory(state: str) -> str:
+def _default_memory(state: str) -> MemoryMode:
     # libvirt infers internal memory for snapshots of online guests when <memory> gives
     # neither snapshot= nor file=. A snapshot without a state, or with the legacy
     # `nostate` (which libvirt no longer accepts), says nothing of a running guest.
@@ -295,7 +295,7 @@ def _align(listed: list, state: str, memory: str, domain_disks: tuple) -> tuple:
     disks, targets = domain_disks
     external = state == "disk-snapshot" or memory == "external"
     external = external or any(listing[1] == "external" for listing in listed)
-    default = "external" if external else "internal"
+    default: DiskMode = "external" if external else "internal"
     matched, orphans = {}, []
     for listing in listed:
         target = _match(listing[0], disks, targets)
