@@ -107,8 +107,7 @@ def write_file(path: os.PathLike | str, text: str | bytes | Iterable[str]) -> No
     else:
         data = (piece.encode("utf-8") for piece in text)
     with _target(shown) as (found, kind):
-        if kind == "fd":
-            fd = found.descriptor
+        if (fd := found.descriptor) is not None:
             if fd in (1, 2):
                 (sys.stdout if fd == 1 else sys.stderr).flush()
             _write_each(fd, data)

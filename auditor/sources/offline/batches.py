@@ -20,7 +20,7 @@ import pickle
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -39,7 +39,7 @@ class WorkerLost(RuntimeError):
     """A worker process died (killed, out of memory) before sending its batch back."""
 
 
-def map_batches(work: Work, total: int, batch: int) -> Iterator:
+def map_batches(work: Work, total: int, batch: int) -> Generator:
     """The results of WORK for items 0..TOTAL, one batch of BATCH items at a time, in order.
     A single batch, a single CPU, or a process that has other threads is worked here."""
     bounds = [(start, min(total, start + batch)) for start in range(0, total, batch)]

@@ -201,7 +201,7 @@ def _read(
         if not _MEMBER_NAME.match(name):
             raise BundleError(f"{path}: unexpected member {name!r}: refused")
         base, inner = _domain_part(name)
-        if base is None:
+        if not base:
             twice = name in singles
             singles.add(name)
         else:
@@ -259,10 +259,10 @@ def _read(
     return HostScan(host, tuple(domains), tuple(skipped), files)
 
 
-def _domain_part(name: str) -> tuple[str | None, str]:
-    """("domains/N", the rest) for a domain's member, (None, NAME) for the others."""
+def _domain_part(name: str) -> tuple[str, str]:
+    """("domains/N", the rest) for a domain's member, ("", NAME) for the others."""
     if not name.startswith("domains/"):
-        return None, name
+        return "", name
     number, _, rest = name.removeprefix("domains/").partition("/")
     return f"domains/{number}", rest
 
