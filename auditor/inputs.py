@@ -94,34 +94,46 @@ def read_regular_input(
     every directory above it must also belong to root or the invoking user and be writable
     by nobody else. Any problem is ERROR, one line that names the file and never shows what
     it holds."""
-    try:
-        with chase(str(path), directories=trusted) as found:
-            if found.descriptor is not None:
-                raise error(f"{path}: cannot read: not a regular file")
-            fd = os.open(found.name, _UNTRUSTED_FLAGS, dir_fd=found.dir_fd)
-        with os.fdopen(fd, "rb") as stream:
-            st = os.fstat(stream.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise error(f"{path}: cannot read: not a regular file ({_kind(st.st_mode)})")
-            if trusted and (problem := file_problem(str(path), st)):
-                raise error(f"{path}: not used: {problem}")
+    with os.fdopen(open_regular_input(path, error, trusted=trusted), "rb") as stream:
+        try:
             raw = stream.read(max_bytes + 1)
-    except Untrusted as exc:
-        raise error(f"{path}: not used: {exc}") from None
-    except OSError as exc:
-        raise error(f"{path}: cannot read: {exc.strerror or one_line(exc)}") from None
+        except OSError as exc:
+            raise error(f"{path}: cannot read: {exc.strerror or one_line(exc)}") from None
     if len(raw) > max_bytes:
         raise error(f"{path}: cannot read: larger than {max_bytes // 2**20} MiB")
     return raw
 
 
-def file_problem(path: str, st: os.stat_result) -> str | None:
+def open_regular_input(path: Path, error: type[Exception], *, trusted: bool = False) -> int:
+    """A descriptor of PATH open for reading, by read_regular_input's rules."""
+    try:
+        with chase(str(path), directories=trusted) as found:
+            if found.descriptor is not None:
+                raise error(f"{path}: cannot read: not a regular file")
+            fd = os.open(found.name, _UNTRUSTED_FLAGS, dir_fd=found.dir_fd)
+    except Untrusted as exc:
+        raise error(f"{path}: not used: {exc}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or one_line(exc)}") from None
+    st = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(st.st_mode):
+        problem = f"cannot read: not a regular file ({_kind(st.st_mode)})"
+    elif trusted and (why := file_problem(st)):
+        problem = f"not used: {why}"
+    if problem:
+        os.close(fd)
+        raise error(f"{path}: {problem}")
+    return fd
+
+
+def file_problem(st: os.stat_result) -> str | None:
     """Why a file that decides what snapaudit does could have been written by another user."""
     if st.st_uid not in trusted_uids():
-        return f"{path} belongs to uid {st.st_uid}, neither root nor the invoking user"
+        return f"it belongs to uid {st.st_uid}, neither root nor the invoking user"
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         who = "every user" if st.st_mode & stat.S_IWOTH else "its group"
-        return f"{path} is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
+        return f"it is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
     return None
 
 

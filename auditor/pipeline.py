@@ -54,7 +54,8 @@ def run(
     from auditor.policy.waivers import apply_baseline, apply_waivers, read_baseline
 
     all_rules, load_errors = load_rules()
-    config = load_config(find_config(config_file), all_rules)
+    found, notes = find_config(config_file)
+    config = dataclasses.replace(load_config(found, all_rules), notes=notes)
     config = with_command_line(config, all_rules, select, ignore, fail_on, timeout)
     rules, policy = selected_rules(config, all_rules)
     known = read_baseline(baseline) if baseline else None

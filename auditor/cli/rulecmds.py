@@ -45,9 +45,12 @@ def show_config(
 
     rules, _ = load_rules()
     try:
-        config = load_config(find_config(config_file), rules)
+        found, notes = find_config(config_file)
+        config = load_config(found, rules)
     except UsageError as exc:
         exits.fail(exits.USAGE, str(exc))
+    for note in notes:
+        exits.error(note)
     if show:
         typer.echo(configtext.render(config, rules), nl=False)
     else:

@@ -160,6 +160,8 @@ def scan(
             )
     except UsageError as exc:
         exits.fail(exits.USAGE, str(exc))
+    for note in config.notes:
+        exits.error(note)
     unwritten = [safefs.attempt(emit, name, path, result) for name, path in outputs]
     if write_baseline:  # after the reports, which a bad baseline path must not cost
         unwritten.append(safefs.attempt(save_baseline, result, write_baseline))

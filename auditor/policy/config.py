@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import re
 import tomllib
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import Generic, TypeVar
 
 from auditor.engine.registry import RuleIndex
 from auditor.errors import UsageError
-from auditor.inputs import InputError, parse_toml, read_toml_text
+from auditor.inputs import InputError, open_regular_input, parse_toml, read_toml_text
 from auditor.model import Severity, Waiver
 from auditor.policy.origins import Origins
 from auditor.rule import Rule
@@ -68,14 +69,29 @@ class Config:
     rules: dict[str, dict[str, Setting[object]]] = field(default_factory=dict)
     waivers: tuple[Waiver, ...] = ()
     sources: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # configuration files found and passed over, and why
 
 
-def find_config(explicit: Path | None) -> Path | None:
+def find_config(explicit: Path | None) -> tuple[Path | None, tuple[str, ...]]:
+    """The configuration file to read: EXPLICIT, or the first of SEARCH_PATH there is; and
+    a line for a working directory's file passed over because another user could have
+    written it (in /tmp, say: it must not turn root's failing gate into a pass)."""
     if explicit is not None:
-        if not explicit.is_file():
+        if not explicit.exists():
             raise ConfigError(f"{explicit}: configuration file not found")
-        return explicit
-    return next((p for p in SEARCH_PATH if p.is_file()), None)
+        return explicit, ()  # anything but a regular file is refused as it is read
+    notes: list[str] = []
+    for candidate in SEARCH_PATH:
+        if not candidate.is_file():
+            continue
+        if not candidate.is_absolute():
+            try:
+                os.close(open_regular_input(candidate, ConfigError, trusted=True))
+            except ConfigError as exc:
+                notes.append(f"{exc}; passed over")
+                continue
+        return candidate, tuple(notes)
+    return None, tuple(notes)
 
 
 def load_config(path: Path | None, rules: Sequence[Rule]) -> Config:

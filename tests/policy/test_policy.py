@@ -77,14 +77,14 @@ def findings(report: dict) -> list[tuple]:
 def test_config_lookup_order(tmp_path, monkeypatch):
     local, system = tmp_path / "snapaudit.toml", tmp_path / "etc.toml"
     monkeypatch.setattr(config_module, "SEARCH_PATH", (local, system))
-    assert find_config(None) is None
+    assert find_config(None) == (None, ())
     system.write_text("")
-    assert find_config(None) == system
+    assert find_config(None) == (system, ())
     local.write_text("")
-    assert find_config(None) == local
+    assert find_config(None) == (local, ())
     explicit = tmp_path / "explicit.toml"
     explicit.write_text("")
-    assert find_config(explicit) == explicit
+    assert find_config(explicit) == (explicit, ())
     with pytest.raises(ConfigError, match=r"missing\.toml: configuration file not found"):
         find_config(tmp_path / "missing.toml")
 
