@@ -43,6 +43,7 @@ def run(
     domain_xml: Path | None = None,
     host_name: str | None = None,
     workers: int | None = None,
+    as_of: datetime | None = None,
 ) -> tuple[ScanResult, Config]:
     """Audit URIS, the OFFLINE bundles and metadata directories, and the demo host (libvirt's
     default URI when there is none of them) under the configuration and command-line
@@ -79,11 +80,12 @@ def run(
             timeout=config.timeout.value,
             offline=[(p, domain_xml, host_name) for p in offline],
             workers=workers,
+            as_of=as_of,
         )
     result = apply_waivers(result, config.waivers, result.generated_at.date())
     if known is not None and baseline is not None:
         result = apply_baseline(result, known, baseline)
-    if "SOURCE_DATE_EPOCH" not in os.environ:  # a pinned report leaves out what varies
+    if as_of is None and "SOURCE_DATE_EPOCH" not in os.environ:  # pinned: nothing varies
         result = dataclasses.replace(result, duration=round(time.monotonic() - started, 3))
     return result, config
 
@@ -99,16 +101,18 @@ def audit_hosts(
     timeout: float | None = None,
     offline: Sequence[tuple[Path, Path | None, str | None]] = (),
     workers: int | None = None,
+    as_of: datetime | None = None,
 ) -> ScanResult:
     """The source and audit steps: scan every host at once (each result in the order of
     URIS), then run RULES over them with POLICY's severities and parameters (default: the
-    rules' own). A host that cannot be scanned is in the result with its error."""
+    rules' own). A host that cannot be scanned is in the result with its error. Ages are
+    measured at AS_OF (default: now), and the report is dated by report_time(AS_OF)."""
     from auditor.engine.audit import Auditor, audit, default_policy
     from auditor.sources.live.fleet import scan_hosts
 
     # Each domain is audited as soon as it is read, while the daemon answers for the others;
     # so the clock for ages is read once, before the scan.
-    auditor = Auditor(rules, report_time(), policy or default_policy(rules))
+    auditor = Auditor(rules, as_of or datetime.now(UTC), policy or default_policy(rules))
     by_host: dict[int, dict] = {}  # host position -> (domain, uuid) -> (findings, errors)
 
     def on_domain(index: int, domain: Domain) -> None:  # only hosts without file checks
@@ -141,7 +145,8 @@ def audit_hosts(
         if done:
             audited[len(scans)] = _host_findings(auditor, scan, done)
         scans.append(scan)
-    return audit(scans, rules, load_errors, auditor.now, auditor.policy, audited)
+    result = audit(scans, rules, load_errors, auditor.now, auditor.policy, audited)
+    return dataclasses.replace(result, generated_at=report_time(as_of))
 
 
 def _host_findings(auditor, scan: HostScan, done: Mapping) -> tuple[list, list]:
@@ -164,8 +169,12 @@ def demo_node_file():
     return as_file(files("auditor.sources") / "demo" / "demo-host.xml")
 
 
-def report_time() -> datetime:
-    # SOURCE_DATE_EPOCH pins the report's timestamp, for reproducible reports and exact tests.
+def report_time(as_of: datetime | None = None) -> datetime:
+    """When the report says it was made: AS_OF (--as-of, which also moves the clock ages are
+    measured against), else SOURCE_DATE_EPOCH, which reproducible builds set to pin what a
+    build writes and which must not silence age checks, else now."""
+    if as_of is not None:
+        return as_of
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch and epoch.isdigit():
         return datetime.fromtimestamp(int(epoch), tz=UTC)

@@ -14,9 +14,17 @@ REPO = TESTS.parent
 FIXTURES = TESTS / "fixtures"
 SCHEMAS = TESTS / "schemas"  # third-party schemas that outputs are validated against
 
-# The clock of CLI runs (SOURCE_DATE_EPOCH): a day after the fixtures' snapshots were taken
-# (1700000000), so that snapshot ages are exact.
+# The clock of CLI runs (--as-of, and SOURCE_DATE_EPOCH): a day after the fixtures' snapshots
+# were taken (1700000000), so that snapshot ages are exact.
 CLOCK = "1700086400"
+
+
+def pinned(env: dict | None = None) -> dict:
+    """The environment of a CLI run whose reports are pinned whole: the report's date and the
+    clock ages are measured against are SOURCE_DATE_EPOCH (CLOCK unless ENV says)."""
+    merged = {**os.environ, "SOURCE_DATE_EPOCH": CLOCK, **(env or {})}
+    merged.setdefault("SNAPAUDIT_AS_OF", "@" + merged["SOURCE_DATE_EPOCH"])
+    return merged
 
 
 def fixture_uri(path: Path | str) -> str:
@@ -29,6 +37,6 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         [str(Path(sys.executable).parent / "snapaudit"), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK, **(env or {})},
+        env=pinned(env),
         timeout=120,
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
@@ -30,7 +29,7 @@ import pytest
 
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
-from tests.helpers import CLOCK, run_cli
+from tests.helpers import pinned, run_cli
 
 pytestmark = pytest.mark.qemu
 WORKERS = 4
@@ -59,7 +58,7 @@ def snapaudit(*args: str, env: dict | None = None) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK, **(env or {})},
+        env=pinned(env),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -126,12 +127,23 @@ def scan(
             help="libvirt calls in flight per host. Default: 64 for remote hosts, 4 for local.",
         ),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="TIME",
+            envvar="SNAPAUDIT_AS_OF",
+            help="Audit as if it were TIME (ISO 8601, or @SECONDS since 1970): snapshot ages"
+            " and the report's date. For reproducible reports.",
+        ),
+    ] = None,
 ) -> None:
     """Audit every snapshot of every domain on one or more hosts (read-only)."""
     from auditor.pipeline import run
     from auditor.policy.waivers import write_baseline as save_baseline
 
     outputs = _outputs(formats, output)
+    moment = _moment(as_of) if as_of is not None else None
     if (domain_xml or host_name) and not sources:
         exits.fail(exits.USAGE, "--domain-xml and --host-name go with --from")
     if host_name and sources and len(sources) > 1:
@@ -157,6 +169,7 @@ def scan(
                 domain_xml=domain_xml,
                 host_name=host_name,
                 workers=workers,
+                as_of=moment,
             )
     except UsageError as exc:
         exits.fail(exits.USAGE, str(exc))
@@ -197,6 +210,17 @@ def _outputs(formats: list[str] | None, output: Path | None) -> list[tuple[str, 
     elif len(to_stdout) > 1:
         raise typer.BadParameter("only one format can go to standard output", param_hint="--format")
     return outputs
+
+
+def _moment(text: str) -> datetime:
+    """--as-of's TIME: @SECONDS, or an ISO 8601 date or time (UTC unless it says)."""
+    try:
+        if text.startswith("@"):
+            return datetime.fromtimestamp(float(text[1:]), tz=UTC)
+        moment = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        exits.fail(exits.USAGE, f"--as-of {text!r}: not an ISO 8601 time or @SECONDS")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -9,14 +9,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES, fixture_uri, run_cli
+from tests.helpers import CLOCK, FIXTURES, fixture_uri, run_cli
 
 CLEAN = fixture_uri("clean_host.xml")
 SEED = fixture_uri("seed_examples.xml")
+SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
 WARN_ONLY = fixture_uri("rules/SNAP006.xml")
 MISSING = "test:///nonexistent/node.xml"
 
@@ -238,3 +240,43 @@ def test_progress_is_drawn_only_on_a_terminal():
     assert CLEAN.encode() in drawn  # the progress bar is labelled with the host
     piped = run_cli("scan", "-c", CLEAN)
     assert piped.stderr == ""
+
+
+def test_source_date_epoch_dates_the_report_but_ages_follow_the_real_clock():
+    # Build systems set SOURCE_DATE_EPOCH everywhere: it must not make old snapshots look young.
+    env = {k: v for k, v in os.environ.items() if k != "SNAPAUDIT_AS_OF"}
+    env["SOURCE_DATE_EPOCH"] = CLOCK
+
+    def ages(*args: str) -> list[tuple[str, str]]:
+        proc = subprocess.run(
+            [SNAPAUDIT, "scan", "-c", SEED, "-f", "json", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        report = json.loads(proc.stdout)
+        assert (report["generated_at"], report["duration"]) == ("2023-11-15T22:13:20Z", None)
+        return [(f["snapshot"], f["message"]) for f in report["findings"] if f["rule"] == "SNAP013"]
+
+    assert ages("--as-of", f"@{CLOCK}") == [
+        ("sample-snapshot-name-2", "snapshot is 540 days old (limit: 30 days)")
+    ]
+    days = (time.time() - int(CLOCK)) // 86400
+    now = ages()
+    assert [name for name, _ in now] == ["sample-snapshot-name-2", "sample-snapshot-name-1"]
+    assert now[0][1] in {
+        f"snapshot is {540 + days + d:.0f} days old (limit: 30 days)" for d in (0, 1)
+    }
+
+
+def test_as_of_takes_iso_8601_or_seconds_and_refuses_the_rest():
+    for value in ("2023-11-15T22:13:20Z", "2023-11-15T22:13:20", "@1700086400"):
+        proc = run_cli("scan", "-c", SEED, "-f", "json", "--as-of", value)
+        assert json.loads(proc.stdout)["generated_at"] == "2023-11-15T22:13:20Z"
+    proc = run_cli("scan", "-c", SEED, "--as-of", "yesterday")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        "snapaudit: --as-of 'yesterday': not an ISO 8601 time or @SECONDS\n",
+    )

@@ -18,7 +18,7 @@ import pytest
 
 from auditor.fix.journal import Journal
 from testlab.trees import disk_sources, read_back, removed_afterwards
-from tests.helpers import CLOCK, fixture_uri, run_cli
+from tests.helpers import fixture_uri, pinned, run_cli
 from tests.test_fix_crash import crash_tree
 
 SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
@@ -31,7 +31,7 @@ def start(*args: str, session: bool = False, path: str | None = None) -> subproc
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK, "PATH": path or os.environ["PATH"]},
+        env=pinned({"PATH": path or os.environ["PATH"]}),
         start_new_session=session,
     )
 

@@ -41,6 +41,7 @@ def run(argv_or_script, cwd: Path, shell: bool = False) -> subprocess.CompletedP
         **os.environ,
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "SOURCE_DATE_EPOCH": CLOCK,
+        "SNAPAUDIT_AS_OF": f"@{CLOCK}",
         # Ansible's working files stay in the test's directory, not in ~/.ansible.
         "ANSIBLE_LOCAL_TEMP": str(cwd / ".ansible-local"),
         "ANSIBLE_REMOTE_TEMP": str(cwd / ".ansible-remote"),

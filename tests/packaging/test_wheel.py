@@ -151,7 +151,7 @@ def test_wheel_on_the_system_bindings_at_the_dependency_floors(installed, tmp_pa
     report = demo_report(snapaudit)
     reference = subprocess.run(
         [str(BIN / "snapaudit"), "scan", "--demo", "--format", "json"],
-        env={**os.environ, "SOURCE_DATE_EPOCH": "1764000000"},
+        env={**os.environ, "SNAPAUDIT_AS_OF": "@1764000000"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -169,7 +169,7 @@ def demo_report(snapaudit: str) -> dict:
     """The installed command's JSON report of the demo host, with its exact counts checked."""
     scan = subprocess.run(
         [snapaudit, "scan", "--demo", "--format", "json"],
-        env={**os.environ, "SOURCE_DATE_EPOCH": "1764000000"},
+        env={**os.environ, "SNAPAUDIT_AS_OF": "@1764000000"},
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,7 +4,6 @@ baselines and several outputs at once, through the CLI as users run it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from auditor.engine.registry import load_rules
 from auditor.policy import config as config_module
 from auditor.policy.config import ConfigError, find_config
 from auditor.policy.selection import RuleIndex
-from tests.helpers import CLOCK, fixture_uri, run_cli
+from tests.helpers import fixture_uri, pinned, run_cli
 
 SEED = fixture_uri("seed_examples.xml")
 WHERE = ("vm-name", "sample-snapshot-name-2")
@@ -104,7 +103,7 @@ def subprocess_in(cwd: Path, *args: str):
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK},
+        env=pinned(),
         timeout=60,
     )
 

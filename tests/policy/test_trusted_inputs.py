@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CLOCK, fixture_uri, run_cli
+from tests.helpers import fixture_uri, pinned, run_cli
 
 NOBODY = 65534
 SEED = fixture_uri("seed_examples.xml")  # error findings: the gate fails (exit 1)
@@ -30,7 +30,7 @@ def nobodys(path: Path) -> Path:
 
 
 def run_in(directory: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SOURCE_DATE_EPOCH": CLOCK}
+    env = pinned()
     env.pop("SUDO_UID", None)
     return subprocess.run(
         [SNAPAUDIT, *args], cwd=directory, capture_output=True, text=True, env=env, timeout=60

@@ -21,7 +21,7 @@ from auditor.safefs.chase import descriptor
 from testlab.images import create_qcow2, write_pattern
 from testlab.pytest_fixtures import require, require_qemu_tools
 from testlab.trees import SnapshotTree, removed_afterwards
-from tests.helpers import CLOCK, run_cli
+from tests.helpers import pinned, run_cli
 
 NOBODY = 65534
 SCAN = ("scan", "--demo", "--fail-on", "never")
@@ -160,7 +160,7 @@ def test_an_own_symlink_is_followed_and_its_target_replaced_atomically(tmp_path,
 
 
 def run_with_umask(mask: str, *args: str, sudo_uid: int | None = None):
-    env = {**os.environ, "SOURCE_DATE_EPOCH": CLOCK}
+    env = pinned()
     env.pop("SUDO_UID", None)
     if sudo_uid is not None:
         env["SUDO_UID"] = str(sudo_uid)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -139,7 +140,8 @@ def test_a_report_read_by_workers_is_byte_for_byte_the_one_read_alone(
     proc = run_cli("scan", "--from", str(tree), "--format", "json", "--host-name", "hv")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", CLOCK)
     serial()
-    result, _ = run([], offline=[tree], host_name="hv")
+    clock = datetime.fromtimestamp(int(CLOCK), tz=UTC)
+    result, _ = run([], offline=[tree], host_name="hv", as_of=clock)
     assert (proc.returncode, proc.stdout) == (3, render("json", result))
     path = f"{tree}/"
     assert proc.stderr.splitlines() == [
