@@ -20,7 +20,7 @@ import pytest
 from conftest import run_cli
 from test_fix_faults import Scenario, snapaudit, wait_stopped
 
-from auditor.fix import hold
+from auditor.fix import image_hold
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
 
@@ -184,7 +184,7 @@ def hold_for_writing(how: str, image: Path, directory: Path) -> subprocess.Popen
     # with a qemu tool to probe would itself keep the holder from taking it).
     fd = os.open(image, os.O_RDONLY)
     try:
-        while not hold.writer(fd):
+        while not image_hold.writer(fd):
             assert time.monotonic() < deadline and holder.poll() is None, "the holder never held"
             time.sleep(0.02)
     finally:

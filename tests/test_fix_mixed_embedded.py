@@ -18,8 +18,8 @@ from auditor.engine.registry import load_rules
 from auditor.fix.execute import run
 from auditor.fix.gather import read_domain
 from auditor.fix.journal import Journal
+from auditor.fix.plan import Options
 from auditor.fix.planner import plan_domain
-from auditor.fix.steps import Options
 from auditor.reports.fixplan import describe
 from auditor.sources.scanner import scan_host
 from testlab.trees import SnapshotTree, disk_sources, read_back, removed_afterwards

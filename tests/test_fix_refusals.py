@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli
 
 from auditor.display import human_size
-from auditor.fix.lock import domain_lock
+from auditor.fix.domain_lock import domain_lock
 from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
 from testlab.trees import SnapshotTree
 

@@ -11,10 +11,10 @@ import pytest
 from conftest import run_cli
 from test_fix_plan import TREE, UUID, facts
 
+from auditor.fix.domain_lock import LockError, domain_lock
 from auditor.fix.journal import Journal, JournalError
-from auditor.fix.lock import LockError, domain_lock
+from auditor.fix.plan import Options
 from auditor.fix.planner import plan_domain
-from auditor.fix.steps import Options
 
 TORN = b'{"type": "done", "st'  # a record cut short by a crash: what repair cuts off
 

@@ -409,8 +409,8 @@ def test_the_planner_refuses_target_directories_others_can_write_to():
     from test_fix_plan import TREE, facts
 
     from auditor.fix.facts import Filesystem
+    from auditor.fix.plan import Options
     from auditor.fix.planner import plan_domain
-    from auditor.fix.steps import Options
 
     cases = [
         (Filesystem(1, 10 << 20, 0, 0o41777), "/images is writable by every user (mode 1777)"),

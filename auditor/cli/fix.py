@@ -23,7 +23,7 @@ from auditor.cli import exits
 if TYPE_CHECKING:
     import libvirt
 
-    from auditor.fix.steps import Options
+    from auditor.fix.plan import Options
     from auditor.reports.fixplan import Outcome
 
 DEFAULT_STATE_DIR = "/var/lib/snapaudit/fix"
@@ -105,7 +105,7 @@ def fix(
         # Absolute: the commands that messages name must work from any directory.
         journal = (resume or rollback).absolute()
         _journal_command(journal, connect, output_format, rollback=bool(rollback))
-    from auditor.fix.steps import Options
+    from auditor.fix.plan import Options
 
     options = Options(drop_memory=drop_memory, remove_originals=not keep_originals)
     target = str(target_dir.resolve()) if target_dir else None
@@ -185,13 +185,13 @@ def _one_domain(
 ) -> Outcome:
     import libvirt
 
+    from auditor.fix.domain_lock import LockBusy, LockError, domain_lock
     from auditor.fix.execute import FixFailed, run
     from auditor.fix.gather import read_domain
     from auditor.fix.journal import ROLLING_BACK, Journal, JournalError, unfinished
-    from auditor.fix.lock import LockBusy, LockError, domain_lock
     from auditor.fix.names import journal_name
+    from auditor.fix.plan import DomainPlan, quoted
     from auditor.fix.planner import plan_domain
-    from auditor.fix.steps import DomainPlan, quoted
     from auditor.reports.fixplan import Outcome, describe
 
     try:
@@ -256,12 +256,12 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
     import libvirt
 
     from auditor.display import clean, one_line
+    from auditor.fix.domain_lock import LockBusy, LockError, domain_lock, journal_lock
     from auditor.fix.execute import FixFailed
     from auditor.fix.gather import ConnectionRefused, connect
     from auditor.fix.images import ImageError, remove_stale_exports
     from auditor.fix.journal import Journal, JournalError
-    from auditor.fix.lock import LockBusy, LockError, domain_lock, journal_lock
-    from auditor.fix.steps import quoted
+    from auditor.fix.plan import quoted
     from auditor.reports import fixplan
 
     try:

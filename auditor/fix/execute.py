@@ -6,10 +6,10 @@ was in half done, or done but not journaled) resumes by running that step again.
 with the original metadata the journal holds and repairs whatever differs.
 
 The domain cannot run on its originals while they are converted: from the first step to the
-last, fix holds QEMU's own image lock on them (hold.py), so `virsh start` fails, and it checks
-that the domain is shut off before every step and after defining it. Before claiming anything,
-a run checks that every image it created is still the file it created and that no original
-changed since the plan; every failure names the one command that applies next.
+last, fix holds QEMU's own image lock on them (image_hold.py), so `virsh start` fails, and it
+checks that the domain is shut off before every step and after defining it. Before claiming
+anything, a run checks that every image it created is still the file it created and that no
+original changed since the plan; every failure names the one command that applies next.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import libvirt
 
 from auditor import stopping
 from auditor.display import one_line
-from auditor.fix import hold, images
+from auditor.fix import image_hold, images
 from auditor.fix.gather import SECURE_DOMAIN
 from auditor.fix.journal import FINISHED, ROLLED_BACK, ROLLING_BACK, Journal, file_id
-from auditor.fix.steps import (
+from auditor.fix.plan import (
     CreateImage,
     CreateOverlay,
     DefineDomain,
@@ -67,7 +67,7 @@ def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe
     if dom.isActive():
         raise FixFailed(_running(dom, plan, journal))
     try:
-        with hold.no_writers(o.path for o in plan.originals):
+        with image_hold.no_writers(o.path for o in plan.originals):
             check_files(dom, journal)
             for number, step in enumerate(plan.steps, 1):
                 if number in journal.done:
@@ -89,7 +89,7 @@ def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe
                 _test_kill(number, journaled=True)
             _check_converted(dom, journal)
             check_files(dom, journal)
-    except hold.HoldError as exc:
+    except image_hold.HoldError as exc:
         raise FixFailed(f"original image {exc}, then run {command(journal, '--resume')}") from None
     if journal.state != FINISHED:
         journal.finish()

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from auditor import safefs
-from auditor.fix.codec import plan_from_json, plan_to_json
-from auditor.fix.steps import CreateImage, CreateOverlay, DomainPlan, RemoveOriginal
+from auditor.fix.plan import CreateImage, CreateOverlay, DomainPlan, RemoveOriginal
+from auditor.fix.plan_json import plan_from_json, plan_to_json
 
 SCHEMA = "snapaudit/fix-journal/v1"
 OPEN, FINISHED, ROLLING_BACK, ROLLED_BACK = "open", "finished", "rolling back", "rolled back"

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from auditor.display import clean, human_size
-from auditor.fix.codec import plan_to_json
-from auditor.fix.steps import (
+from auditor.fix.plan import (
     CreateImage,
     CreateOverlay,
     DefineDomain,
@@ -26,6 +25,7 @@ from auditor.fix.steps import (
     at,
     quoted,
 )
+from auditor.fix.plan_json import plan_to_json
 
 SCHEMA = "snapaudit/fix-plan/v1"
 

@@ -1,6 +1,6 @@
 """The records of fix mode: the steps a plan runs and the plan itself, plain frozen data.
 
-The planner (planner.py) makes them, codec.py turns them into JSON and back for the journal
+The planner (planner.py) makes them, plan_json.py turns them into JSON and back for the journal
 and the JSON output, execute.py runs them, and the fix plan reporter prints them.
 """
 
