@@ -23,8 +23,7 @@ from auditor.cli import exits
 if TYPE_CHECKING:
     import libvirt
 
-    from auditor.fix.plan import Options
-    from auditor.reports.fixplan import Outcome
+    from auditor.fix.plan import Options, Outcome
 
 DEFAULT_STATE_DIR = "/var/lib/snapaudit/fix"
 INTERNAL_RULES = ("SNAP001", "SNAP002")
@@ -190,9 +189,9 @@ def _one_domain(
     from auditor.fix.gather import read_domain
     from auditor.fix.journal import ROLLING_BACK, Journal, JournalError, unfinished
     from auditor.fix.names import journal_name
-    from auditor.fix.plan import DomainPlan, quoted
+    from auditor.fix.plan import DomainPlan, Outcome, quoted
     from auditor.fix.planner import plan_domain
-    from auditor.reports.fixplan import Outcome, describe
+    from auditor.reports.fixplan import describe
 
     try:
         dom = conn.lookupByName(name)
@@ -261,7 +260,7 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
     from auditor.fix.gather import ConnectionRefused, connect
     from auditor.fix.images import ImageError, remove_stale_exports
     from auditor.fix.journal import Journal, JournalError
-    from auditor.fix.plan import quoted
+    from auditor.fix.plan import Outcome, quoted
     from auditor.reports import fixplan
 
     try:
@@ -284,12 +283,12 @@ def _journal_command(path: Path, uri: str | None, output_format: Format, *, roll
             option = "--rollback" if rollback else "--resume"
             with _stopped_names(f"snapaudit fix {option} {path}"):
                 _journal_step(conn, journal, rollback=rollback)
-        outcome = fixplan.Outcome(plan, what, str(path))
+        outcome = Outcome(plan, what, str(path))
     except LockBusy as exc:
         exits.fail(exits.REFUSED, str(exc))
     except (FixFailed, JournalError, LockError, ImageError, libvirt.libvirtError, OSError) as exc:
         option = "--rollback" if rollback else "--resume"
-        outcome = fixplan.Outcome(plan, "failed", str(path), _reason(exc, journal, option))
+        outcome = Outcome(plan, "failed", str(path), _reason(exc, journal, option))
     finally:
         conn.close()
     if output_format is Format.json:

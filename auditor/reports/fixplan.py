@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from auditor.display import clean, human_size
 from auditor.fix.plan import (
@@ -18,6 +17,7 @@ from auditor.fix.plan import (
     DefineDomain,
     DomainPlan,
     DropSnapshotMetadata,
+    Outcome,
     RedefineSnapshot,
     RemoveOriginal,
     Step,
@@ -28,16 +28,6 @@ from auditor.fix.plan import (
 from auditor.fix.plan_json import plan_to_json
 
 SCHEMA = "snapaudit/fix-plan/v1"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What --apply did with one domain's plan."""
-
-    plan: DomainPlan
-    result: str | None = None  # converted | failed | None (dry run, refused, nothing to do)
-    journal: str | None = None
-    error: str | None = None
 
 
 def describe(step: Step) -> str:
