@@ -64,7 +64,7 @@ def manual_disk_domain(conn: libvirt.virConnect, directory: Path) -> None:
     tree.dom.snapshotCreateXML(snapshot, flags)
 
 
-def test_refusals_each_with_its_reason(conn, libvirtd, tmp_path):  # noqa: F811
+def test_refusals_each_with_itsfailure(conn, libvirtd, tmp_path):  # noqa: F811
     images = tmp_path / "images"
     running = one_snapshot(conn, "running", images)
     running.dom.create()
@@ -206,21 +206,21 @@ def test_journal_options_do_not_mix(args):
 def test_a_failure_names_the_one_command_that_applies():
     from types import SimpleNamespace
 
-    from auditor.cli.fix import _reason
     from auditor.fix.execute import FixFailed
     from auditor.fix.journal import JournalError
+    from auditor.fix.orchestrate import failure
 
     journal = SimpleNamespace(path=Path("/var/lib/snapaudit/fix/vm.journal"))
     full = OSError(28, "No space left on device", "/var/lib/snapaudit/fix/vm.journal")
-    assert _reason(JournalError(f"cannot write journal {journal.path}: full"), journal) == (
+    assert failure(JournalError(f"cannot write journal {journal.path}: full"), journal) == (
         "cannot write journal /var/lib/snapaudit/fix/vm.journal: full; once the journal can be "
         "written, run snapaudit fix --resume /var/lib/snapaudit/fix/vm.journal"
     )
-    assert _reason(full, journal, "--rollback") == (
+    assert failure(full, journal, "--rollback") == (
         "/var/lib/snapaudit/fix/vm.journal: No space left on device; once that is solved, run "
         "snapaudit fix --rollback /var/lib/snapaudit/fix/vm.journal"
     )
     # A FixFailed says itself what applies, or that nothing does.
     done = FixFailed("/var/lib/snapaudit/fix/vm.journal was rolled back; plan a new fix instead")
-    assert _reason(done, journal) == str(done)
-    assert _reason(full) == "/var/lib/snapaudit/fix/vm.journal: No space left on device"
+    assert failure(done, journal) == str(done)
+    assert failure(full) == "/var/lib/snapaudit/fix/vm.journal: No space left on device"

@@ -16,7 +16,7 @@ The flow, one module per stage:
                                       QEMU from writing the originals; images.py runs qemu-img
   → verification                      qemu-img compare of every new image before any metadata
                                       moves, then the result read back from libvirt
-auditor.cli.fix is the `snapaudit fix` command that wires them together.
+orchestrate.py runs them from start to end, for auditor.cli.fix (`snapaudit fix`) to print.
 
 Original images are only ever opened read-only, so a rollback never copies data back.
 """

@@ -89,6 +89,14 @@ def render_domain(outcome: Outcome) -> str:
     return "\n".join(clean(line) for line in lines) + "\n"
 
 
+def render_finished(outcome: Outcome) -> str:
+    """The line of --resume or --rollback: what became of the conversion."""
+    name = clean(quoted(outcome.plan.domain))
+    if outcome.result == "failed":
+        return f"domain {name}: FAILED: {outcome.error}\n"
+    return f"domain {name}: {outcome.result}; journal {outcome.journal}\n"
+
+
 def _plan_lines(plan: DomainPlan) -> list[str]:
     count = len(plan.snapshots)
     lines = [
