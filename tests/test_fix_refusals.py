@@ -224,3 +224,24 @@ def test_a_failure_names_the_one_command_that_applies():
     done = FixFailed("/var/lib/snapaudit/fix/vm.journal was rolled back; plan a new fix instead")
     assert failure(done, journal) == str(done)
     assert failure(full) == "/var/lib/snapaudit/fix/vm.journal: No space left on device"
+
+
+def test_an_error_reads_in_its_own_words_whatever_its_class_is_named():
+    from auditor.display import one_line
+    from auditor.fix.images import ImageError
+    from auditor.safefs import WriteError
+
+    class libvirtError(Exception):  # named as libvirt's, and not one of them
+        pass
+
+    not_found = libvirt.libvirtError("Domain not found: no domain with matching name 'x'\n")
+    assert one_line(not_found) == "Domain not found: no domain with matching name 'x'"
+    assert one_line(ImageError("qemu-img convert: Could not open 'a'")) == (
+        "qemu-img convert: Could not open 'a'"
+    )
+    written = WriteError("cannot create /a: something is already there")
+    assert one_line(written) == "cannot create /a: something is already there"
+    assert one_line(OSError(28, "No space left on device", "/j")) == "/j: No space left on device"
+    # Anything else is a bug: its type is the first clue, whatever it is called.
+    assert one_line(KeyError("x")) == "KeyError: 'x'"
+    assert one_line(libvirtError("x")) == "libvirtError: x"

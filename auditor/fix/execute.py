@@ -21,7 +21,7 @@ from collections.abc import Callable
 import libvirt
 
 from auditor import stopping
-from auditor.display import one_line
+from auditor.display import Problem, one_line
 from auditor.fix import image_hold, images
 from auditor.fix.gather import SECURE_DOMAIN
 from auditor.fix.journal import FINISHED, ROLLED_BACK, ROLLING_BACK, Journal, file_id
@@ -46,7 +46,7 @@ CURRENT = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
 METADATA_ONLY = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY
 
 
-class FixFailed(Exception):
+class FixFailed(Problem):
     """A step failed or the host is not as the journal expects; the message is one line."""
 
 
@@ -79,7 +79,7 @@ def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe
                     _run_step(conn, dom, journal, step)
                 except (libvirt.libvirtError, images.ImageError, OSError) as exc:
                     raise FixFailed(
-                        f"step {number} ({step.kind}) failed: {_reason(exc)}; once that is "
+                        f"step {number} ({step.kind}) failed: {one_line(exc)}; once that is "
                         f"solved, run {command(journal, '--resume')}"
                     ) from None
                 if isinstance(step, DefineDomain) and dom.isActive():
@@ -97,15 +97,6 @@ def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe
 
 def _rollback(journal: Journal) -> str:
     return command(journal, "--rollback")
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    if isinstance(exc, libvirt.libvirtError):
-        return one_line(exc)
-    lines = str(exc).strip().splitlines()  # its text only: never a Python class name
-    return lines[0] if lines else "failed"
 
 
 def _running(dom: libvirt.virDomain, plan: DomainPlan, journal: Journal) -> str:

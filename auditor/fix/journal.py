@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor import safefs
+from auditor.display import Problem
 from auditor.fix.plan import CreateImage, CreateOverlay, DomainPlan, RemoveOriginal
 from auditor.fix.plan_json import plan_from_json, plan_to_json
 
@@ -35,7 +36,7 @@ MAX_BYTES = 64 * 1024 * 1024  # far beyond any real plan; a bound for a hostile 
 FileId = tuple[int, int, int, int]  # device, inode, size, mtime in ns
 
 
-class JournalError(Exception):
+class JournalError(Problem):
     """The file is not a journal this version can use, or cannot be written; one line."""
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import libvirt
 
-from auditor.display import one_line
+from auditor.display import Problem, one_line
 from auditor.fix.domain_lock import LockBusy, LockError, domain_lock, journal_lock
 from auditor.fix.execute import Describe, FixFailed, Progress, check_finished, command, run
 from auditor.fix.gather import connect, read_domain
@@ -35,7 +35,7 @@ from auditor.stopping import Stopped
 _FAILURES = (FixFailed, JournalError, LockError, ImageError, libvirt.libvirtError, OSError)
 
 
-class CannotConnect(Exception):
+class CannotConnect(Problem):
     """The host cannot be reached; the message says so, in one line."""
 
 
@@ -149,13 +149,8 @@ def from_journal(
 
 
 def failure(exc: BaseException, journal: Journal | None = None, option: str = "--resume") -> str:
-    """One line, no Python class names; a journal that could not be written says what then."""
-    if isinstance(exc, OSError) and exc.strerror:
-        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    elif type(exc).__name__ in ("libvirtError", "ImageError"):
-        text = one_line(exc).removeprefix("ImageError: ")
-    else:
-        text = str(exc)
+    """Why a domain failed, in one line; with its JOURNAL, the one command that applies then."""
+    text = one_line(exc)
     if journal is not None and not isinstance(exc, FixFailed) and "snapaudit fix --" not in text:
         # The one command that applies: the same one again, once the cause is solved (when
         # it cannot finish, it names the other). A FixFailed already says what applies.

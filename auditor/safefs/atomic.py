@@ -13,13 +13,15 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from auditor.display import Problem
+
 _FD_PATH = re.compile(r"^/(?:dev/fd/(\d+)|proc/self/fd/(\d+)|dev/(stdout|stderr))$")
 _NOT_OURS = "belongs to uid %d, neither root nor the invoking user"
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
 
-class WriteError(OSError):
+class WriteError(Problem, OSError):
     """A file that cannot or must not be written; the message is one line naming it."""
 
 
