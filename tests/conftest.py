@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import PIPE
 
 import libvirt
 import pytest
@@ -19,6 +20,10 @@ pytest_plugins = ["testlab.pytest_fixtures"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
+SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
+# The test suite's own `snapaudit`, with the fault points of a conversion armed from the
+# environment (SNAPAUDIT_FIX_*): the installed command ignores those variables.
+FAULTY_SNAPAUDIT = [sys.executable, str(Path(__file__).parent / "faulty_snapaudit.py")]
 
 
 def pytest_addoption(parser):
@@ -60,12 +65,22 @@ def fixture_uri(path: Path | str) -> str:
 CLOCK = "1700086400"
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the installed `snapaudit` command for real, as a user or a CI job would."""
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "snapaudit"), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK, **(env or {})},
-        timeout=120,
-    )
+def run_cli(
+    *args: str, env: dict | None = None, faulty: bool = False
+) -> subprocess.CompletedProcess:
+    """Run the installed `snapaudit` command for real, as a user or a CI job would; FAULTY:
+    the test suite's, its fault points armed by ENV."""
+    return subprocess.run(**_cli(args, env, faulty), capture_output=True, timeout=120)
+
+
+def start_cli(
+    *args: str, env: dict | None = None, faulty: bool = False, cwd: Path | None = None
+) -> subprocess.Popen:
+    """run_cli, started: the caller waits for it (or stops it, or kills it)."""
+    return subprocess.Popen(**_cli(args, env, faulty), stdout=PIPE, stderr=PIPE, cwd=cwd)
+
+
+def _cli(args: tuple[str, ...], env: dict | None, faulty: bool) -> dict:
+    command = FAULTY_SNAPAUDIT if faulty else [SNAPAUDIT]
+    clocked = {**os.environ, "SOURCE_DATE_EPOCH": CLOCK, **(env or {})}
+    return {"args": [*command, *args], "env": clocked, "text": True}

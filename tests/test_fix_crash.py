@@ -1,9 +1,10 @@
 """`kill -9` at every step of a conversion: `--resume` then finishes it, `--rollback` undoes it
 exactly, and in both cases every byte of every disk state is intact.
 
-The process kills itself (SNAPAUDIT_FIX_KILL_AFTER_STEP) right after journaling step k, or,
-with SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL, after doing step k but before journaling it: the two
-edges of every step. Scenarios run a few at a time, each on its own small domain.
+The process kills itself (SNAPAUDIT_FIX_KILL_AFTER_STEP, read by tests/faulty_snapaudit.py)
+right after journaling step k, or, with SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL, after doing step k
+but before journaling it: the two edges of every step. Scenarios run a few at a time, each on
+its own small domain.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def kill_then_recover(uri: str, name: str, state: Path, k: int, mode: str) -> tu
     if mode != "journaled-resume":
         kill["SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL"] = "1"
     args = ("fix", "-c", uri, "--state-dir", str(state), "--domain", name, "--apply")
-    crashed = run_cli(*args, env=kill)
+    crashed = run_cli(*args, env=kill, faulty=True)
     if crashed.returncode != -9:
         return "", [f"not killed: exit {crashed.returncode}: {crashed.stderr}"]
     (journal,) = state.glob("*.journal")

@@ -3,7 +3,7 @@
 the guest ever wrote is intact (or nothing changed at all).
 
 The fix process stops itself (SIGSTOP) or dies (SIGKILL) just before or just after its Nth
-journal record (SNAPAUDIT_FIX_FAULT_AT=N or N+, a test hook in auditor.fix.journal). While it
+journal record (SNAPAUDIT_FIX_FAULT_AT=N or N+, read by tests/faulty_snapaudit.py). While it
 is stopped a test changes the world: it starts the domain, writes to the original image, makes
 the journal immutable (chattr +i) or fills its filesystem (a tiny tmpfs). Recovery follows the
 messages: a failed command must name the one command that applies, which is then run.
@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import CLOCK, run_cli
+from conftest import run_cli, start_cli
 
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
@@ -51,16 +49,6 @@ def small_tree(
     tree.snapshot("s2")
     tree.write("vda", 3, 0x33)
     return tree
-
-
-def snapaudit(*args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(Path(sys.executable).parent / "snapaudit"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "SOURCE_DATE_EPOCH": CLOCK, **(env or {})},
-    )
 
 
 def wait_stopped(proc: subprocess.Popen) -> bool:
@@ -92,8 +80,9 @@ class Scenario:
         return journal
 
     def apply(self, env: dict) -> subprocess.Popen:
+        """--apply --remove-originals, its fault points armed by ENV."""
         args = ["-c", self.uri, "--state-dir", str(self.state), "--domain", self.root.name]
-        return snapaudit("fix", *args, "--apply", "--remove-originals", env=env)
+        return start_cli("fix", *args, "--apply", "--remove-originals", env=env, faulty=True)
 
     def defined_on_original(self) -> bool:
         return disk_sources(self.tree.dom.XMLDesc())["vda"] == str(self.original)
@@ -118,12 +107,11 @@ class Scenario:
         if on_original and phase != "rollback":
             self.problems.append("the domain started on its original image")
 
-    def recover(self, first: str, env: dict | None = None) -> str:
+    def recover(self, first: str) -> str:
         """Run FIRST, then whatever each failure names, until one succeeds."""
         option, seen = first, []
         for _ in range(4):
-            proc = run_cli("fix", option, str(self.journal()), env=env or {})
-            env = None
+            proc = run_cli("fix", option, str(self.journal()))
             seen.append(f"{option}: exit {proc.returncode}: {proc.stdout.strip()}")
             if proc.returncode == 0:
                 return option
@@ -198,7 +186,7 @@ def run_scenario(uri: str, root: Path, case: tuple[str, str, str]) -> list[str]:
         else:
             killed = scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": PHASES[phase]})
             killed.communicate(timeout=120)
-            proc = snapaudit("fix", f"--{phase}", str(scenario.journal()), env=stop)
+            proc = start_cli("fix", f"--{phase}", str(scenario.journal()), env=stop, faulty=True)
             first = "--rollback" if phase == "resume" else "--resume"
         own = "--rollback" if phase == "rollback" else "--resume"
         # After a phase's last record nothing is left to write: a broken journal goes unseen.
@@ -347,3 +335,42 @@ def test_a_rollback_journals_each_step_it_undoes(conn, libvirtd, tmp_path):  # n
         assert scenario.check("--rollback") == []
     finally:
         scenario.close()
+
+
+# Only the test suite arms the fault points
+
+EVERY_FAULT = {
+    "SNAPAUDIT_FIX_FAULT_AT": "1",
+    "SNAPAUDIT_FIX_FAULT": "kill",
+    "SNAPAUDIT_FIX_KILL_AFTER_STEP": "1",
+    "SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL": "1",
+}
+
+
+def test_the_installed_command_ignores_the_fault_variables(conn, libvirtd, tmp_path):  # noqa: F811
+    armed = Scenario(libvirtd.uri, tmp_path / "armed")
+    try:  # the variables are real: the test suite's own command dies at the first record
+        killed = armed.apply(EVERY_FAULT)
+        killed.communicate(timeout=120)
+        assert killed.returncode == -signal.SIGKILL
+    finally:
+        armed.close()
+    scenario = Scenario(libvirtd.uri, tmp_path / "installed")
+    try:
+        args = ["-c", scenario.uri, "--state-dir", str(scenario.state), "--domain", "installed"]
+        proc = run_cli("fix", *args, "--apply", "--remove-originals", env=EVERY_FAULT)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"  converted; journal {scenario.journal()}\n" in proc.stdout
+        assert scenario.check("--resume") == []
+    finally:
+        scenario.close()
+
+
+def test_no_module_of_the_package_arms_a_fault_point():
+    package = Path(__file__).parent.parent / "auditor"
+    arming = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "SNAPAUDIT_FIX_" in path.read_text() or "faults.install" in path.read_text()
+    ]
+    assert arming == []

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import run_cli
-from test_fix_faults import Scenario, snapaudit, wait_stopped
+from conftest import run_cli, start_cli
+from test_fix_faults import Scenario, wait_stopped
 
 from auditor.fix import image_hold
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
@@ -76,7 +76,7 @@ def big_tree(conn: libvirt.virConnect, name: str, directory: Path) -> SnapshotTr
 
 def apply(uri: str, state: Path, name: str) -> subprocess.Popen:
     args = ["-c", uri, "--state-dir", str(state), "--domain", name, "--apply"]
-    return snapaudit("fix", *args)
+    return start_cli("fix", *args)
 
 
 def failed_line(name: str, error: str, journal: Path) -> str:

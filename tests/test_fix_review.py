@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from test_fix_faults import Scenario, snapaudit, wait_stopped
+from conftest import run_cli, start_cli
+from test_fix_faults import Scenario, wait_stopped
 
 from testlab.pytest_fixtures import libvirtd  # noqa: F401
 
@@ -151,7 +151,7 @@ def test_a_stop_signal_names_the_command_that_finishes_the_job(scenario):
         "\nsnapaudit: stopped by SIGTERM\n"
     )
     stop["SNAPAUDIT_FIX_FAULT_AT"] = "2"  # rollback-started written, the metadata not undone
-    proc = snapaudit("fix", "--rollback", str(journal), env=stop)
+    proc = start_cli("fix", "--rollback", str(journal), env=stop, faulty=True)
     code, err = stop_with(proc, signal.SIGINT)
     assert (code, err) == (
         130,
@@ -219,14 +219,7 @@ def test_messages_name_the_journal_by_its_absolute_path(scenario):
     stop = {"SNAPAUDIT_FIX_FAULT_AT": "8", "SNAPAUDIT_FIX_FAULT": "stop"}
     root = scenario.root
     args = ["-c", scenario.uri, "--state-dir", "state", "--domain", "dom", "--apply"]
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "snapaudit"), "fix", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **stop},
-        cwd=root,
-    )
+    proc = start_cli("fix", *args, env=stop, faulty=True, cwd=root)
     code, err = stop_with(proc, signal.SIGTERM)
     journal = scenario.journal()
     assert code == 143

@@ -13,7 +13,8 @@ The flow, one module per stage:
   → journaled execution  execute.py   each step idempotent; journal.py records them;
                                       domain_lock.py (a flock per domain) keeps two fixes off
                                       one domain; image_hold.py (QEMU's own image lock) keeps
-                                      QEMU from writing the originals; images.py runs qemu-img
+                                      QEMU from writing the originals; images.py runs qemu-img;
+                                      faults.py marks where only the tests can stop or kill it
   → verification                      qemu-img compare of every new image before any metadata
                                       moves, then the result read back from libvirt
 orchestrate.py runs them from start to end, for auditor.cli.fix (`snapaudit fix`) to print.

@@ -14,15 +14,13 @@ original changed since the plan; every failure names the one command that applie
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Callable
 
 import libvirt
 
 from auditor import stopping
 from auditor.display import Problem, one_line
-from auditor.fix import image_hold, images
+from auditor.fix import faults, image_hold, images
 from auditor.fix.gather import SECURE_DOMAIN
 from auditor.fix.journal import FINISHED, ROLLED_BACK, ROLLING_BACK, Journal, file_id
 from auditor.fix.plan import (
@@ -84,9 +82,9 @@ def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe
                     ) from None
                 if isinstance(step, DefineDomain) and dom.isActive():
                     raise FixFailed(_running(dom, plan, journal))
-                _test_kill(number, journaled=False)
+                faults.reached(faults.STEP_DONE, number)
                 journal.step_done(number)
-                _test_kill(number, journaled=True)
+                faults.reached(faults.STEP_JOURNALED, number)
             _check_converted(dom, journal)
             check_files(dom, journal)
     except image_hold.HoldError as exc:
@@ -170,17 +168,6 @@ def check_files(dom: libvirt.virDomain, journal: Journal, *, finished: bool = Fa
             raise FixFailed(
                 f"image {path} that this conversion created was written to: {only_rollback}"
             )
-
-
-def _test_kill(number: int, *, journaled: bool) -> None:
-    # Test hook: die as `kill -9` would, right after step N is journaled (or, with
-    # SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL set, done but not yet journaled), so that tests can
-    # prove --resume and --rollback recover from every point.
-    if os.environ.get("SNAPAUDIT_FIX_KILL_AFTER_STEP") != str(number):
-        return
-    if journaled == bool(os.environ.get("SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL")):
-        return
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _domain(conn: libvirt.virConnect, plan: DomainPlan) -> libvirt.virDomain:
