@@ -1,4 +1,4 @@
-"""`snapaudit fix`: wires findings, facts, planning, journaled execution and output together.
+"""`snapaudit fix`: its options, one call into fix mode (auditor.fix.orchestrate), the output.
 
 Exit codes: 0 everything planned (or done); 1 something refused, the rest planned or done;
 2 usage or configuration error (a read-only or remote connection, an unreadable journal);
