@@ -4,6 +4,7 @@ sizes. Shared by every stage that writes for people (reports, fix plans, error l
 from __future__ import annotations
 
 import re
+import sys
 
 # C0 and C1 controls drive the terminal; the bidi embedding, override and isolate controls
 # reorder what it shows (a name can then read as something it is not).
@@ -33,10 +34,29 @@ def human_size(size: int | None) -> str:
     raise AssertionError("unreachable")
 
 
+class Problem(Exception):
+    """An error whose message is written for people, as one line: `one_line` shows it as it
+    is, with no Python class name."""
+
+
 def one_line(exc: BaseException) -> str:
-    """The exception's first line of text, prefixed with its type unless it is libvirt's."""
+    """An exception as one line, the one way the tool shows one. What it expects to go wrong
+    says so in its own words: a Problem as its message, an OS error as `FILE: reason`,
+    libvirt's error as the first line of its message. Anything else is a bug somewhere, and
+    its type is the first clue: `KeyError: 'x'`."""
+    if isinstance(exc, Problem):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
-    if type(exc).__name__ == "libvirtError":
+    if _from_libvirt(exc):
         return text or "libvirt error"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _from_libvirt(exc: BaseException) -> bool:
+    # Not imported here: the reports that use this module never load libvirt, and an error of
+    # libvirt's can only exist once something else has.
+    libvirt = sys.modules.get("libvirt")
+    return libvirt is not None and isinstance(exc, libvirt.libvirtError)

@@ -31,12 +31,29 @@ def fixture_uri(path: Path | str) -> str:
     return f"test://{(FIXTURES / path).resolve()}"
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the installed `snapaudit` command for real, as a user or a CI job would."""
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "snapaudit"), *args],
-        capture_output=True,
-        text=True,
-        env=pinned(env),
-        timeout=120,
+SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
+# The test suite's own `snapaudit`, with the fault points of a conversion armed from the
+# environment (SNAPAUDIT_FIX_*): the installed command ignores those variables.
+FAULTY_SNAPAUDIT = [sys.executable, str(TESTS / "faulty_snapaudit.py")]
+
+
+def run_cli(
+    *args: str, env: dict | None = None, faulty: bool = False
+) -> subprocess.CompletedProcess:
+    """Run the installed `snapaudit` command for real, as a user or a CI job would; FAULTY:
+    the test suite's, its fault points armed by ENV."""
+    return subprocess.run(**_cli(args, env, faulty), capture_output=True, timeout=120)
+
+
+def start_cli(
+    *args: str, env: dict | None = None, faulty: bool = False, cwd: Path | None = None
+) -> subprocess.Popen:
+    """run_cli, started: the caller waits for it (or stops it, or kills it)."""
+    return subprocess.Popen(
+        **_cli(args, env, faulty), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd
     )
+
+
+def _cli(args: tuple[str, ...], env: dict | None, faulty: bool) -> dict:
+    command = FAULTY_SNAPAUDIT if faulty else [SNAPAUDIT]
+    return {"args": [*command, *args], "env": pinned(env), "text": True}

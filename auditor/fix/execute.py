@@ -6,26 +6,24 @@ was in half done, or done but not journaled) resumes by running that step again.
 with the original metadata the journal holds and repairs whatever differs.
 
 The domain cannot run on its originals while they are converted: from the first step to the
-last, fix holds QEMU's own image lock on them (hold.py), so `virsh start` fails, and it checks
-that the domain is shut off before every step and after defining it. Before claiming anything,
-a run checks that every image it created is still the file it created and that no original
-changed since the plan; every failure names the one command that applies next.
+last, fix holds QEMU's own image lock on them (image_hold.py), so `virsh start` fails, and it
+checks that the domain is shut off before every step and after defining it. Before claiming
+anything, a run checks that every image it created is still the file it created and that no
+original changed since the plan; every failure names the one command that applies next.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Callable
 
 import libvirt
 
 from auditor import stopping
-from auditor.display import one_line
-from auditor.fix import hold, images
+from auditor.display import Problem, one_line
+from auditor.fix import faults, image_hold, images
 from auditor.fix.gather import SECURE_DOMAIN
 from auditor.fix.journal import FINISHED, ROLLED_BACK, ROLLING_BACK, Journal, file_id
-from auditor.fix.steps import (
+from auditor.fix.plan import (
     CreateImage,
     CreateOverlay,
     DefineDomain,
@@ -46,7 +44,7 @@ CURRENT = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
 METADATA_ONLY = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY
 
 
-class FixFailed(Exception):
+class FixFailed(Problem):
     """A step failed or the host is not as the journal expects; the message is one line."""
 
 
@@ -67,7 +65,7 @@ def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe
     if dom.isActive():
         raise FixFailed(_running(dom, plan, journal))
     try:
-        with hold.no_writers(o.path for o in plan.originals):
+        with image_hold.no_writers(o.path for o in plan.originals):
             check_files(dom, journal)
             for number, step in enumerate(plan.steps, 1):
                 if number in journal.done:
@@ -79,17 +77,17 @@ def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe
                     _run_step(conn, dom, journal, step)
                 except (libvirt.libvirtError, images.ImageError, OSError) as exc:
                     raise FixFailed(
-                        f"step {number} ({step.kind}) failed: {_reason(exc)}; once that is "
+                        f"step {number} ({step.kind}) failed: {one_line(exc)}; once that is "
                         f"solved, run {command(journal, '--resume')}"
                     ) from None
                 if isinstance(step, DefineDomain) and dom.isActive():
                     raise FixFailed(_running(dom, plan, journal))
-                _test_kill(number, journaled=False)
+                faults.reached(faults.STEP_DONE, number)
                 journal.step_done(number)
-                _test_kill(number, journaled=True)
+                faults.reached(faults.STEP_JOURNALED, number)
             _check_converted(dom, journal)
             check_files(dom, journal)
-    except hold.HoldError as exc:
+    except image_hold.HoldError as exc:
         raise FixFailed(f"original image {exc}, then run {command(journal, '--resume')}") from None
     if journal.state != FINISHED:
         journal.finish()
@@ -97,15 +95,6 @@ def run(conn: libvirt.virConnect, journal: Journal, progress: Progress, describe
 
 def _rollback(journal: Journal) -> str:
     return command(journal, "--rollback")
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    if isinstance(exc, libvirt.libvirtError):
-        return one_line(exc)
-    lines = str(exc).strip().splitlines()  # its text only: never a Python class name
-    return lines[0] if lines else "failed"
 
 
 def _running(dom: libvirt.virDomain, plan: DomainPlan, journal: Journal) -> str:
@@ -179,17 +168,6 @@ def check_files(dom: libvirt.virDomain, journal: Journal, *, finished: bool = Fa
             raise FixFailed(
                 f"image {path} that this conversion created was written to: {only_rollback}"
             )
-
-
-def _test_kill(number: int, *, journaled: bool) -> None:
-    # Test hook: die as `kill -9` would, right after step N is journaled (or, with
-    # SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL set, done but not yet journaled), so that tests can
-    # prove --resume and --rollback recover from every point.
-    if os.environ.get("SNAPAUDIT_FIX_KILL_AFTER_STEP") != str(number):
-        return
-    if journaled == bool(os.environ.get("SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL")):
-        return
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _domain(conn: libvirt.virConnect, plan: DomainPlan) -> libvirt.virDomain:

@@ -11,6 +11,7 @@ from dataclasses import replace
 import libvirt
 
 from auditor import safefs
+from auditor.display import Problem
 from auditor.fix import images
 from auditor.fix.facts import (
     DEFAULT_CLUSTER,
@@ -42,7 +43,7 @@ STATES = {
 }
 
 
-class ConnectionRefused(Exception):
+class ConnectionRefused(Problem):
     """The connection cannot be used for fix mode; the message says why, in one line."""
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from auditor import safefs
+from auditor.display import Problem
 from auditor.images import qemu
 from auditor.stopping import die_with_parent
 
@@ -61,7 +62,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class ImageError(RuntimeError):
+class ImageError(Problem):
     """A qemu tool failed, or a new image does not match its source."""
 
 

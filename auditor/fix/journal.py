@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from auditor import safefs
-from auditor.fix.codec import plan_from_json, plan_to_json
-from auditor.fix.steps import CreateImage, CreateOverlay, DomainPlan, RemoveOriginal
+from auditor.display import Problem
+from auditor.fix import faults
+from auditor.fix.plan import CreateImage, CreateOverlay, DomainPlan, RemoveOriginal
+from auditor.fix.plan_json import plan_from_json, plan_to_json
 
 SCHEMA = "snapaudit/fix-journal/v1"
 OPEN, FINISHED, ROLLING_BACK, ROLLED_BACK = "open", "finished", "rolling back", "rolled back"
@@ -35,7 +36,7 @@ MAX_BYTES = 64 * 1024 * 1024  # far beyond any real plan; a bound for a hostile 
 FileId = tuple[int, int, int, int]  # device, inode, size, mtime in ns
 
 
-class JournalError(Exception):
+class JournalError(Problem):
     """The file is not a journal this version can use, or cannot be written; one line."""
 
 
@@ -171,13 +172,13 @@ class Journal:
 
     def _append(self, record: dict[str, Any]) -> None:
         record["at"] = _now()
-        _fault_point(before=True)
+        faults.reached(faults.BEFORE_RECORD)
         try:
             safefs.append_file(str(self.path), (json.dumps(record) + "\n").encode())
         except OSError as exc:
             raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
         self._apply(record)
-        _fault_point(before=False)
+        faults.reached(faults.AFTER_RECORD)
 
     def image_created(self, path: str, made: str) -> None:
         """Record the identity of MADE, the file that becomes image PATH (renaming keeps it)."""
@@ -287,21 +288,3 @@ def _what(exc: BaseException) -> str:
     if isinstance(exc, KeyError):
         return f"missing {exc.args[0]!r}" if exc.args else "a missing field"
     return str(exc).splitlines()[0] if str(exc) else "malformed"
-
-
-_records = 0
-
-
-def _fault_point(*, before: bool) -> None:
-    # Test hook for the fault-injection tests: SNAPAUDIT_FIX_FAULT_AT=N stops (SIGSTOP, so the
-    # test can change the world and then continue or kill us) or kills (SIGKILL) this process
-    # just before its Nth journal record, or with "N+" just after it.
-    global _records
-    where = os.environ.get("SNAPAUDIT_FIX_FAULT_AT")
-    if where is None:
-        return
-    if before:
-        _records += 1
-    if where == (str(_records) if before else f"{_records}+"):
-        how = os.environ.get("SNAPAUDIT_FIX_FAULT", "kill")
-        os.kill(os.getpid(), signal.SIGSTOP if how == "stop" else signal.SIGKILL)

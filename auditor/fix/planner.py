@@ -14,10 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from auditor.fix.facts import DEFAULT_CLUSTER, DomainFacts
-from auditor.fix.metadata import domain_with_sources, external_snapshot
 from auditor.fix.names import after_name, image_name
-from auditor.fix.refusals import refusals, target_problems
-from auditor.fix.steps import (
+from auditor.fix.plan import (
     CreateImage,
     CreateOverlay,
     DefineDomain,
@@ -34,7 +32,9 @@ from auditor.fix.steps import (
     VerifyImage,
     quoted,
 )
+from auditor.fix.refusals import refusals, target_problems
 from auditor.fix.tree import Capture, held_disks, internal_disks
+from auditor.fix.xml_rewrite import domain_with_sources, external_snapshot
 
 
 def plan_domain(facts: DomainFacts, options: Options) -> DomainPlan:

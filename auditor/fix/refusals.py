@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from auditor.display import human_size
 from auditor.fix.facts import DomainFacts
-from auditor.fix.steps import NewImage, Options, Space, at, quoted
+from auditor.fix.plan import NewImage, Options, Space, at, quoted
 from auditor.fix.tree import Capture
 
 

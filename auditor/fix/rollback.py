@@ -23,7 +23,7 @@ import shlex
 import libvirt
 
 from auditor import safefs
-from auditor.fix import hold, images
+from auditor.fix import image_hold, images
 from auditor.fix.execute import (
     CURRENT,
     METADATA_ONLY,
@@ -37,7 +37,7 @@ from auditor.fix.execute import (
 )
 from auditor.fix.gather import SECURE_DOMAIN, SECURE_SNAPSHOT
 from auditor.fix.journal import FINISHED, ROLLED_BACK, Journal, file_id
-from auditor.fix.steps import DefineDomain, DomainPlan, VerifyImage, quoted
+from auditor.fix.plan import DefineDomain, DomainPlan, VerifyImage, quoted
 from auditor.sources.xml.parser import parse_domain_disks
 
 
@@ -52,7 +52,7 @@ def rollback(conn: libvirt.virConnect, journal: Journal, progress: Progress) -> 
         raise FixFailed(f"domain {plan.domain} is running: shut it down, then run {again}")
     held = [o.path for o in plan.originals] + [i.path for i in plan.images]
     try:
-        with hold.no_writers(held):
+        with image_hold.no_writers(held):
             if dom.isActive():
                 raise FixFailed(f"domain {plan.domain} is running: shut it down, then run {again}")
             for original in plan.originals:
@@ -70,7 +70,7 @@ def rollback(conn: libvirt.virConnect, journal: Journal, progress: Progress) -> 
                 _discard(journal, image.path, progress)
                 images.fsync_dir(os.path.dirname(image.path))
                 journal.undo_done(image.path)
-    except hold.HoldError as exc:
+    except image_hold.HoldError as exc:
         raise FixFailed(f"{exc}, then run {again}") from None
     except images.ImageError as exc:
         raise FixFailed(f"{exc}; once that is solved, run {again}") from None

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from auditor.display import clean, human_size
-from auditor.fix.codec import plan_to_json
-from auditor.fix.steps import (
+from auditor.fix.plan import (
     CreateImage,
     CreateOverlay,
     DefineDomain,
     DomainPlan,
     DropSnapshotMetadata,
+    Outcome,
     RedefineSnapshot,
     RemoveOriginal,
     Step,
@@ -26,18 +25,9 @@ from auditor.fix.steps import (
     at,
     quoted,
 )
+from auditor.fix.plan_json import plan_to_json
 
 SCHEMA = "snapaudit/fix-plan/v1"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What --apply did with one domain's plan."""
-
-    plan: DomainPlan
-    result: str | None = None  # converted | failed | None (dry run, refused, nothing to do)
-    journal: str | None = None
-    error: str | None = None
 
 
 def describe(step: Step) -> str:
@@ -97,6 +87,14 @@ def render_domain(outcome: Outcome) -> str:
         where = f"; journal {outcome.journal}" if outcome.journal else ""
         lines.append(f"  FAILED: {outcome.error or ''}{where}")
     return "\n".join(clean(line) for line in lines) + "\n"
+
+
+def render_finished(outcome: Outcome) -> str:
+    """The line of --resume or --rollback: what became of the conversion."""
+    name = clean(quoted(outcome.plan.domain))
+    if outcome.result == "failed":
+        return f"domain {name}: FAILED: {outcome.error}\n"
+    return f"domain {name}: {outcome.result}; journal {outcome.journal}\n"
 
 
 def _plan_lines(plan: DomainPlan) -> list[str]:

@@ -12,6 +12,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 
+from auditor.display import Problem
 from auditor.safefs.chase import Found, Untrusted, chase, trusted_uids
 
 _NOT_OURS = "belongs to uid %d, neither root nor the invoking user"
@@ -19,7 +20,7 @@ _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
 
-class WriteError(OSError):
+class WriteError(Problem, OSError):
     """A file that cannot or must not be written; the message is one line naming it."""
 
 

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CLOCK, FIXTURES, fixture_uri, run_cli
+from tests.helpers import CLOCK, FIXTURES, SNAPAUDIT, fixture_uri, run_cli
 
 CLEAN = fixture_uri("clean_host.xml")
 SEED = fixture_uri("seed_examples.xml")
-SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
 WARN_ONLY = fixture_uri("rules/SNAP006.xml")
 MISSING = "test:///nonexistent/node.xml"
 

@@ -18,10 +18,9 @@ import pytest
 
 from auditor.fix.journal import Journal
 from testlab.trees import disk_sources, read_back, removed_afterwards
-from tests.helpers import fixture_uri, pinned, run_cli
-from tests.test_fix_crash import crash_tree
+from tests.fix.test_crash import crash_tree
+from tests.helpers import SNAPAUDIT, fixture_uri, pinned, run_cli
 
-SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
 CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 

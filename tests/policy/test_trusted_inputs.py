@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import fixture_uri, pinned, run_cli
+from tests.helpers import SNAPAUDIT, fixture_uri, pinned, run_cli
 
 NOBODY = 65534
 SEED = fixture_uri("seed_examples.xml")  # error findings: the gate fails (exit 1)
-SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
 LAX = 'ignore = ["ALL"]\nfail_on = "never"\n'
 
 

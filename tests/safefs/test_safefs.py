@@ -21,11 +21,10 @@ from auditor.safefs.chase import descriptor
 from testlab.images import create_qcow2, write_pattern
 from testlab.pytest_fixtures import require, require_qemu_tools
 from testlab.trees import SnapshotTree, removed_afterwards
-from tests.helpers import pinned, run_cli
+from tests.helpers import SNAPAUDIT, pinned, run_cli
 
 NOBODY = 65534
 SCAN = ("scan", "--demo", "--fail-on", "never")
-SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
 
 
 @pytest.fixture(scope="module")
@@ -439,9 +438,9 @@ def test_a_symlink_swapped_in_for_the_part_file_redirects_nothing(tmp_path, monk
 
 def test_the_planner_refuses_target_directories_others_can_write_to():
     from auditor.fix.facts import Filesystem
+    from auditor.fix.plan import Options
     from auditor.fix.planner import plan_domain
-    from auditor.fix.steps import Options
-    from tests.test_fix_plan import TREE, facts
+    from tests.fix.test_plan import TREE, facts
 
     cases = [
         (Filesystem(1, 10 << 20, 0, 0o41777), "/images is writable by every user (mode 1777)"),

@@ -14,11 +14,11 @@ import pytest
 
 from auditor.display import human_size
 from testlab.images import create_qcow2
-from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
+from testlab.pytest_fixtures import require
 from testlab.trees import SnapshotTree, disk_sources, read_back
 from testlab.vms import define_vm, snapshot_external_offline
+from tests.fix.test_crash import kill_then_recover, resumed_problems, rolled_back_problems
 from tests.helpers import run_cli
-from tests.test_fix_crash import kill_then_recover, resumed_problems, rolled_back_problems
 
 pytestmark = pytest.mark.qemu
 
@@ -101,7 +101,7 @@ def findings(uri: str, domain: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_mixed_tree_converts_whole(conn, libvirtd, tmp_path, shape):  # noqa: F811
+def test_mixed_tree_converts_whole(conn, libvirtd, tmp_path, shape):
     build, internal, unnamed_overlay = SHAPES[shape]
     images = tmp_path / "images"
     name = f"mixed-{shape}"
@@ -178,7 +178,7 @@ def test_mixed_tree_converts_whole(conn, libvirtd, tmp_path, shape):  # noqa: F8
     assert dom.listAllSnapshots() == []
 
 
-def test_deleting_an_external_snapshot_after_a_revert_leaves_an_orphan(conn, libvirtd, tmp_path):  # noqa: F811
+def test_deleting_an_external_snapshot_after_a_revert_leaves_an_orphan(conn, libvirtd, tmp_path):
     """int1 -> ext1, revert to int1, delete ext1: libvirt 11.3 deletes the metadata and leaves
     ext1's overlay on disk; the audit names it (SNAP018) until it is removed."""
     images = tmp_path / "images"
@@ -214,7 +214,7 @@ def test_deleting_an_external_snapshot_after_a_revert_leaves_an_orphan(conn, lib
     assert findings(libvirtd.uri, "orphaned") == [("SNAP002", "int1")]
 
 
-def test_rollback_of_a_mixed_tree_restores_everything(conn, libvirtd, tmp_path):  # noqa: F811
+def test_rollback_of_a_mixed_tree_restores_everything(conn, libvirtd, tmp_path):
     images = tmp_path / "images"
     tree = SnapshotTree(conn, "mixed-rollback", images)
     sandwich(tree, images)
@@ -230,7 +230,7 @@ def test_rollback_of_a_mixed_tree_restores_everything(conn, libvirtd, tmp_path):
     assert {p: sha256(p) for p in images.iterdir()} == originals
 
 
-def test_remove_originals_removes_superseded_images_but_not_a_shared_one(conn, libvirtd, tmp_path):  # noqa: F811
+def test_remove_originals_removes_superseded_images_but_not_a_shared_one(conn, libvirtd, tmp_path):
     """int1 -> ext1, and another domain runs on a linked clone of the base image: ext1's
     overlay goes, once everything is verified; the base stays."""
     images = tmp_path / "images"
@@ -289,7 +289,7 @@ def crash_scenario(uri: str, root: Path, k: int, mode: str) -> list[str]:
         conn.close()
 
 
-def test_mixed_plan_has_the_steps_the_crash_test_covers(conn, libvirtd, tmp_path):  # noqa: F811
+def test_mixed_plan_has_the_steps_the_crash_test_covers(conn, libvirtd, tmp_path):
     tree = SnapshotTree(conn, "mixed-plan", tmp_path / "images")
     sandwich(tree, tmp_path / "images")
     proc = run_cli("fix", "-c", libvirtd.uri, "--domain", "mixed-plan", "--format", "json")
@@ -310,7 +310,7 @@ def test_mixed_plan_has_the_steps_the_crash_test_covers(conn, libvirtd, tmp_path
     assert len(plan["steps"]) == MIXED_STEPS
 
 
-def test_kill_at_every_step_of_a_mixed_tree(conn, libvirtd, tmp_path):  # noqa: F811
+def test_kill_at_every_step_of_a_mixed_tree(conn, libvirtd, tmp_path):
     modes = ("journaled-resume", "unjournaled-resume", "unjournaled-rollback")
     cases = [(k, mode) for k in range(1, MIXED_STEPS + 1) for mode in modes]
     with ThreadPoolExecutor(4) as pool:

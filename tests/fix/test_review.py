@@ -12,16 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from testlab.pytest_fixtures import libvirtd  # noqa: F401
-from tests.helpers import run_cli
-from tests.test_fix_faults import Scenario, snapaudit, wait_stopped
+from tests.fix.test_faults import Scenario, wait_stopped
+from tests.helpers import run_cli, start_cli
 
 pytestmark = pytest.mark.qemu
 NOBODY = 65534
 
 
 @pytest.fixture
-def scenario(conn, libvirtd, tmp_path):  # noqa: F811
+def scenario(conn, libvirtd, tmp_path):
     made = Scenario(libvirtd.uri, tmp_path / "dom")
     yield made
     made.close()
@@ -151,7 +150,7 @@ def test_a_stop_signal_names_the_command_that_finishes_the_job(scenario):
         "\nsnapaudit: stopped by SIGTERM\n"
     )
     stop["SNAPAUDIT_FIX_FAULT_AT"] = "2"  # rollback-started written, the metadata not undone
-    proc = snapaudit("fix", "--rollback", str(journal), env=stop)
+    proc = start_cli("fix", "--rollback", str(journal), env=stop, faulty=True)
     code, err = stop_with(proc, signal.SIGINT)
     assert (code, err) == (
         130,
@@ -219,14 +218,7 @@ def test_messages_name_the_journal_by_its_absolute_path(scenario):
     stop = {"SNAPAUDIT_FIX_FAULT_AT": "8", "SNAPAUDIT_FIX_FAULT": "stop"}
     root = scenario.root
     args = ["-c", scenario.uri, "--state-dir", "state", "--domain", "dom", "--apply"]
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "snapaudit"), "fix", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **stop},
-        cwd=root,
-    )
+    proc = start_cli("fix", *args, env=stop, faulty=True, cwd=root)
     code, err = stop_with(proc, signal.SIGTERM)
     journal = scenario.journal()
     assert code == 143

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any, get_args
 
-from auditor.fix.steps import DomainPlan, NewImage, Original, Restore, Space, Step
+from auditor.fix.plan import DomainPlan, NewImage, Original, Restore, Space, Step
 
 _BY_KIND: dict[str, type] = {cls.kind: cls for cls in get_args(Step)}
 _SECRET_FIELDS = {"xml"}

@@ -16,13 +16,15 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 
+from auditor.display import Problem
+
 _WRITE = 1  # BLK_PERM_WRITE is bit 1
 _USES = 100  # QEMU_LOCK_BASE_PERM
 _FORBIDS = 200  # QEMU_LOCK_SHARED_BASE
 _FLOCK = "hhqqi4x"  # struct flock on 64-bit Linux: type, whence, start, len, pid
 
 
-class HoldError(Exception):
+class HoldError(Problem):
     """An image is open for writing by some other process; the message is one line."""
 
 

@@ -13,24 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from auditor.fix.codec import plan_from_json, plan_to_json
+from auditor.fix.domain_lock import LockBusy, domain_lock
 from auditor.fix.facts import DomainFacts, Filesystem, SnapshotFacts
 from auditor.fix.journal import FINISHED, Journal, JournalError
-from auditor.fix.lock import LockBusy, domain_lock
-from auditor.fix.metadata import external_snapshot
 from auditor.fix.names import after_name, image_name, journal_name, slug
+from auditor.fix.plan import CreateImage, DomainPlan, Options, Outcome, RedefineSnapshot
+from auditor.fix.plan_json import plan_from_json, plan_to_json
 from auditor.fix.planner import plan_domain
-from auditor.fix.steps import CreateImage, DomainPlan, Options, RedefineSnapshot
 from auditor.fix.tree import captures, parents_first
+from auditor.fix.xml_rewrite import external_snapshot
 from auditor.model import FileFacts
-from auditor.reports.fixplan import Outcome, render_domain, render_json
+from auditor.reports.fixplan import render_domain, render_json
 from auditor.sources.xml.parser import parse_domain_disks, parse_snapshot
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, REPO
 
 UUID = "6f1c3c8e-4c1e-4a8e-9d3b-7b1a2f0c9e11"
 IMAGE = "/images/web01.qcow2"
 MiB = 1024 * 1024
-FIX_MODULES = sorted(Path(__file__).parent.parent.joinpath("auditor", "fix").glob("[!_]*.py"))
+FIX_MODULES = sorted(REPO.joinpath("auditor", "fix").glob("[!_]*.py"))
 
 
 # File names

@@ -17,13 +17,13 @@ from auditor.engine.registry import load_rules
 from auditor.fix.execute import run
 from auditor.fix.gather import read_domain
 from auditor.fix.journal import Journal
+from auditor.fix.plan import Options
 from auditor.fix.planner import plan_domain
-from auditor.fix.steps import Options
 from auditor.reports.fixplan import describe
 from auditor.sources.live.scanner import scan_host
 from testlab.trees import SnapshotTree, disk_sources, read_back, removed_afterwards
 from testlab.vms import snapshot_external_live_memspec
-from tests.test_fix_mixed import SHAPES
+from tests.fix.test_mixed import SHAPES
 
 pytestmark = pytest.mark.qemu
 

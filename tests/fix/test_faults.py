@@ -3,7 +3,7 @@
 the guest ever wrote is intact (or nothing changed at all).
 
 The fix process stops itself (SIGSTOP) or dies (SIGKILL) just before or just after its Nth
-journal record (SNAPAUDIT_FIX_FAULT_AT=N or N+, a test hook in auditor.fix.journal). While it
+journal record (SNAPAUDIT_FIX_FAULT_AT=N or N+, read by tests/faulty_snapaudit.py). While it
 is stopped a test changes the world: it starts the domain, writes to the original image, makes
 the journal immutable (chattr +i) or fills its filesystem (a tiny tmpfs). Recovery follows the
 messages: a failed command must name the one command that applies, which is then run.
@@ -19,7 +19,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,9 +26,8 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from testlab.pytest_fixtures import libvirtd  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
-from tests.helpers import pinned, run_cli
+from tests.helpers import run_cli, start_cli
 
 pytestmark = pytest.mark.qemu
 WORKERS = 4
@@ -50,16 +48,6 @@ def small_tree(
     tree.snapshot("s2")
     tree.write("vda", 3, 0x33)
     return tree
-
-
-def snapaudit(*args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(Path(sys.executable).parent / "snapaudit"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=pinned(env),
-    )
 
 
 def wait_stopped(proc: subprocess.Popen) -> bool:
@@ -91,8 +79,9 @@ class Scenario:
         return journal
 
     def apply(self, env: dict) -> subprocess.Popen:
+        """--apply --remove-originals, its fault points armed by ENV."""
         args = ["-c", self.uri, "--state-dir", str(self.state), "--domain", self.root.name]
-        return snapaudit("fix", *args, "--apply", "--remove-originals", env=env)
+        return start_cli("fix", *args, "--apply", "--remove-originals", env=env, faulty=True)
 
     def defined_on_original(self) -> bool:
         return disk_sources(self.tree.dom.XMLDesc())["vda"] == str(self.original)
@@ -117,12 +106,11 @@ class Scenario:
         if on_original and phase != "rollback":
             self.problems.append("the domain started on its original image")
 
-    def recover(self, first: str, env: dict | None = None) -> str:
+    def recover(self, first: str) -> str:
         """Run FIRST, then whatever each failure names, until one succeeds."""
         option, seen = first, []
         for _ in range(4):
-            proc = run_cli("fix", option, str(self.journal()), env=env or {})
-            env = None
+            proc = run_cli("fix", option, str(self.journal()))
             seen.append(f"{option}: exit {proc.returncode}: {proc.stdout.strip()}")
             if proc.returncode == 0:
                 return option
@@ -197,7 +185,7 @@ def run_scenario(uri: str, root: Path, case: tuple[str, str, str]) -> list[str]:
         else:
             killed = scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": PHASES[phase]})
             killed.communicate(timeout=120)
-            proc = snapaudit("fix", f"--{phase}", str(scenario.journal()), env=stop)
+            proc = start_cli("fix", f"--{phase}", str(scenario.journal()), env=stop, faulty=True)
             first = "--rollback" if phase == "resume" else "--resume"
         own = "--rollback" if phase == "rollback" else "--resume"
         # After a phase's last record nothing is left to write: a broken journal goes unseen.
@@ -273,7 +261,7 @@ def cases() -> list[tuple[str, str, str]]:
     return [(phase, where, fault) for phase, where in every for fault in FAULTS]
 
 
-def test_every_fault_at_every_journal_record(conn, libvirtd, tmp_path):  # noqa: F811
+def test_every_fault_at_every_journal_record(conn, libvirtd, tmp_path):
     every = cases()
     assert len(every) == 320
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -285,7 +273,7 @@ def test_every_fault_at_every_journal_record(conn, libvirtd, tmp_path):  # noqa:
     assert problems == {}
 
 
-def test_a_forged_or_malformed_journal_is_refused_whole(conn, libvirtd, tmp_path):  # noqa: F811
+def test_a_forged_or_malformed_journal_is_refused_whole(conn, libvirtd, tmp_path):
     scenario = Scenario(libvirtd.uri, tmp_path / "forged")
     try:
         scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": "3"}).communicate(timeout=120)
@@ -328,7 +316,7 @@ def test_a_forged_or_malformed_journal_is_refused_whole(conn, libvirtd, tmp_path
     assert victim.read_text() == "keep me"
 
 
-def test_a_rollback_journals_each_step_it_undoes(conn, libvirtd, tmp_path):  # noqa: F811
+def test_a_rollback_journals_each_step_it_undoes(conn, libvirtd, tmp_path):
     scenario = Scenario(libvirtd.uri, tmp_path / "undo")
     try:
         scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": PHASES["rollback"]}).communicate(timeout=120)
@@ -346,3 +334,42 @@ def test_a_rollback_journals_each_step_it_undoes(conn, libvirtd, tmp_path):  # n
         assert scenario.check("--rollback") == []
     finally:
         scenario.close()
+
+
+# Only the test suite arms the fault points
+
+EVERY_FAULT = {
+    "SNAPAUDIT_FIX_FAULT_AT": "1",
+    "SNAPAUDIT_FIX_FAULT": "kill",
+    "SNAPAUDIT_FIX_KILL_AFTER_STEP": "1",
+    "SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL": "1",
+}
+
+
+def test_the_installed_command_ignores_the_fault_variables(conn, libvirtd, tmp_path):
+    armed = Scenario(libvirtd.uri, tmp_path / "armed")
+    try:  # the variables are real: the test suite's own command dies at the first record
+        killed = armed.apply(EVERY_FAULT)
+        killed.communicate(timeout=120)
+        assert killed.returncode == -signal.SIGKILL
+    finally:
+        armed.close()
+    scenario = Scenario(libvirtd.uri, tmp_path / "installed")
+    try:
+        args = ["-c", scenario.uri, "--state-dir", str(scenario.state), "--domain", "installed"]
+        proc = run_cli("fix", *args, "--apply", "--remove-originals", env=EVERY_FAULT)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"  converted; journal {scenario.journal()}\n" in proc.stdout
+        assert scenario.check("--resume") == []
+    finally:
+        scenario.close()
+
+
+def test_no_module_of_the_package_arms_a_fault_point():
+    package = Path(__file__).parent.parent / "auditor"
+    arming = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "SNAPAUDIT_FIX_" in path.read_text() or "faults.install" in path.read_text()
+    ]
+    assert arming == []

@@ -1,6 +1,7 @@
-"""The records of fix mode: the steps a plan runs and the plan itself, plain frozen data.
+"""The records of fix mode: the steps a plan runs, the plan itself and what became of it,
+plain frozen data.
 
-The planner (planner.py) makes them, codec.py turns them into JSON and back for the journal
+The planner (planner.py) makes them, plan_json.py turns them into JSON and back for the journal
 and the JSON output, execute.py runs them, and the fix plan reporter prints them.
 """
 
@@ -163,6 +164,17 @@ class DomainPlan:
         if self.refusals:
             return "refused"
         return "ready" if self.steps else "nothing to do"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run did with one domain's plan."""
+
+    plan: DomainPlan
+    # converted | rolled back | failed | None (dry run, refused, nothing to do)
+    result: str | None = None
+    journal: str | None = None
+    error: str | None = None
 
 
 # How messages name things. Unescaped: refusals are stored as they are (in journals and JSON

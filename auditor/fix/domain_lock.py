@@ -19,17 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from auditor import safefs
+from auditor.display import Problem
 
 LOCK_DIR = Path("/run/snapaudit/fix")
 
 
-class LockBusy(Exception):
+class LockBusy(Problem):
     def __init__(self, path: Path):
         super().__init__(f"another snapaudit fix is working on this domain (lock {path})")
         self.path = path
 
 
-class LockError(Exception):
+class LockError(Problem):
     """The lock cannot be taken at all; the message is one line."""
 
 

@@ -15,7 +15,7 @@ import libvirt
 import pytest
 
 from auditor.fix.names import image_name
-from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
+from testlab.pytest_fixtures import require
 from testlab.trees import SECURE_DOMAIN, MiB, SnapshotTree, disk_sources, read_back
 from tests.helpers import run_cli
 
@@ -61,7 +61,7 @@ def state_image(dom: libvirt.virDomain, snapshot: str, disk: str = "vda") -> str
     return disk_sources(dom.snapshotLookupByName(snapshot).getXMLDesc(), "domain")[disk]
 
 
-def test_tree_converts_losing_nothing(conn, libvirtd, tmp_path):  # noqa: F811
+def test_tree_converts_losing_nothing(conn, libvirtd, tmp_path):
     tree = web_tree(conn, "web", tmp_path / "images")
     original = tree.images["vda"]
     before_sha = sha256(original)
@@ -135,7 +135,7 @@ def test_tree_converts_losing_nothing(conn, libvirtd, tmp_path):  # noqa: F811
     assert len(list((tmp_path / "state").glob("*.journal"))) == 1
 
 
-def test_revert_to_each_converted_snapshot(conn, libvirtd, tmp_path):  # noqa: F811
+def test_revert_to_each_converted_snapshot(conn, libvirtd, tmp_path):
     caps = ET.fromstring(conn.getCapabilities())
     require(
         caps.find("guest/features/externalSnapshot") is not None,
@@ -158,7 +158,7 @@ def test_revert_to_each_converted_snapshot(conn, libvirtd, tmp_path):  # noqa: F
             dom.destroy()
 
 
-def test_rollback_restores_the_exact_metadata(conn, libvirtd, tmp_path):  # noqa: F811
+def test_rollback_restores_the_exact_metadata(conn, libvirtd, tmp_path):
     tree = web_tree(conn, "web-rollback", tmp_path / "images")
     before = tree.metadata()
     before_files = sorted(p.name for p in (tmp_path / "images").iterdir())
@@ -185,7 +185,7 @@ def test_rollback_restores_the_exact_metadata(conn, libvirtd, tmp_path):  # noqa
     assert "was rolled back; plan a new fix instead" in resume.stdout
 
 
-def test_rollback_refuses_to_lose_writes_made_after_the_conversion(conn, libvirtd, tmp_path):  # noqa: F811
+def test_rollback_refuses_to_lose_writes_made_after_the_conversion(conn, libvirtd, tmp_path):
     tree = SnapshotTree(conn, "written", tmp_path / "images")
     tree.write("vda", 0, 0x11)
     tree.snapshot("one")
@@ -206,7 +206,7 @@ def test_rollback_refuses_to_lose_writes_made_after_the_conversion(conn, libvirt
     assert tree.metadata() == before
 
 
-def test_rollback_after_a_revert_names_what_to_do(conn, libvirtd, tmp_path):  # noqa: F811
+def test_rollback_after_a_revert_names_what_to_do(conn, libvirtd, tmp_path):
     tree = SnapshotTree(conn, "reverted", tmp_path / "images")
     tree.write("vda", 0, 0x51)
     tree.snapshot("one")
@@ -240,7 +240,7 @@ def test_rollback_after_a_revert_names_what_to_do(conn, libvirtd, tmp_path):  # 
     assert read_back(tree.images["vda"], tree.states["one"]["vda"], snapshot="one") == []
 
 
-def test_remove_originals(conn, libvirtd, tmp_path):  # noqa: F811
+def test_remove_originals(conn, libvirtd, tmp_path):
     tree = SnapshotTree(conn, "removed", tmp_path / "images")
     tree.write("vda", 0, 0x31)
     tree.snapshot("one")
@@ -263,7 +263,7 @@ def test_remove_originals(conn, libvirtd, tmp_path):  # noqa: F811
     )
 
 
-def test_drop_memory_keeps_the_disks_as_a_disk_only_snapshot(conn, libvirtd, tmp_path):  # noqa: F811
+def test_drop_memory_keeps_the_disks_as_a_disk_only_snapshot(conn, libvirtd, tmp_path):
     tree = SnapshotTree(conn, "live", tmp_path / "images")
     tree.write("vda", 0, 0x41, 2)
     tree.snapshot_live("running")
@@ -305,7 +305,7 @@ def test_drop_memory_keeps_the_disks_as_a_disk_only_snapshot(conn, libvirtd, tmp
         tree.dom.destroy()
 
 
-def test_two_domains_one_with_two_qcow2_disks(conn, libvirtd, tmp_path):  # noqa: F811
+def test_two_domains_one_with_two_qcow2_disks(conn, libvirtd, tmp_path):
     multi = SnapshotTree(conn, "multi", tmp_path / "images", disks=2, excluded_raw=True)
     multi.write("vda", 0, 0x51)
     multi.write("vdb", 0, 0x61, 2)
@@ -358,7 +358,7 @@ def test_two_domains_one_with_two_qcow2_disks(conn, libvirtd, tmp_path):  # noqa
     assert untouched.metadata() == untouched_xml
 
 
-def test_dry_run_plan_text(conn, libvirtd, tmp_path):  # noqa: F811
+def test_dry_run_plan_text(conn, libvirtd, tmp_path):
     images = tmp_path / "images"
     tree = SnapshotTree(conn, "plan-text", images)
     tree.write("vda", 0, 0x11)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from auditor.fix.domain_lock import LockError, domain_lock
 from auditor.fix.journal import Journal, JournalError
-from auditor.fix.lock import LockError, domain_lock
+from auditor.fix.plan import Options
 from auditor.fix.planner import plan_domain
-from auditor.fix.steps import Options
+from tests.fix.test_plan import TREE, UUID, facts
 from tests.helpers import run_cli
-from tests.test_fix_plan import TREE, UUID, facts
 
 TORN = b'{"type": "done", "st'  # a record cut short by a crash: what repair cuts off
 

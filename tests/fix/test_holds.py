@@ -18,11 +18,10 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from auditor.fix import hold
-from testlab.pytest_fixtures import libvirtd  # noqa: F401
+from auditor.fix import image_hold
 from testlab.trees import SnapshotTree, disk_sources, read_back
-from tests.helpers import run_cli
-from tests.test_fix_faults import Scenario, snapaudit, wait_stopped
+from tests.fix.test_faults import Scenario, wait_stopped
+from tests.helpers import run_cli, start_cli
 
 pytestmark = pytest.mark.qemu
 HELD = "is open for writing by another process (a running guest, qemu-io or qemu-nbd)"
@@ -76,7 +75,7 @@ def big_tree(conn: libvirt.virConnect, name: str, directory: Path) -> SnapshotTr
 
 def apply(uri: str, state: Path, name: str) -> subprocess.Popen:
     args = ["-c", uri, "--state-dir", str(state), "--domain", name, "--apply"]
-    return snapaudit("fix", *args)
+    return start_cli("fix", *args)
 
 
 def failed_line(name: str, error: str, journal: Path) -> str:
@@ -89,7 +88,7 @@ def failed_line(name: str, error: str, journal: Path) -> str:
 @pytest.mark.parametrize("where", ["1", "9+", "13+"])  # first record; all verified; before define
 def test_while_fix_holds_the_originals_nothing_opens_them_for_writing(
     conn,
-    libvirtd,  # noqa: F811
+    libvirtd,
     tmp_path,
     where,
 ):
@@ -113,7 +112,7 @@ def test_while_fix_holds_the_originals_nothing_opens_them_for_writing(
         scenario.close()
 
 
-def test_a_domain_started_on_its_new_images_is_reported_running(conn, libvirtd, tmp_path):  # noqa: F811
+def test_a_domain_started_on_its_new_images_is_reported_running(conn, libvirtd, tmp_path):
     scenario = Scenario(libvirtd.uri, tmp_path / "started")
     try:
         # Stopped right after define-domain is journaled: the domain can start, on its new
@@ -140,7 +139,7 @@ def test_a_domain_started_on_its_new_images_is_reported_running(conn, libvirtd, 
         scenario.close()
 
 
-def test_metadata_changed_before_an_original_goes_names_only_rollback(conn, libvirtd, tmp_path):  # noqa: F811
+def test_metadata_changed_before_an_original_goes_names_only_rollback(conn, libvirtd, tmp_path):
     scenario = Scenario(libvirtd.uri, tmp_path / "changed")
     try:
         proc = scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": "14+", "SNAPAUDIT_FIX_FAULT": "stop"})
@@ -184,7 +183,7 @@ def hold_for_writing(how: str, image: Path, directory: Path) -> subprocess.Popen
     # with a qemu tool to probe would itself keep the holder from taking it).
     fd = os.open(image, os.O_RDONLY)
     try:
-        while not hold.writer(fd):
+        while not image_hold.writer(fd):
             assert time.monotonic() < deadline and holder.poll() is None, "the holder never held"
             time.sleep(0.02)
     finally:
@@ -193,7 +192,7 @@ def hold_for_writing(how: str, image: Path, directory: Path) -> subprocess.Popen
 
 
 @pytest.mark.parametrize("how", ["qemu-io", "qemu-nbd"])
-def test_rollback_of_an_original_held_for_writing_waits_for_it(conn, libvirtd, tmp_path, how):  # noqa: F811
+def test_rollback_of_an_original_held_for_writing_waits_for_it(conn, libvirtd, tmp_path, how):
     scenario = Scenario(libvirtd.uri, tmp_path / f"held-{how}")
     try:
         scenario.apply({"SNAPAUDIT_FIX_FAULT_AT": "7"}).communicate(timeout=120)
@@ -220,7 +219,7 @@ def test_rollback_of_an_original_held_for_writing_waits_for_it(conn, libvirtd, t
 # Child processes
 
 
-def test_a_killed_child_is_named_with_its_signal(conn, libvirtd, tmp_path):  # noqa: F811
+def test_a_killed_child_is_named_with_its_signal(conn, libvirtd, tmp_path):
     tree = big_tree(conn, "killed-child", tmp_path / "images")
     proc = apply(libvirtd.uri, tmp_path / "state", "killed-child")
     os.kill(wait_for_child(proc, "qemu-img convert"), signal.SIGKILL)
@@ -241,7 +240,7 @@ def test_a_killed_child_is_named_with_its_signal(conn, libvirtd, tmp_path):  # n
     "during, step",
     [("qemu-img rebase", "step 3 (create-image)"), ("qemu-img compare", "step 2 (verify-image)")],
 )
-def test_a_killed_nbd_server_is_named_with_its_signal(conn, libvirtd, tmp_path, during, step):  # noqa: F811
+def test_a_killed_nbd_server_is_named_with_its_signal(conn, libvirtd, tmp_path, during, step):
     """The tool reading the export then fails too, on a refused connection or an I/O error:
     the cause is the server's death, and that is what is reported."""
     tree = big_tree(conn, "killed-nbd", tmp_path / "images")
@@ -261,7 +260,7 @@ def test_a_killed_nbd_server_is_named_with_its_signal(conn, libvirtd, tmp_path, 
     assert read_back(disk_sources(tree.dom.XMLDesc())["vda"], tree.now["vda"]) == []
 
 
-def test_a_killed_fix_takes_its_children_with_it(conn, libvirtd, tmp_path):  # noqa: F811
+def test_a_killed_fix_takes_its_children_with_it(conn, libvirtd, tmp_path):
     tree = big_tree(conn, "killed-fix", tmp_path / "images")
     proc = apply(libvirtd.uri, tmp_path / "state", "killed-fix")
     child = wait_for_child(proc, "qemu-img convert")
@@ -286,7 +285,7 @@ def test_a_killed_fix_takes_its_children_with_it(conn, libvirtd, tmp_path):  # n
 @pytest.mark.parametrize("then", ["--resume", "--rollback"])
 def test_the_socket_directories_of_a_killed_fix_are_removed_by_the_next(
     conn,
-    libvirtd,  # noqa: F811
+    libvirtd,
     tmp_path,
     then,
 ):
@@ -308,7 +307,7 @@ def test_the_socket_directories_of_a_killed_fix_are_removed_by_the_next(
 
 def test_the_socket_directories_of_a_killed_fix_are_removed_by_any_next_apply(
     conn,
-    libvirtd,  # noqa: F811
+    libvirtd,
     tmp_path,
 ):
     """Even by one that serves nothing over NBD: here the domain is running, so refused."""

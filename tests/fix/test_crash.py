@@ -1,9 +1,10 @@
 """`kill -9` at every step of a conversion: `--resume` then finishes it, `--rollback` undoes it
 exactly, and in both cases every byte of every disk state is intact.
 
-The process kills itself (SNAPAUDIT_FIX_KILL_AFTER_STEP) right after journaling step k, or,
-with SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL, after doing step k but before journaling it: the two
-edges of every step. Scenarios run a few at a time, each on its own small domain.
+The process kills itself (SNAPAUDIT_FIX_KILL_AFTER_STEP, read by tests/faulty_snapaudit.py)
+right after journaling step k, or, with SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL, after doing step k
+but before journaling it: the two edges of every step. Scenarios run a few at a time, each on
+its own small domain.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from testlab.pytest_fixtures import libvirtd  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
 from tests.helpers import run_cli
 
@@ -61,7 +61,7 @@ def kill_then_recover(uri: str, name: str, state: Path, k: int, mode: str) -> tu
     if mode != "journaled-resume":
         kill["SNAPAUDIT_FIX_KILL_BEFORE_JOURNAL"] = "1"
     args = ("fix", "-c", uri, "--state-dir", str(state), "--domain", name, "--apply")
-    crashed = run_cli(*args, env=kill)
+    crashed = run_cli(*args, env=kill, faulty=True)
     if crashed.returncode != -9:
         return "", [f"not killed: exit {crashed.returncode}: {crashed.stderr}"]
     (journal,) = state.glob("*.journal")
@@ -119,7 +119,7 @@ def scenario(uri: str, root: Path, k: int, mode: str) -> list[str]:
         conn.close()
 
 
-def test_plan_has_the_steps_the_crash_test_covers(conn, libvirtd, tmp_path):  # noqa: F811
+def test_plan_has_the_steps_the_crash_test_covers(conn, libvirtd, tmp_path):
     crash_tree(conn, "crash-plan", tmp_path / "images")
     proc = run_cli("fix", "-c", libvirtd.uri, "--domain", "crash-plan", "--format", "json")
     assert proc.returncode == 0, proc.stderr
@@ -136,7 +136,7 @@ def test_plan_has_the_steps_the_crash_test_covers(conn, libvirtd, tmp_path):  # 
     assert len(plan["steps"]) == STEPS
 
 
-def test_kill_at_every_step_then_resume_or_roll_back(conn, libvirtd, tmp_path):  # noqa: F811
+def test_kill_at_every_step_then_resume_or_roll_back(conn, libvirtd, tmp_path):
     modes = ("journaled-resume", "unjournaled-resume", "unjournaled-rollback")
     cases = [(k, mode) for k in range(1, STEPS + 1) for mode in modes]
     with ThreadPoolExecutor(WORKERS) as pool:

@@ -15,9 +15,8 @@ import libvirt
 import pytest
 
 from testlab import guest as bios_guest
-from testlab.pytest_fixtures import libvirtd  # noqa: F401
 from testlab.trees import SnapshotTree, disk_sources, read_back
-from tests.test_fix_faults import Scenario, small_tree, wait_stopped
+from tests.fix.test_faults import Scenario, small_tree, wait_stopped
 
 pytestmark = pytest.mark.qemu
 BOOT_BLANK = bytes(1024 * 1024)  # the boot disk between guest writes (nothing to boot)
@@ -45,7 +44,7 @@ def next_second() -> None:
     time.sleep(1 - time.time() % 1)
 
 
-def test_the_guest_writes_exactly_where_it_is_told(conn, libvirtd, tmp_path):  # noqa: F811
+def test_the_guest_writes_exactly_where_it_is_told(conn, libvirtd, tmp_path):
     tree = SnapshotTree(conn, "guest-writes", tmp_path, disks=2, guest=True)
     tree.write("vda", 0, 0x11, 8)
     tree.write("vdb", 0, 0x12, 8)
@@ -63,7 +62,7 @@ def test_the_guest_writes_exactly_where_it_is_told(conn, libvirtd, tmp_path):  #
     assert tree.serial_log.read_text() == "boot drive 80: done\n"
 
 
-def test_a_converted_domain_runs_the_guest_on_its_new_images(conn, libvirtd, tmp_path):  # noqa: F811
+def test_a_converted_domain_runs_the_guest_on_its_new_images(conn, libvirtd, tmp_path):
     scenario = guest_scenario(libvirtd.uri, tmp_path / "converted")
     tree = scenario.tree
     try:
@@ -95,7 +94,7 @@ def test_a_converted_domain_runs_the_guest_on_its_new_images(conn, libvirtd, tmp
 
 
 @pytest.mark.parametrize("where", ["3", "9+", "13+"])  # an image made; all verified; metadata
-def test_a_guest_run_during_a_conversion_keeps_every_byte(conn, libvirtd, tmp_path, where):  # noqa: F811
+def test_a_guest_run_during_a_conversion_keeps_every_byte(conn, libvirtd, tmp_path, where):
     scenario = guest_scenario(libvirtd.uri, tmp_path / f"during-{where.replace('+', 'p')}")
     tree = scenario.tree
     try:
@@ -121,7 +120,7 @@ def test_a_guest_run_during_a_conversion_keeps_every_byte(conn, libvirtd, tmp_pa
 
 def test_a_write_the_bios_refuses_is_reported_and_the_guest_still_powers_off(
     conn,
-    libvirtd,  # noqa: F811
+    libvirtd,
     tmp_path,
 ):
     tree = SnapshotTree(conn, "guest-fails", tmp_path, guest=True)

@@ -13,8 +13,8 @@ import libvirt
 import pytest
 
 from auditor.display import human_size
-from auditor.fix.lock import domain_lock
-from testlab.pytest_fixtures import libvirtd, require  # noqa: F401
+from auditor.fix.domain_lock import domain_lock
+from testlab.pytest_fixtures import require
 from testlab.trees import SnapshotTree
 from tests.helpers import run_cli
 
@@ -64,7 +64,7 @@ def manual_disk_domain(conn: libvirt.virConnect, directory: Path) -> None:
     tree.dom.snapshotCreateXML(snapshot, flags)
 
 
-def test_refusals_each_with_its_reason(conn, libvirtd, tmp_path):  # noqa: F811
+def test_refusals_each_with_itsfailure(conn, libvirtd, tmp_path):
     images = tmp_path / "images"
     running = one_snapshot(conn, "running", images)
     running.dom.create()
@@ -127,7 +127,7 @@ def test_refusals_each_with_its_reason(conn, libvirtd, tmp_path):  # noqa: F811
     assert not (tmp_path / "state").exists() or not list((tmp_path / "state").glob("*.journal"))
 
 
-def test_not_enough_free_space(conn, libvirtd, tmp_path):  # noqa: F811
+def test_not_enough_free_space(conn, libvirtd, tmp_path):
     require(shutil.which("unshare"), "unshare (util-linux) is needed for a private tmpfs")
     tree = SnapshotTree(conn, "crowded", tmp_path / "images")
     tree.write("vda", 0, 0x61, 4)
@@ -155,7 +155,7 @@ def test_not_enough_free_space(conn, libvirtd, tmp_path):  # noqa: F811
     assert list(small.iterdir()) == []
 
 
-def test_read_only_and_remote_connections_are_refused(libvirtd):  # noqa: F811
+def test_read_only_and_remote_connections_are_refused(libvirtd):
     proc = run_cli("fix", "-c", libvirtd.ro_uri)
     assert (proc.returncode, proc.stdout, proc.stderr) == (
         2,
@@ -174,7 +174,7 @@ def test_read_only_and_remote_connections_are_refused(libvirtd):  # noqa: F811
     )
 
 
-def test_a_domain_being_fixed_is_locked(conn, libvirtd, tmp_path):  # noqa: F811
+def test_a_domain_being_fixed_is_locked(conn, libvirtd, tmp_path):
     tree = one_snapshot(conn, "locked", tmp_path / "images")
     state = tmp_path / "state"
     with domain_lock(tree.dom.UUIDString()) as lock:
@@ -206,21 +206,42 @@ def test_journal_options_do_not_mix(args):
 def test_a_failure_names_the_one_command_that_applies():
     from types import SimpleNamespace
 
-    from auditor.cli.fix import _reason
     from auditor.fix.execute import FixFailed
     from auditor.fix.journal import JournalError
+    from auditor.fix.orchestrate import failure
 
     journal = SimpleNamespace(path=Path("/var/lib/snapaudit/fix/vm.journal"))
     full = OSError(28, "No space left on device", "/var/lib/snapaudit/fix/vm.journal")
-    assert _reason(JournalError(f"cannot write journal {journal.path}: full"), journal) == (
+    assert failure(JournalError(f"cannot write journal {journal.path}: full"), journal) == (
         "cannot write journal /var/lib/snapaudit/fix/vm.journal: full; once the journal can be "
         "written, run snapaudit fix --resume /var/lib/snapaudit/fix/vm.journal"
     )
-    assert _reason(full, journal, "--rollback") == (
+    assert failure(full, journal, "--rollback") == (
         "/var/lib/snapaudit/fix/vm.journal: No space left on device; once that is solved, run "
         "snapaudit fix --rollback /var/lib/snapaudit/fix/vm.journal"
     )
     # A FixFailed says itself what applies, or that nothing does.
     done = FixFailed("/var/lib/snapaudit/fix/vm.journal was rolled back; plan a new fix instead")
-    assert _reason(done, journal) == str(done)
-    assert _reason(full) == "/var/lib/snapaudit/fix/vm.journal: No space left on device"
+    assert failure(done, journal) == str(done)
+    assert failure(full) == "/var/lib/snapaudit/fix/vm.journal: No space left on device"
+
+
+def test_an_error_reads_in_its_own_words_whatever_its_class_is_named():
+    from auditor.display import one_line
+    from auditor.fix.images import ImageError
+    from auditor.safefs import WriteError
+
+    class libvirtError(Exception):  # named as libvirt's, and not one of them
+        pass
+
+    not_found = libvirt.libvirtError("Domain not found: no domain with matching name 'x'\n")
+    assert one_line(not_found) == "Domain not found: no domain with matching name 'x'"
+    assert one_line(ImageError("qemu-img convert: Could not open 'a'")) == (
+        "qemu-img convert: Could not open 'a'"
+    )
+    written = WriteError("cannot create /a: something is already there")
+    assert one_line(written) == "cannot create /a: something is already there"
+    assert one_line(OSError(28, "No space left on device", "/j")) == "/j: No space left on device"
+    # Anything else is a bug: its type is the first clue, whatever it is called.
+    assert one_line(KeyError("x")) == "KeyError: 'x'"
+    assert one_line(libvirtError("x")) == "libvirtError: x"
