@@ -124,7 +124,7 @@ def audit_hosts(
     audited = {}
     found = scan_hosts(uris, progress, check_files, timeout, workers, on_domain)
     for index, host_scan in found:
-        by_index[index] = host_scan
+        by_index[index] = host_scan = _with_files_not_read(host_scan)
         audited[index] = _host_findings(auditor, host_scan, by_host.pop(index, {}))
     scans = [by_index[index] for index in range(len(uris))]  # every position, once
     for path, domain_xml, host_name in offline:  # (path, --domain-xml, --host-name)
@@ -142,11 +142,24 @@ def audit_hosts(
             checked=done,
             timeout=timeout,
         )
+        scan = _with_files_not_read(scan)
         if done:
             audited[len(scans)] = _host_findings(auditor, scan, done)
         scans.append(scan)
     result = audit(scans, rules, load_errors, auditor.now, auditor.policy, audited)
     return dataclasses.replace(result, generated_at=report_time(as_of))
+
+
+def _with_files_not_read(scan: HostScan) -> HostScan:
+    """SCAN with a skipped item for each file it needed and could not read (exit 3)."""
+    from auditor.sources.files.checks import not_read
+
+    if missed := not_read(scan):
+        items = sorted(
+            (*scan.skipped, *missed), key=lambda s: (s.domain or "", s.snapshot or "", s.reason)
+        )
+        return dataclasses.replace(scan, skipped=tuple(items))
+    return scan
 
 
 def _host_findings(auditor, scan: HostScan, done: Mapping) -> tuple[list, list]:

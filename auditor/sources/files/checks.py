@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from auditor.images import qcow2, qemu
 from auditor.images.qemu import QemuToolError
-from auditor.model import Domain, FileFacts, FileFactsMap
+from auditor.model import Domain, FileFacts, FileFactsMap, HostScan, Skipped
 from auditor.sources.files.orphans import unreferenced_images
 
 QEMU_IMG_TIMEOUT = 60
@@ -117,8 +117,8 @@ class _Headers:
             return cached
         found = self.header(path, None)
         # Whether a path exists is asked only when it could not be read: one open, no lstat.
-        if found is None and not os.path.lexists(path):
-            return (FileFacts(path, exists=False),)
+        if found is None and (missing := _missing(path)) is not None:
+            return (missing,)
         if found is None and (kind := file_type(path)) not in _IMAGE_KINDS:
             return (FileFacts(path, exists=True, file_type=kind),)
         names, fmts = [path], ["qcow2"]
@@ -187,6 +187,18 @@ _IMAGE_KINDS = (None, "file", "block")  # None: cannot be stat'ed, qemu-img word
 _NAMES = {"char": "a character device", "fifo": "a FIFO", "socket": "a socket"}
 
 
+def _missing(path: str) -> FileFacts | None:
+    """The facts of PATH when it is missing, or cannot even be looked at (a directory on the
+    way that we may not search: whether it exists is unknown, and said); else None."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return FileFacts(path, exists=False)
+    except OSError as exc:
+        return FileFacts(path, exists=True, error=f"cannot be reached: {exc.strerror}")
+    return None
+
+
 def plain_file(path: str) -> FileFacts:
     try:
         found = os.stat(path)
@@ -223,8 +235,8 @@ def _kind(found: os.stat_result) -> str | None:
 def image_chain(path: str) -> list[FileFacts]:
     """Facts for PATH and for each image below it; a chain that cannot be opened is recorded
     as an error on PATH, with what the top image alone says."""
-    if not os.path.lexists(path):
-        return [FileFacts(path, exists=False)]
+    if (missing := _missing(path)) is not None:
+        return [missing]
     try:
         chain = qemu.img_info(path, force_share=True, chain=True, timeout=QEMU_IMG_TIMEOUT)
     except QemuToolError as exc:
@@ -285,3 +297,28 @@ def gather_files(domains: Iterable[Domain]) -> FileFactsMap:
     referenced = set(merged) | {p for f in merged.values() for p in f.backing_chain} | reverts
     merged.update(unreferenced_images(directories, referenced))
     return merged
+
+
+def not_read(scan: HostScan) -> list[Skipped]:
+    """A skipped item for each file the host's rules needed and could not read (an image
+    that exists but could not be opened, a file behind a directory we may not search, a
+    directory of images that could not be listed): without it a gate would pass on an image
+    whose internal snapshots nobody saw."""
+    if not scan.files:
+        return []
+    owners: dict[str, str] = {}
+    for domain in scan.domains:
+        for source in domain.disk_sources():
+            if source.path:
+                owners.setdefault(source.path, domain.name)
+    items = []
+    for path, facts in scan.files.items():
+        if facts.exists and facts.error and facts.format is None and facts.file_type in _READ:
+            what = _WHAT.get(facts.file_type, "image")
+            reason = f"{what} {path} could not be read: {facts.error}"
+            items.append(Skipped(scan.host.uri, owners.get(path), None, reason))
+    return items
+
+
+_READ = ("file", "block", "directory", None)  # None: it could not even be stat'ed
+_WHAT = {"directory": "directory", None: "file"}

@@ -22,7 +22,12 @@ def unreferenced_images(directories: Iterable[str], referenced: set[str]) -> dic
     for directory in sorted(set(directories)):
         try:
             names = sorted(os.listdir(directory))
-        except OSError:
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # said, not passed over: an orphan there would go unseen
+            found[directory] = FileFacts(
+                directory, exists=True, error=f"cannot list: {exc.strerror}", file_type="directory"
+            )
             continue
         for name in names:
             path = os.path.join(directory, name)
@@ -70,8 +75,10 @@ class _Aliases:
 def _unreferenced(path: str) -> FileFacts | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+    except (FileNotFoundError, IsADirectoryError):
         return None
+    except OSError as exc:  # unreadable: it may be an orphan as well as anything else
+        return FileFacts(path, exists=True, error=exc.strerror, unreferenced=True, file_type="file")
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
