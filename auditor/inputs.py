@@ -176,11 +176,14 @@ def _no_constant(name: str):
     raise InputError(f"{name} is not a JSON number")
 
 
-def read_regular_file(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of PATH, which must be a regular file of at most LIMIT bytes. A symlink
-    fails to open (O_NOFOLLOW); a FIFO or device opens without blocking and is refused."""
+def read_regular_file(
+    path: str, limit: int = MAX_FILE_BYTES, *, dir_fd: int | None = None
+) -> bytes:
+    """The bytes of PATH (in the directory open as DIR_FD), which must be a regular file of
+    at most LIMIT bytes. A symlink fails to open (O_NOFOLLOW); a FIFO or device opens without
+    blocking and is refused."""
     try:
-        fd = os.open(path, _UNTRUSTED_FLAGS)
+        fd = os.open(path, _UNTRUSTED_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == 40:  # ELOOP: the last component is a symlink
             raise InputError("is a symbolic link: not followed") from None

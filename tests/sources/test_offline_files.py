@@ -349,3 +349,39 @@ def test_a_bundle_cut_short_or_holding_too_much_before_an_index_is_refused(tmp_p
     with pytest.raises(BundleError) as caught:
         read_bundle(str(whole))
     assert str(caught.value) == f"{whole}: more domain data than a bundle holds before its index"
+
+
+def test_a_domain_directory_swapped_for_a_link_is_never_read_through_it(tmp_path):
+    # Another user swaps a domain's directory with a link to a root-only one, over and over,
+    # while the scan reads: the secret snapshot there must never reach a report.
+    import ctypes
+    import threading
+
+    secret = tmp_path / "secret"
+    secret.mkdir(mode=0o700)
+    (secret / "classified.xml").write_bytes(snapshot_xml("classified"))
+    tree = tmp_path / "meta"
+    for n in range(20):
+        (tree / f"vm{n:02d}").mkdir(parents=True)
+        (tree / f"vm{n:02d}" / "a.xml").write_bytes(snapshot_xml("a"))
+    (tree / "swap").symlink_to(secret)
+    libc = ctypes.CDLL(None, use_errno=True)
+    stop = threading.Event()
+
+    def swap() -> None:
+        a, b = bytes(tree / "vm05"), bytes(tree / "swap")
+        while not stop.is_set():
+            libc.renameat2(-100, a, -100, b, 2)  # RENAME_EXCHANGE
+
+    racer = threading.Thread(target=swap)
+    racer.start()
+    try:
+        reports = [
+            run_cli("scan", "--from", str(tree), "-f", "json", "--fail-on", "never").stdout
+            for _ in range(10)
+        ]
+    finally:
+        stop.set()
+        racer.join()
+    assert all(report.startswith("{") for report in reports)
+    assert not [r for r in reports if "classified" in r]

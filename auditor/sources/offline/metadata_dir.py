@@ -14,11 +14,13 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from auditor.inputs import InputError, check_xml_text, read_regular_file, shown_name
 from auditor.model import Domain, Host, HostScan, Skipped
+from auditor.safefs.chase import chase
 from auditor.sources.offline.batches import WorkerLost, map_batches
 from auditor.sources.xml.assemble import RawDomain, RawSnapshot, build_domain
 
@@ -61,13 +63,30 @@ def scan_metadata_dir(
         raise NotMetadataError(f"{root}: not a snapshot metadata directory (DOMAIN/NAME.xml)")
     uri = host_name or shown_name(os.path.abspath(root))
     skipped: list[Skipped] = []
-    definitions = _definitions(domain_xml, uri, skipped) if domain_xml else {}
+    with _Dir.open(root) as top:
+        definitions = {}
+        if domain_xml:
+            with _Dir.open(domain_xml) as defs:
+                definitions = _definitions(defs, uri, skipped)
+        return _scan(top, definitions, uri, skipped, check, checked, timeout, deadline)
+
+
+def _scan(
+    top: _Dir,
+    definitions: dict[str, bytes],
+    uri: str,
+    skipped: list[Skipped],
+    check: Callable[[Domain], object] | None,
+    checked: dict | None,
+    timeout: float | None,
+    deadline: float | None,
+) -> HostScan:
     domains: list[Domain] = []
     names = set()
     directories = []
-    for entry in _entries(root):
+    for entry in top.entries():
         if not _utf8(entry.name) or not entry.is_dir(follow_symlinks=False):
-            reason = f"{shown_name(entry.path)}: {_not_dir(entry)}"
+            reason = f"{shown_name(top.path_of(entry))}: {_not_dir(entry)}"
             skipped.append(Skipped(uri, shown_name(entry.name), None, reason))
             continue
         names.add(entry.name)
@@ -81,7 +100,7 @@ def scan_metadata_dir(
         results = []
         for entry in directories[start:stop]:
             missed: list[Skipped] = []
-            raw = _raw_domain(entry, definitions.get(entry.name), uri, missed)
+            raw = _raw_domain(top, entry, definitions.get(entry.name), uri, missed)
             results.append(built(raw, missed))
         return results
 
@@ -109,56 +128,99 @@ def scan_metadata_dir(
     return HostScan(Host(uri=uri), tuple(domains), tuple(skipped))
 
 
-def _raw_domain(entry: os.DirEntry, definition: bytes | None, uri: str, skipped) -> RawDomain:
+def _raw_domain(
+    top: _Dir, entry: os.DirEntry, definition: bytes | None, uri: str, skipped
+) -> RawDomain:
     snapshots = []
     uuid = _uuid(definition) if definition else ""
+    shown = top.path_of(entry)
     try:
-        listed = _entries(Path(entry.path))
-    except OSError as exc:  # unreadable, or gone since the parent was listed
-        skipped.append(Skipped(uri, entry.name, None, f"{entry.path}: cannot list: {exc.strerror}"))
+        # Opened by its descriptor, not by path: swapped for a link since it was listed, it
+        # is refused (ELOOP, ENOTDIR), never followed.
+        with _Dir.open_in(top, entry.name, shown) as directory:
+            listed = [(e, _read_xml(directory, e)) for e in directory.entries()]
+    except OSError as exc:  # unreadable, gone since the parent was listed, or swapped
+        skipped.append(Skipped(uri, entry.name, None, f"{shown}: cannot list: {exc.strerror}"))
         listed = []
-    for item in listed:
-        if not item.name.endswith(".xml"):
-            continue  # libvirt keeps nothing else here; editors' backups are not metadata
+    for item, data in listed:
+        if data is None:
+            continue  # libvirt keeps nothing but XML here; editors' backups are not metadata
         name = item.name[: -len(".xml")]
-        try:
-            data = _read_xml(item)
-        except InputError as exc:
-            shown = shown_name(item.path)
-            skipped.append(Skipped(uri, entry.name, shown_name(name), f"{shown}: {exc}"))
+        if isinstance(data, InputError):
+            path = shown_name(os.path.join(shown, item.name))
+            skipped.append(Skipped(uri, entry.name, shown_name(name), f"{path}: {data}"))
             continue
         uuid = uuid or _uuid(data)
         snapshots.append(RawSnapshot(name, data, None))
     return RawDomain(entry.name, uuid, definition, tuple(snapshots))
 
 
-def _definitions(directory: Path, uri: str, skipped: list[Skipped]) -> dict[str, bytes]:
+def _definitions(directory: _Dir, uri: str, skipped: list[Skipped]) -> dict[str, bytes]:
     found = {}
-    for item in _entries(directory):
-        if not item.name.endswith(".xml"):
+    for item in directory.entries():
+        data = _read_xml(directory, item)
+        if data is None:
             continue
         name = item.name[: -len(".xml")]
-        try:
-            data = _read_xml(item)
-        except InputError as exc:
-            skipped.append(Skipped(uri, shown_name(name), None, f"{shown_name(item.path)}: {exc}"))
+        if isinstance(data, InputError):
+            path = shown_name(os.path.join(directory.path, item.name))
+            skipped.append(Skipped(uri, shown_name(name), None, f"{path}: {data}"))
             continue
         found[name] = data
     return found
 
 
-def _read_xml(item: os.DirEntry) -> bytes:
-    """A metadata file's bytes: a UTF-8 name, a regular file, XML without DTDs."""
+def _read_xml(directory: _Dir, item: os.DirEntry) -> bytes | InputError | None:
+    """A metadata file's bytes (a UTF-8 name, a regular file, XML without DTDs), or why not;
+    None for what is not named *.xml."""
+    if not item.name.endswith(".xml"):
+        return None
     if not _utf8(item.name):
-        raise InputError(_NOT_UTF8)
-    data = read_regular_file(item.path)
-    check_xml_text(data)
+        return InputError(_NOT_UTF8)
+    try:
+        data = read_regular_file(item.name, dir_fd=directory.fd)
+        check_xml_text(data)
+    except InputError as exc:
+        return exc
     return data
 
 
-def _entries(directory: Path) -> list[os.DirEntry]:
-    with os.scandir(directory) as entries:
-        return sorted(entries, key=lambda e: e.name)
+@dataclass(frozen=True)
+class _Dir:
+    """A directory open by descriptor, and its path as messages show it."""
+
+    fd: int
+    path: str
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, path: Path) -> Iterator[_Dir]:
+        """PATH, reached through no symlink another user owns (see safefs.chase)."""
+        with chase(str(path), directories=False) as found:
+            fd = os.open(found.name, _DIRECTORY, dir_fd=found.dir_fd)
+        try:
+            yield cls(fd, str(path))
+        finally:
+            os.close(fd)
+
+    @classmethod
+    @contextlib.contextmanager
+    def open_in(cls, parent: _Dir, name: str, shown: str) -> Iterator[_Dir]:
+        fd = os.open(name, _DIRECTORY, dir_fd=parent.fd)
+        try:
+            yield cls(fd, shown)
+        finally:
+            os.close(fd)
+
+    def entries(self) -> list[os.DirEntry]:
+        with os.scandir(self.fd) as entries:
+            return sorted(entries, key=lambda e: e.name)
+
+    def path_of(self, entry: os.DirEntry) -> str:
+        return os.path.join(self.path, entry.name)
+
+
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _uuid(data: bytes | None) -> str:
