@@ -242,8 +242,10 @@ def untrusted_directory(directory: str) -> str | None:
 
 
 def _untrusted(path: Path, st: os.stat_result) -> str | None:
-    if st.st_uid not in safefs.trusted_uids():
-        return f"it belongs to uid {st.st_uid}, neither root nor the invoking user"
+    # Only fix itself writes journals, as the user it runs as: under sudo, one the invoking
+    # user owns is theirs, not fix's, and it decides what root removes.
+    if st.st_uid != os.geteuid():
+        return f"it belongs to uid {st.st_uid}, not to the user fix runs as (uid {os.geteuid()})"
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return f"other users can write to it (mode {stat.S_IMODE(st.st_mode):04o})"
     return untrusted_directory(os.path.dirname(path) or ".")

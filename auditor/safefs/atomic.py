@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 
 from auditor.display import Problem
-from auditor.safefs.chase import Found, Untrusted, chase, trusted_uids
+from auditor.safefs.chase import Found, Untrusted, chase, directory_problem, trusted_uids
 
 _NOT_OURS = "belongs to uid %d, neither root nor the invoking user"
 _RENAME_NOREPLACE = 1
@@ -25,12 +25,9 @@ class WriteError(Problem, OSError):
 
 
 def untrusted_directory(path: str, owner: int, mode: int, trusted: frozenset[int]) -> str | None:
-    """Why another user could swap files in directory PATH under us, or None."""
-    if mode & stat.S_IWOTH:
-        return f"{path} is writable by every user (mode {stat.S_IMODE(mode):04o})"
-    if owner not in trusted:
-        return f"{path} belongs to uid {owner}, neither root nor the invoking user"
-    return None
+    """Why another user could swap files in directory PATH under us, or None: sticky or not,
+    a directory others may write to is refused (fix mode's image and lock directories)."""
+    return directory_problem(path, owner, mode, trusted, sticky=False)
 
 
 def _kind(found: Found, shown: str) -> str:

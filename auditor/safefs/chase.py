@@ -40,14 +40,17 @@ def trusted_uids() -> frozenset[int]:
     return frozenset(uids)
 
 
-def directory_problem(path: str, owner: int, mode: int, trusted: frozenset[int]) -> str | None:
-    """Why another user could swap entries of directory PATH under us, or None. A sticky
-    directory open to others (/tmp) is not refused here: its entries are checked instead."""
-    if owner not in trusted:
-        return f"{path} belongs to uid {owner}, neither root nor the invoking user"
-    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+def directory_problem(
+    path: str, owner: int, mode: int, trusted: frozenset[int], *, sticky: bool = True
+) -> str | None:
+    """Why another user could swap entries of directory PATH under us, or None. With STICKY,
+    a sticky directory open to others (/tmp) is not refused here: its entries are checked
+    instead (a walk goes on only into entries of ours)."""
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not (sticky and mode & stat.S_ISVTX):
         who = "every user" if mode & stat.S_IWOTH else "its group"
         return f"{path} is writable by {who} (mode {stat.S_IMODE(mode):04o})"
+    if owner not in trusted:
+        return f"{path} belongs to uid {owner}, neither root nor the invoking user"
     return None
 
 

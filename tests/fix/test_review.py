@@ -55,12 +55,16 @@ def test_a_journal_another_user_could_change_is_not_trusted(scenario):
     for change, why in [
         (
             lambda: os.chown(journal, NOBODY, NOBODY),
-            f"it belongs to uid {NOBODY}, neither root nor the invoking user",
+            f"it belongs to uid {NOBODY}, not to the user fix runs as (uid 0)",
         ),
         (lambda: os.chmod(journal, 0o620), "other users can write to it (mode 0620)"),
         (
             lambda: os.chmod(scenario.state, 0o777),
             f"{scenario.state} is writable by every user (mode 0777)",
+        ),
+        (
+            lambda: os.chmod(scenario.state, 0o770),
+            f"{scenario.state} is writable by its group (mode 0770)",
         ),
         (
             lambda: os.chown(scenario.state, NOBODY, NOBODY),
@@ -79,6 +83,16 @@ def test_a_journal_another_user_could_change_is_not_trusted(scenario):
         os.chmod(journal, 0o600)
         os.chown(scenario.state, 0, 0)
         os.chmod(scenario.state, 0o700)
+    # Under sudo, the invoking user's journal is theirs, not fix's: not trusted either.
+    os.chown(journal, NOBODY, NOBODY)
+    proc = run_cli("fix", "--rollback", str(journal), env={"SUDO_UID": str(NOBODY)})
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        f"snapaudit: not trusting journal {journal}: it belongs to uid {NOBODY}, not to the"
+        " user fix runs as (uid 0)\n",
+    )
+    os.chown(journal, 0, 0)
     assert journal.read_bytes() == kept
     os.chmod(scenario.state, 0o1777)  # sticky, like /tmp: nobody else can replace it there
     proc = run_cli("fix", "--rollback", str(journal))

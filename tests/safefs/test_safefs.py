@@ -385,7 +385,11 @@ def test_exclusive_creation_replaces_nothing(tmp_path: Path):
 def test_untrusted_directories():
     trusted = frozenset({0, 1000})
     assert safefs.untrusted_directory("/d", 0, 0o40755, trusted) is None
-    assert safefs.untrusted_directory("/d", 1000, 0o40775, trusted) is None
+    assert safefs.untrusted_directory("/d", 1000, 0o40755, trusted) is None
+    assert (
+        safefs.untrusted_directory("/d", 1000, 0o40775, trusted)
+        == "/d is writable by its group (mode 0775)"
+    )
     assert (
         safefs.untrusted_directory("/tmp", 0, 0o41777, trusted)
         == "/tmp is writable by every user (mode 1777)"
@@ -445,6 +449,7 @@ def test_the_planner_refuses_target_directories_others_can_write_to():
     cases = [
         (Filesystem(1, 10 << 20, 0, 0o41777), "/images is writable by every user (mode 1777)"),
         (Filesystem(1, 10 << 20, 0, 0o40777), "/images is writable by every user (mode 0777)"),
+        (Filesystem(1, 10 << 20, 0, 0o40775), "/images is writable by its group (mode 0775)"),
         (
             Filesystem(1, 10 << 20, 1000, 0o40755),
             "/images belongs to uid 1000, neither root nor the invoking user",
@@ -453,7 +458,7 @@ def test_the_planner_refuses_target_directories_others_can_write_to():
     for fs, why in cases:
         plan = plan_domain(facts(TREE, "b", filesystems={"/images": fs}), Options())
         assert plan.refusals == (f"cannot write new images to /images: {why}",)
-    trusted = facts(TREE, "b", filesystems={"/images": Filesystem(1, 10 << 20, 1000, 0o40775)})
+    trusted = facts(TREE, "b", filesystems={"/images": Filesystem(1, 10 << 20, 1000, 0o40755)})
     assert (
         plan_domain(replace(trusted, trusted_uids=frozenset({0, 1000})), Options()).refusals == ()
     )
