@@ -27,6 +27,7 @@ from typing import Any
 from auditor import safefs
 from auditor.display import Problem
 from auditor.fix import faults
+from auditor.fix.names import IMAGE_NAME
 from auditor.fix.plan import CreateImage, CreateOverlay, DomainPlan, RemoveOriginal
 from auditor.fix.plan_json import plan_from_json, plan_to_json
 
@@ -284,6 +285,14 @@ def _check_plan(plan: DomainPlan) -> None:
         raise ValueError("it removes a file that is not one of its originals")
     if plan.restore is None:
         raise ValueError("it holds no original metadata")
+    # What rollback may remove: only files fix names, in the directories planned for them.
+    targets = {space.directory for space in plan.space}
+    for image in plan.images:
+        path = image.path
+        if os.path.normpath(path) != path or not path.startswith("/"):
+            raise ValueError(f"{path!r} is not a plain absolute path")
+        if os.path.dirname(path) not in targets or not IMAGE_NAME.match(os.path.basename(path)):
+            raise ValueError(f"{path!r} is not a new image in a directory planned for them")
 
 
 def _what(exc: BaseException) -> str:

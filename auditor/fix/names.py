@@ -9,6 +9,8 @@ from datetime import datetime
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _MAX_SLUG = 40
+# What image_name and after_name make, and all a journal may name as a new image.
+IMAGE_NAME = re.compile(r"^(?:[A-Za-z0-9_-]+\.){3}[0-9a-f]{8}(?:\.after)?\.qcow2$")
 
 
 def slug(text: str) -> str:

@@ -297,8 +297,21 @@ def test_a_forged_or_malformed_journal_is_refused_whole(conn, libvirtd, tmp_path
     undone = json.dumps({"type": "undone", "what": str(victim)})
     bad_undone.write_text("\n".join([lines[0], undone]) + "\n")
 
+    # Consistent: a new image renamed to the victim everywhere, created with its identity.
+    first = header["plan"]["images"][0]["path"]
+    renamed = json.loads(lines[0].replace(json.dumps(first)[1:-1], str(victim)))
+    st = victim.stat()
+    made = {"type": "created", "path": str(victim), "file": [st.st_dev, st.st_ino, 0, 0]}
+    consistent = tmp_path / "consistent.journal"
+    consistent.write_text(json.dumps(renamed) + "\n" + json.dumps(made) + "\n")
+
     for journal, why in [
         (forged, "line 1 is not a valid plan (its images are not the ones its steps create)"),
+        (
+            consistent,
+            f"line 1 is not a valid plan ('{victim}' is not a new image in a directory planned"
+            " for them)",
+        ),
         (
             bad_undone,
             f"line 2 is not a valid record ('{victim}' is neither the metadata nor an image "
