@@ -75,25 +75,32 @@ class Found:
 
 @contextlib.contextmanager
 def chase(
-    path: str, trusted: frozenset[int] | None = None, *, directories: bool = True
+    path: str,
+    trusted: frozenset[int] | None = None,
+    *,
+    directories: bool = True,
+    follow_last: bool = True,
 ) -> Iterator[Found]:
     """Walk PATH (relative paths from the working directory's path, itself walked from /)
     to the directory holding its last component; a trusted symlink there is followed too.
     Without DIRECTORIES, directories are not required to be trusted (reading a file another
     user gave us through their directory is safe: nothing is followed there but trusted
-    symlinks). Raises Untrusted, or OSError for a component that is missing or not a
-    directory."""
+    symlinks). Without FOLLOW_LAST, a symlink as the last component is where the walk ends
+    (for what must never be created or removed through one). Raises Untrusted, or OSError for
+    a component that is missing or not a directory."""
     trusted = trusted_uids() if trusted is None else trusted
     fds: list[int] = []
     try:
-        found = _walk(os.path.abspath(path), trusted, fds, directories)
+        found = _walk(os.path.abspath(path), trusted, fds, directories, follow_last)
         yield found
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def _walk(path: str, trusted: frozenset[int], fds: list[int], directories: bool) -> Found:
+def _walk(
+    path: str, trusted: frozenset[int], fds: list[int], directories: bool, follow_last: bool
+) -> Found:
     # The walk's state: a stack of open directories (fds, root first) and their paths, and
     # the components still to go. A symlink puts its target's components in front.
     if (number := descriptor(path)) is not None:
@@ -116,7 +123,7 @@ def _walk(path: str, trusted: frozenset[int], fds: list[int], directories: bool)
             st: os.stat_result | None = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         except FileNotFoundError:
             st = None
-        if st is not None and stat.S_ISLNK(st.st_mode):
+        if st is not None and stat.S_ISLNK(st.st_mode) and (todo or follow_last):
             links += 1
             if links > MAX_LINKS:
                 raise Untrusted(f"{path}: too many levels of symlinks")

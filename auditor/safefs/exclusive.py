@@ -7,9 +7,11 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from auditor.safefs.atomic import WriteError, _temporary, _write_all, rename_noreplace
+from auditor.safefs.chase import chase
 
 
 @dataclass(frozen=True)
@@ -26,11 +28,23 @@ class FileStamp:
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+@contextlib.contextmanager
+def _directory_of(path: str) -> Iterator[tuple[int, str]]:
+    """The directory that holds PATH, walked from / (see chase: nothing another user controls
+    on the way), open for writing in it, and PATH's last component."""
+    with chase(path, follow_last=False) as found:
+        if found.descriptor is not None:
+            raise WriteError(f"cannot create {path}: it names a descriptor")
+        dir_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=found.dir_fd)
+    try:
+        yield dir_fd, found.name
+    finally:
+        os.close(dir_fd)
+
+
 def create_file(path: str, data: bytes, mode: int = 0o600) -> FileStamp:
     """A new file at PATH holding DATA, complete or absent; FileExistsError if PATH is taken."""
-    directory, name = os.path.split(path)
-    dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
+    with _directory_of(path) as (dir_fd, name):
         with _temporary(dir_fd, name) as (fd, publish):
             _write_all(fd, data)
             os.fchmod(fd, mode)
@@ -38,14 +52,13 @@ def create_file(path: str, data: bytes, mode: int = 0o600) -> FileStamp:
             stamp = FileStamp.of(os.fstat(fd))
             publish(replace=False)
         os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
     return stamp
 
 
 def append_file(path: str, data: bytes) -> None:
     """Append DATA to the existing file PATH (never through a symlink) and flush it."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with _directory_of(path) as (dir_fd, name):
+        fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         _write_all(fd, data)
         os.fsync(fd)
@@ -60,8 +73,10 @@ class PrivateDir:
 
     def __init__(self, path: str):
         self.path = path
-        directory, self.name = os.path.split(path)
-        self.parent_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        with chase(path, follow_last=False) as found:
+            self.name = found.name
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+            self.parent_fd = os.open(".", flags, dir_fd=found.dir_fd)
         try:
             os.mkdir(self.name, 0o700, dir_fd=self.parent_fd)  # fails on anything there
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -120,13 +135,22 @@ def remove_private_dir(path: str) -> None:
     """Remove what a killed run left at PATH: our private directory and its files, or a plain
     file or symlink (never followed). Another user's directory is not ours to empty."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with _directory_of(path) as (parent, name):
+            _remove_private_dir(path, parent, name)
+    except FileNotFoundError:  # nothing there, not even its directory
+        return
+
+
+def _remove_private_dir(path: str, parent: int, name: str) -> None:
+    try:
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags, dir_fd=parent)
     except FileNotFoundError:
         return
     except OSError as exc:
         if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # ELOOP: a symlink, not followed
             raise
-        os.unlink(path)
+        os.unlink(name, dir_fd=parent)
         return
     try:
         owner = os.fstat(fd).st_uid
@@ -136,4 +160,4 @@ def remove_private_dir(path: str) -> None:
             os.unlink(entry, dir_fd=fd)
     finally:
         os.close(fd)
-    os.rmdir(path)
+    os.rmdir(name, dir_fd=parent)
