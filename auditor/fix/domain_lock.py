@@ -39,7 +39,12 @@ def domain_lock(uuid: str, directory: Path = LOCK_DIR) -> Iterator[Path]:
     path = directory / f"{uuid}.lock"
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        where = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # Walked from /: no directory above it that another user controls is followed.
+        with safefs.chase(str(directory), follow_last=False) as found:
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            where = os.open(found.name, flags, dir_fd=found.dir_fd)
+    except safefs.Untrusted as exc:
+        raise LockError(f"cannot take the lock {path}: {exc}") from None
     except OSError as exc:
         raise LockError(_cannot(path, directory, exc)) from None
     try:

@@ -93,3 +93,21 @@ def test_a_lock_directory_that_is_a_symlink_or_open_to_all_is_refused(tmp_path):
         f"cannot take the lock {shared}/{UUID}.lock: {shared} is writable by every user (mode 1777)"
     )
     assert os.listdir(shared) == []
+
+
+def test_a_lock_directory_below_another_users_directory_is_refused(tmp_path):
+    # They could swap their directory for a link while fix creates its lock there.
+    if os.geteuid() != 0:
+        pytest.skip("needs root: another user's directory is made with chown")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    locks = theirs / "locks"
+    locks.mkdir(mode=0o700)
+    with pytest.raises(LockError) as caught, domain_lock(UUID, locks):
+        pass
+    assert str(caught.value) == (
+        f"cannot take the lock {locks}/{UUID}.lock: {theirs} belongs to uid 65534, neither root"
+        " nor the invoking user"
+    )
+    assert os.listdir(locks) == []
