@@ -204,18 +204,18 @@ def _guard(dom: libvirt.virDomain, journal: Journal, step: Step, *, defined: boo
         )
     if isinstance(step, RemoveOriginal):
         _check_converted(dom, journal)  # an original goes only once all is as planned
-    if not defined and not _unchanged_or_ours(dom.XMLDesc(SECURE_DOMAIN), plan):
+    if not defined and not _unchanged_or_ours(dom.XMLDesc(SECURE_DOMAIN), journal):
         raise FixFailed(
             f"the definition of domain {plan.domain} changed since the plan was made: "
             f"run {_rollback(journal)}, then fix again"
         )
 
 
-def _unchanged_or_ours(xml: str, plan: DomainPlan) -> bool:
+def _unchanged_or_ours(xml: str, journal: Journal) -> bool:
     """The original definition, or the one define-domain makes (it ran, then we died)."""
-    if xml == plan.restore.domain_xml:
+    if xml == journal.restore.domain_xml:
         return True
-    define = next(s for s in plan.steps if isinstance(s, DefineDomain))
+    define = next(s for s in journal.plan.steps if isinstance(s, DefineDomain))
     now = {d.name: d.source.path for d in parse_domain_disks(xml) if d.source is not None}
     return all(now.get(disk) == path for disk, path in define.sources.items())
 
