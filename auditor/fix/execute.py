@@ -277,12 +277,12 @@ def _is_redefined(snap: libvirt.virDomainSnapshot, step: RedefineSnapshot) -> bo
     model = parse_snapshot(snap.getXMLDesc(0), host="", domain="", domain_uuid="", current=False)
     disks = {d.name: d for d in model.disks}
     return all(
-        name in disks
-        and disks[name].mode == "external"
-        and disks[name].overlay is not None
-        and disks[name].overlay.path == step.overlays[name]
-        and disks[name].state_image is not None
-        and disks[name].state_image.path == state
+        (disk := disks.get(name)) is not None
+        and disk.mode == "external"
+        and disk.overlay is not None
+        and disk.overlay.path == step.overlays[name]
+        and disk.state_image is not None
+        and disk.state_image.path == state
         for name, state in step.states.items()
     )
 
@@ -309,5 +309,5 @@ def check_converted(dom: libvirt.virDomain, plan: DomainPlan) -> None:
         if isinstance(step, DefineDomain):
             now = {d.name: d.source for d in parse_domain_disks(dom.XMLDesc(0))}
             for disk, path in step.sources.items():
-                if now.get(disk) is None or now[disk].path != path:
+                if (source := now.get(disk)) is None or source.path != path:
                     raise FixFailed(f"disk {disk} of domain {plan.domain} is not on {path}")

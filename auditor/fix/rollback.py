@@ -123,7 +123,8 @@ def _refuse_losing_writes(dom: libvirt.virDomain, journal: Journal) -> None:
     resume = command(journal, "--resume")
     for disk, top in define.sources.items():
         original = originals[disk]
-        path = now[disk].path if now.get(disk) is not None else None
+        source = now.get(disk)
+        path = source.path if source is not None else None  # None: the disk is gone, or empty
         if path not in (original, top):
             again = command(journal, "--rollback")
             raise FixFailed(
