@@ -69,12 +69,13 @@ def fix(
     """Recreate internal snapshots as external ones, losing nothing (dry run by default)."""
     if resume and rollback:
         exits.fail(exits.USAGE, "--resume and --rollback cannot be combined")
-    if resume or rollback:
+    journal = resume or rollback
+    if journal is not None:  # (a Path is never false)
         if domains or apply or drop_memory or target_dir or not keep_originals:
             exits.fail(
                 exits.USAGE, "--resume and --rollback take only a journal (and -c, --format)"
             )
-        _journal_command(resume or rollback, connect, output_format, rollback=bool(rollback))
+        _journal_command(journal, connect, output_format, rollback=bool(rollback))
     from auditor.fix.orchestrate import Conversion
     from auditor.fix.plan import Options
 

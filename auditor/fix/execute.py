@@ -204,18 +204,18 @@ def _guard(dom: libvirt.virDomain, journal: Journal, step: Step, *, defined: boo
         )
     if isinstance(step, RemoveOriginal):
         _check_converted(dom, journal)  # an original goes only once all is as planned
-    if not defined and not _unchanged_or_ours(dom.XMLDesc(SECURE_DOMAIN), plan):
+    if not defined and not _unchanged_or_ours(dom.XMLDesc(SECURE_DOMAIN), journal):
         raise FixFailed(
             f"the definition of domain {plan.domain} changed since the plan was made: "
             f"run {_rollback(journal)}, then fix again"
         )
 
 
-def _unchanged_or_ours(xml: str, plan: DomainPlan) -> bool:
+def _unchanged_or_ours(xml: str, journal: Journal) -> bool:
     """The original definition, or the one define-domain makes (it ran, then we died)."""
-    if xml == plan.restore.domain_xml:
+    if xml == journal.restore.domain_xml:
         return True
-    define = next(s for s in plan.steps if isinstance(s, DefineDomain))
+    define = next(s for s in journal.plan.steps if isinstance(s, DefineDomain))
     now = {d.name: d.source.path for d in parse_domain_disks(xml) if d.source is not None}
     return all(now.get(disk) == path for disk, path in define.sources.items())
 
@@ -277,12 +277,12 @@ def _is_redefined(snap: libvirt.virDomainSnapshot, step: RedefineSnapshot) -> bo
     model = parse_snapshot(snap.getXMLDesc(0), host="", domain="", domain_uuid="", current=False)
     disks = {d.name: d for d in model.disks}
     return all(
-        name in disks
-        and disks[name].mode == "external"
-        and disks[name].overlay is not None
-        and disks[name].overlay.path == step.overlays[name]
-        and disks[name].state_image is not None
-        and disks[name].state_image.path == state
+        (disk := disks.get(name)) is not None
+        and disk.mode == "external"
+        and disk.overlay is not None
+        and disk.overlay.path == step.overlays[name]
+        and disk.state_image is not None
+        and disk.state_image.path == state
         for name, state in step.states.items()
     )
 
@@ -309,5 +309,5 @@ def check_converted(dom: libvirt.virDomain, plan: DomainPlan) -> None:
         if isinstance(step, DefineDomain):
             now = {d.name: d.source for d in parse_domain_disks(dom.XMLDesc(0))}
             for disk, path in step.sources.items():
-                if now.get(disk) is None or now[disk].path != path:
+                if (source := now.get(disk)) is None or source.path != path:
                     raise FixFailed(f"disk {disk} of domain {plan.domain} is not on {path}")

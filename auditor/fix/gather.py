@@ -165,7 +165,8 @@ def _with_files(facts: DomainFacts, target_dir: str | None) -> DomainFacts:
     for cap in caps:
         if cap.snapshot is None and cap.source.path:  # beside the image the domain uses now
             dirs[cap.disk] = os.path.abspath(target_dir or os.path.dirname(cap.source.path))
-    filesystems, existing = {}, set()
+    filesystems: dict[str, Filesystem] = {}
+    existing: set[str] = set()
     for directory in set(dirs.values()):
         try:
             stat, st = os.statvfs(directory), os.stat(directory)

@@ -28,7 +28,7 @@ from auditor import safefs
 from auditor.display import Problem
 from auditor.fix import faults
 from auditor.fix.names import IMAGE_NAME
-from auditor.fix.plan import CreateImage, CreateOverlay, DomainPlan, RemoveOriginal
+from auditor.fix.plan import CreateImage, CreateOverlay, DomainPlan, RemoveOriginal, Restore
 from auditor.fix.plan_json import plan_from_json, plan_to_json
 
 SCHEMA = "snapaudit/fix-journal/v1"
@@ -81,6 +81,14 @@ class Journal:
         except OSError as exc:
             raise JournalError(f"cannot create journal {path}: {exc.strerror}") from None
         return cls(path, uri, plan)
+
+    @property
+    def restore(self) -> Restore:
+        """The metadata as it was. Every journal holds it: load refuses a plan without it, and
+        journals are created for ready plans only, which the planner makes with it."""
+        if self.plan.restore is None:
+            raise JournalError(f"{self.path} holds no original metadata")
+        return self.plan.restore
 
     @classmethod
     def load(cls, path: Path, *, repair: bool = False) -> Journal:

@@ -27,7 +27,7 @@ def step_from_json(data: dict[str, Any]) -> Step:
 
 
 def plan_to_json(plan: DomainPlan, *, secrets: bool = False) -> dict[str, Any]:
-    data = {
+    data: dict[str, Any] = {
         "host": plan.host,
         "domain": plan.domain,
         "uuid": plan.uuid,

@@ -59,6 +59,8 @@ def plan_domain(facts: DomainFacts, options: Options) -> DomainPlan:
 
     originals = []
     for path in dict.fromkeys([c.source.path for c in caps] + list(facts.overlays)):
+        if path is None:  # refused above: every state is read from an image the facts hold
+            raise ValueError(f"disk state of domain {facts.name} without an image")
         image = facts.images[path]
         if image.exists:
             originals.append(
@@ -193,6 +195,9 @@ def _steps(
         path = cap.source.path or ""
         fmt = cap.source.format or facts.images[path].format or "qcow2"
         if image.after:
+            # _layout makes these for a snapshot only, on the image of its state.
+            if image.snapshot is None or image.backing is None:
+                raise ValueError(f"overlay {image.path} after no snapshot's state")
             steps.append(CreateOverlay(image.path, image.disk, image.snapshot, image.backing))
         else:
             cluster = facts.images[path].cluster_size or DEFAULT_CLUSTER

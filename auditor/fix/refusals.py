@@ -39,10 +39,10 @@ def refusals(
                 f"(snapshot='manual'): its state is in no image libvirt knows; delete that "
                 f"snapshot (virsh snapshot-delete {facts.name} {snap.name} --metadata) and rerun"
             )
-        for disk in snap.disks:
-            overlay = disk.overlay if disk.mode == "external" else None
+        for snap_disk in snap.disks:
+            overlay = snap_disk.overlay if snap_disk.mode == "external" else None
             if overlay is not None and overlay.type != "file":
-                out.append(_not_file(disk.name, overlay.type, overlay.path))
+                out.append(_not_file(snap_disk.name, overlay.type, overlay.path))
         if not snap.has_domain_definition:
             out.append(f"snapshot {name} has no domain definition to redefine it with")
         if snap.memory == "internal" and not options.drop_memory:
@@ -71,7 +71,7 @@ def refusals(
             if cap.snapshot is not None:
                 out.append(_not_file(cap.disk, cap.source.type, cap.source.path))
             continue
-        image = facts.images.get(cap.source.path)
+        image = cap.source.facts(facts.images)  # None too for a source naming no path
         if image is None or not image.exists:
             out.append(f"image {cap.source.path} of disk {cap.disk} is missing")
         elif image.error:
@@ -99,7 +99,8 @@ def _stranded(facts: DomainFacts, caps: list[Capture]) -> list[str]:
         if cap.tag is not None:
             known[cap.source.path].add(cap.tag)
     out = []
-    for path in dict.fromkeys(c.source.path for c in caps):
+    # (A source naming no path has no image to hold any.)
+    for path in dict.fromkeys(c.source.path for c in caps if c.source.path is not None):
         image = facts.images.get(path)
         if image is None or image.error:
             continue

@@ -37,7 +37,7 @@ from auditor.fix.execute import (
 )
 from auditor.fix.gather import SECURE_DOMAIN, SECURE_SNAPSHOT
 from auditor.fix.journal import FINISHED, ROLLED_BACK, Journal, file_id
-from auditor.fix.plan import DefineDomain, DomainPlan, VerifyImage, quoted
+from auditor.fix.plan import DefineDomain, VerifyImage, quoted
 from auditor.sources.xml.parser import parse_domain_disks
 
 
@@ -64,7 +64,7 @@ def rollback(conn: libvirt.virConnect, journal: Journal, progress: Progress) -> 
                     raise FixFailed(f"{gone}, so there is nothing to roll back to: run {resume}")
             _refuse_losing_writes(dom, journal)
             journal.rollback_started()
-            _restore_metadata(conn, dom, plan, progress)
+            _restore_metadata(conn, dom, journal, progress)
             journal.undo_done("metadata")
             for image in plan.images:
                 _discard(journal, image.path, progress)
@@ -78,9 +78,9 @@ def rollback(conn: libvirt.virConnect, journal: Journal, progress: Progress) -> 
 
 
 def _restore_metadata(
-    conn: libvirt.virConnect, dom: libvirt.virDomain, plan: DomainPlan, progress: Progress
+    conn: libvirt.virConnect, dom: libvirt.virDomain, journal: Journal, progress: Progress
 ) -> None:
-    restore = plan.restore
+    restore = journal.restore
     original_xml = dict(restore.snapshots)
     names = [name for name, _ in restore.snapshots]
     for name in reversed(names):  # children first, so no parent's removal rewrites a child
@@ -96,7 +96,7 @@ def _restore_metadata(
     if restore.current is not None and not dom.snapshotLookupByName(restore.current).isCurrent():
         dom.snapshotCreateXML(original_xml[restore.current], REDEFINE | CURRENT)
     if dom.XMLDesc(SECURE_DOMAIN) != restore.domain_xml:
-        progress(f"restore the original definition of domain {plan.domain}")
+        progress(f"restore the original definition of domain {journal.plan.domain}")
         conn.defineXML(restore.domain_xml)
 
 
@@ -123,7 +123,8 @@ def _refuse_losing_writes(dom: libvirt.virDomain, journal: Journal) -> None:
     resume = command(journal, "--resume")
     for disk, top in define.sources.items():
         original = originals[disk]
-        path = now[disk].path if now.get(disk) is not None else None
+        source = now.get(disk)
+        path = source.path if source is not None else None  # None: the disk is gone, or empty
         if path not in (original, top):
             again = command(journal, "--rollback")
             raise FixFailed(

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from lxml import etree
 
-from auditor.sources.xml.parser import parse_xml
+from auditor.sources.xml.parser import SnapshotXMLError, parse_xml
 
 DROPPED_MEMORY_NOTE = (
     "snapaudit fix dropped this snapshot's memory state (the guest was {state}); "
@@ -33,6 +33,8 @@ def external_snapshot(
         memory.set("snapshot", "no")  # always explicit: libvirt infers internal when missing
     if drop_memory:
         state = root.find("state")
+        if state is None:  # libvirt writes it in every snapshot's XML, and needs it to redefine
+            raise SnapshotXMLError("no <state>: not a snapshot as libvirt reports it")
         note = DROPPED_MEMORY_NOTE.format(state=state.text)
         state.text = "disk-snapshot"
         description = _child(root, "description", before="state")
@@ -43,8 +45,8 @@ def external_snapshot(
         if name not in listed:
             etree.SubElement(disks, "disk", name=name)
     for disk in disks.iterfind("disk"):
-        if disk.get("name") in overlays:
-            _make_external(disk, overlays[disk.get("name")])
+        if (overlay := _named(disk, overlays)) is not None:
+            _make_external(disk, overlay)
     for old in root.findall("revertDisks"):
         root.remove(old)
     if revert_overlays:
@@ -57,8 +59,8 @@ def external_snapshot(
             copy = etree.SubElement(revert, "disk", dict(disk.attrib))
             for child in disk:
                 copy.append(etree.fromstring(etree.tostring(child)))
-            if disk.get("name") in revert_overlays:
-                _make_external(copy, revert_overlays[disk.get("name")])
+            if (overlay := _named(disk, revert_overlays)) is not None:
+                _make_external(copy, overlay)
     for tag in ("domain", "inactiveDomain"):
         definition = root.find(tag)
         if definition is not None:
@@ -86,6 +88,12 @@ def _child(parent: etree._Element, tag: str, *, before: str) -> etree._Element:
     return element
 
 
+def _named(disk: etree._Element, overlays: Mapping[str, str]) -> str | None:
+    """The overlay OVERLAYS name for a snapshot's DISK (by its name), if any."""
+    name = disk.get("name")
+    return None if name is None else overlays.get(name)
+
+
 def _make_external(disk: etree._Element, overlay: str) -> None:
     for child in list(disk):
         disk.remove(child)
@@ -98,7 +106,8 @@ def _make_external(disk: etree._Element, overlay: str) -> None:
 def _set_disk_sources(definition: etree._Element, sources: Mapping[str, str]) -> None:
     for disk in definition.iterfind("devices/disk"):
         target = disk.find("target")
-        path = sources.get(target.get("dev") if target is not None else None)
+        dev = target.get("dev") if target is not None else None
+        path = sources.get(dev) if dev is not None else None
         if path is None:
             continue
         disk.set("type", "file")
