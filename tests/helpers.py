@@ -32,6 +32,23 @@ def fixture_uri(path: Path | str) -> str:
 
 
 SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
+NOBODY = 65534  # the other user of the tests that need one
+
+
+def needs_root() -> None:
+    """A test that plants another user's files (chown) runs as root: elsewhere it is skipped,
+    and in CI it fails."""
+    from testlab.pytest_fixtures import require
+
+    require(os.geteuid() == 0, "these tests plant files owned by other users: run as root")
+
+
+def nobodys(path: Path) -> Path:
+    """PATH (a symlink itself, not what it names) given to NOBODY."""
+    os.lchown(path, NOBODY, NOBODY)
+    return path
+
+
 # The test suite's own `snapaudit`, with the fault points of a conversion armed from the
 # environment (SNAPAUDIT_FIX_*): the installed command ignores those variables.
 FAULTY_SNAPAUDIT = [sys.executable, str(TESTS / "faulty_snapaudit.py")]

@@ -15,13 +15,12 @@ import libvirt
 import pytest
 
 from testlab.pytest_fixtures import require
-from tests.helpers import fixture_uri, run_cli
+from tests.helpers import NOBODY, fixture_uri, run_cli
 
 CLEAN = fixture_uri("clean_host.xml")
 SEED = fixture_uri("seed_examples.xml")
 SECRETS = fixture_uri("secrets.xml")
 MISSING = "test:///nonexistent/host.xml"
-NOBODY = 65534
 # The test driver reports this machine's host name; bundles are named after it.
 STEM = socket.gethostname()
 REDEFINE = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE

@@ -10,21 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SNAPAUDIT, fixture_uri, pinned, run_cli
+from tests.helpers import SNAPAUDIT, fixture_uri, needs_root, nobodys, pinned, run_cli
 
-NOBODY = 65534
 SEED = fixture_uri("seed_examples.xml")  # error findings: the gate fails (exit 1)
 LAX = 'ignore = ["ALL"]\nfail_on = "never"\n'
-
-
-def needs_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: files of another user are made with chown")
-
-
-def nobodys(path: Path) -> Path:
-    os.lchown(path, NOBODY, NOBODY)
-    return path
 
 
 def run_in(directory: Path, *args: str) -> subprocess.CompletedProcess:

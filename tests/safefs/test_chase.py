@@ -12,21 +12,10 @@ from pathlib import Path
 import pytest
 
 from auditor.safefs.chase import Untrusted, chase
-from tests.helpers import run_cli
+from tests.helpers import NOBODY, needs_root, nobodys, run_cli
 
-NOBODY = 65534
 SCAN = ("scan", "--demo", "--fail-on", "never")
 _RENAME_EXCHANGE = 2
-
-
-def needs_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: files of another user are made with chown")
-
-
-def owned_by_nobody(path: Path) -> Path:
-    os.lchown(path, NOBODY, NOBODY)
-    return path
 
 
 def root_only(tmp_path: Path) -> tuple[Path, bytes]:
@@ -44,9 +33,9 @@ def test_a_directory_symlink_of_another_user_is_refused(tmp_path: Path):
     private, kept = root_only(tmp_path)
     home = tmp_path / "home"
     home.mkdir()
-    owned_by_nobody(home)
+    nobodys(home)
     (home / "reports").symlink_to(private)
-    owned_by_nobody(home / "reports")
+    nobodys(home / "reports")
     target = home / "reports" / "report.json"
     for args in (("-f", f"json:{target}"), ("-o", str(target)), ("--write-baseline", str(target))):
         proc = run_cli(*SCAN, *args)
@@ -81,7 +70,7 @@ def test_merge_output_through_another_users_link_is_refused(tmp_path: Path):
     public.mkdir()
     public.chmod(0o1777)
     (public / "out").symlink_to(private)
-    owned_by_nobody(public / "out")
+    nobodys(public / "out")
     proc = run_cli("merge", str(report), "-o", str(public / "out" / "report.json"))
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr == (
@@ -109,12 +98,12 @@ def test_a_directory_and_a_symlink_swapped_in_a_loop_never_redirect_a_write(tmp_
     public.chmod(0o1777)
     theirs = public / "reports"
     theirs.mkdir()
-    owned_by_nobody(theirs)
+    nobodys(theirs)
     planted = theirs / "baseline.json"
     planted.write_text("theirs")
-    owned_by_nobody(planted)
+    nobodys(planted)
     (public / "swap").symlink_to(private)
-    owned_by_nobody(public / "swap")
+    nobodys(public / "swap")
     stop = threading.Event()
 
     def swap() -> None:

@@ -21,9 +21,8 @@ from auditor.safefs.chase import descriptor
 from testlab.images import create_qcow2, write_pattern
 from testlab.pytest_fixtures import require, require_qemu_tools
 from testlab.trees import SnapshotTree, removed_afterwards
-from tests.helpers import SNAPAUDIT, pinned, run_cli
+from tests.helpers import NOBODY, SNAPAUDIT, needs_root, pinned, run_cli
 
-NOBODY = 65534
 SCAN = ("scan", "--demo", "--fail-on", "never")
 
 
@@ -33,10 +32,6 @@ def report() -> str:
     proc = run_cli(*SCAN, "-f", "json")
     assert proc.returncode == 0
     return proc.stdout
-
-
-def needs_root() -> None:
-    require(os.geteuid() == 0, "these tests plant files owned by other users: run as root")
 
 
 def mknod(path: Path, major: int, minor: int) -> Path:

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from testlab.pytest_fixtures import require
-from tests.helpers import CLOCK, SNAPAUDIT
+from tests.helpers import CLOCK, NOBODY, SNAPAUDIT, needs_root
 
-NOBODY = 65534
 DOMAIN = """<domain type='kvm'><name>vm</name><uuid>6f1c3c8e-4c1e-4a8e-9d3b-7b1a2f0c9e11</uuid>
 <memory unit='MiB'>64</memory><os><type>hvm</type></os><devices>
 <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{image}'/>
@@ -33,8 +32,7 @@ def world() -> Iterator[Path]:
     """A directory every user can reach (a test's tmp_path sits in root's 0700 one), with
     a host's metadata (domain vm, its current image images/vm.qcow2 an overlay of
     images/base.qcow2, the base holding an internal snapshot libvirt has no metadata for)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the scan runs as another user")
+    needs_root()
     require(shutil.which("qemu-img"), "qemu-img is not installed")
     require(shutil.which("setpriv"), "setpriv (util-linux) runs as another user")
     root = Path(tempfile.mkdtemp(prefix="snapaudit-unreadable-"))
