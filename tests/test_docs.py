@@ -102,3 +102,16 @@ def test_usage_names_every_command_and_option():
                 if spellings and spellings[0].startswith("-") and not named(spellings, text):
                     missing.append(f"{name} {spellings[0]}")
     assert missing == []
+
+
+def test_the_plugin_example_is_a_rule():
+    page = (REPO / "docs" / "plugins.md").read_text()
+    code = re.search(r"```python\n(.*?)```", page, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/plugins.md", "exec"), namespace)
+    example = namespace["acme_description"]
+    assert (example.code, example.name, example.scope) == (
+        "ACME001",
+        "acme-description",
+        "snapshot",
+    )

@@ -8,7 +8,7 @@ and the JSON output, execute.py runs them, and the fix plan reporter prints them
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,10 @@ class Restore:
     current: str | None
 
 
+PlanStatus = Literal["refused", "ready", "nothing to do"]
+OutcomeResult = Literal["converted", "rolled back", "failed"]
+
+
 @dataclass(frozen=True)
 class DomainPlan:
     host: str
@@ -160,7 +164,7 @@ class DomainPlan:
     notes: tuple[str, ...] = ()
 
     @property
-    def status(self) -> str:
+    def status(self) -> PlanStatus:
         if self.refusals:
             return "refused"
         return "ready" if self.steps else "nothing to do"
@@ -171,8 +175,7 @@ class Outcome:
     """What a run did with one domain's plan."""
 
     plan: DomainPlan
-    # converted | rolled back | failed | None (dry run, refused, nothing to do)
-    result: str | None = None
+    result: OutcomeResult | None = None  # None: a dry run, refused, or nothing to do
     journal: str | None = None
     error: str | None = None
 
