@@ -17,7 +17,7 @@ from testlab.images import create_qcow2
 from testlab.pytest_fixtures import require
 from testlab.trees import SnapshotTree, disk_sources, read_back
 from testlab.vms import define_vm, snapshot_external_offline
-from tests.fix.test_crash import kill_then_recover, resumed_problems, rolled_back_problems
+from tests.fix.crashes import kill_then_recover, resumed_problems, rolled_back_problems
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.qemu
