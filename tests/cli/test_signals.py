@@ -18,7 +18,7 @@ import pytest
 
 from auditor.fix.journal import Journal
 from testlab.trees import disk_sources, read_back, removed_afterwards
-from tests.fix.test_crash import crash_tree
+from tests.fix.crashes import crash_tree
 from tests.helpers import SNAPAUDIT, fixture_uri, pinned, run_cli
 
 CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}

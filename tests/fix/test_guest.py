@@ -16,7 +16,7 @@ import pytest
 
 from testlab import guest as bios_guest
 from testlab.trees import SnapshotTree, disk_sources, read_back
-from tests.fix.test_faults import Scenario, small_tree, wait_stopped
+from tests.fix.scenario import Scenario, small_tree, wait_stopped
 
 pytestmark = pytest.mark.qemu
 BOOT_BLANK = bytes(1024 * 1024)  # the boot disk between guest writes (nothing to boot)

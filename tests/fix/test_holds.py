@@ -20,7 +20,7 @@ import pytest
 
 from auditor.fix import image_hold
 from testlab.trees import SnapshotTree, disk_sources, read_back
-from tests.fix.test_faults import Scenario, wait_stopped
+from tests.fix.scenario import Scenario, wait_stopped
 from tests.helpers import run_cli, start_cli
 
 pytestmark = pytest.mark.qemu

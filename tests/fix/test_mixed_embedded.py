@@ -23,7 +23,7 @@ from auditor.reports.fixplan import describe
 from auditor.sources.live.scanner import scan_host
 from testlab.trees import SnapshotTree, disk_sources, read_back, removed_afterwards
 from testlab.vms import snapshot_external_live_memspec
-from tests.fix.test_mixed import SHAPES
+from tests.fix.mixed_trees import SHAPES
 
 pytestmark = pytest.mark.qemu
 

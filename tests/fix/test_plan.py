@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from auditor.fix.domain_lock import LockBusy, domain_lock
-from auditor.fix.facts import DomainFacts, Filesystem, SnapshotFacts
+from auditor.fix.facts import Filesystem
 from auditor.fix.journal import FINISHED, Journal, JournalError
 from auditor.fix.names import after_name, image_name, journal_name, slug
 from auditor.fix.plan import CreateImage, DomainPlan, Options, Outcome, RedefineSnapshot
@@ -24,12 +24,11 @@ from auditor.fix.tree import captures, parents_first
 from auditor.fix.xml_rewrite import external_snapshot
 from auditor.model import FileFacts
 from auditor.reports.fixplan import render_domain, render_json
-from auditor.sources.xml.parser import parse_domain_disks, parse_snapshot
+from auditor.sources.xml.parser import parse_domain_disks
+from tests.fix.plans import DOMAIN_XML, TREE, UUID, MiB, facts, model, snapshot_xml
 from tests.helpers import FIXTURES, REPO
 
-UUID = "6f1c3c8e-4c1e-4a8e-9d3b-7b1a2f0c9e11"
 IMAGE = "/images/web01.qcow2"
-MiB = 1024 * 1024
 FIX_MODULES = sorted(REPO.joinpath("auditor", "fix").glob("[!_]*.py"))
 
 
@@ -63,46 +62,6 @@ def test_other_names():
 
 
 # Snapshot tree
-
-
-def snapshot_xml(
-    name: str,
-    parent: str | None,
-    created: int,
-    disks: dict[str, str],
-    *,
-    memory: str = "no",
-    state: str = "shutoff",
-    sources: dict[str, str] | None = None,
-) -> str:
-    sources = sources or {d: f"/images/web01-{d}.qcow2" for d in disks}
-    parent_xml = f"<parent><name>{parent}</name></parent>" if parent else ""
-    disk_xml = "".join(f"<disk name='{d}' snapshot='{m}'/>" for d, m in disks.items())
-    devices = "".join(
-        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-        f"<source file='{path}'/><target dev='{d}' bus='virtio'/></disk>"
-        for d, path in sources.items()
-    )
-    return (
-        f"<domainsnapshot><name>{name}</name><state>{state}</state>{parent_xml}"
-        f"<creationTime>{created}</creationTime><memory snapshot='{memory}'/>"
-        f"<disks>{disk_xml}</disks><domain type='kvm'><name>web01</name><uuid>{UUID}</uuid>"
-        f"<devices>{devices}</devices></domain></domainsnapshot>"
-    )
-
-
-def model(xml: str, current: bool = False):
-    return parse_snapshot(xml, host="h", domain="web01", domain_uuid=UUID, current=current)
-
-
-DOMAIN_XML = (
-    f"<domain type='kvm'><name>web01</name><uuid>{UUID}</uuid><devices>"
-    "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-    "<source file='/images/web01-vda.qcow2'/><target dev='vda' bus='virtio'/></disk>"
-    "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-    "<source file='/images/web01-vdb.qcow2'/><target dev='vdb' bus='virtio'/></disk>"
-    "</devices></domain>"
-)
 
 
 def test_parents_first_and_captures_per_disk():
@@ -154,56 +113,6 @@ def test_external_snapshot_xml(request):
 
 
 # The planner
-
-
-def facts(snapshots: list[str], current: str | None, **overrides) -> DomainFacts:
-    models = [model(x, current=model(x).name == current) for x in snapshots]
-    order = {s.name: i for i, s in enumerate(parents_first(models))}
-    pairs = sorted(zip(snapshots, models, strict=True), key=lambda p: order[p[1].name])
-    base = DomainFacts(
-        host="qemu:///system",
-        name="web01",
-        uuid=UUID,
-        state="shut off",
-        active=False,
-        managed_save=False,
-        xml=DOMAIN_XML,
-        disks=parse_domain_disks(DOMAIN_XML),
-        snapshots=tuple(SnapshotFacts(x, m) for x, m in pairs),
-        current=current,
-    )
-    caps = base.captures
-    tags = {}
-    for cap in caps:
-        if cap.snapshot:
-            tags.setdefault(cap.source.path, []).append(cap.snapshot)
-    defaults = dict(
-        images={
-            path: FileFacts(
-                path,
-                True,
-                format="qcow2",
-                internal_snapshots=tuple(tags.get(path, ())),
-                virtual_size=64 * MiB,
-                cluster_size=65536,
-                length=1,
-                mtime_ns=1,
-            )
-            for path in {c.source.path for c in caps}
-        },
-        target_dirs={c.disk: "/images" for c in caps},
-        estimates={(c.disk, c.snapshot): 2 * MiB for c in caps},
-        overlay_bytes={c.source.path: 196608 for c in caps},
-        filesystems={"/images": Filesystem(1, 10 * MiB)},
-    )
-    defaults.update(overrides)
-    return DomainFacts(**{**base.__dict__, **defaults})
-
-
-TREE = [
-    snapshot_xml("a", None, 1, {"vda": "internal"}),
-    snapshot_xml("b", "a", 2, {"vda": "internal"}),
-]
 
 
 def test_plan_is_data_and_round_trips_through_json():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fix.test_faults import Scenario, wait_stopped
+from tests.fix.scenario import Scenario, wait_stopped
 from tests.helpers import run_cli, start_cli
 
 pytestmark = pytest.mark.qemu

@@ -13,7 +13,7 @@ from auditor.fix.domain_lock import LockError, domain_lock
 from auditor.fix.journal import Journal, JournalError
 from auditor.fix.plan import Options
 from auditor.fix.planner import plan_domain
-from tests.fix.test_plan import TREE, UUID, facts
+from tests.fix.plans import TREE, UUID, facts
 from tests.helpers import run_cli
 
 TORN = b'{"type": "done", "st'  # a record cut short by a crash: what repair cuts off

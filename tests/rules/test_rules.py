@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import re
@@ -10,22 +9,16 @@ import shlex
 import shutil
 import subprocess
 import tomllib
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from auditor.engine.audit import audit
-from auditor.engine.registry import load_rules
 from auditor.model import Host, HostScan, Severity
-from auditor.policy.config import load_config
-from auditor.policy.selection import selected_rules
 from auditor.rule import DOC_SECTIONS, Rule
 from auditor.sources.live.scanner import scan_host
 from testlab.pytest_fixtures import require
-from tests.helpers import CLOCK, FIXTURES, REPO, fixture_uri
-
-RULES, LOAD_ERRORS = load_rules()
+from tests.helpers import FIXTURES, REPO, fixture_uri
+from tests.rules.golden import LOAD_ERRORS, RULES, audit_scans, finding_rows
 
 # The public contract of the built-in rules: codes, names and default severities.
 BUILT_IN = {
@@ -50,8 +43,6 @@ BUILT_IN = {
     "HOST001": ("no-external-revert", Severity.WARNING),
 }
 OFF_BY_DEFAULT = {"SNAP016"}
-# Rule tests run at a fixed time: a day after the fixtures' snapshots (1700000000).
-NOW = datetime.fromtimestamp(int(CLOCK), tz=UTC)
 
 
 def audit_fixture(path, images: Path | None = None, only: str | None = None):
@@ -75,39 +66,6 @@ def audit_fixture(path, images: Path | None = None, only: str | None = None):
     assert scan.host.error is None
     assert scan.skipped == ()
     return audit_scans([scan], fixture.with_suffix(".toml"), only)
-
-
-def audit_scans(scans, config: Path, only: str | None = None):
-    """Audit with the fixture's own configuration (CODE.toml), if it has one; with ONLY, run
-    that rule alone (it must be selected)."""
-    settings = load_config(config if config.exists() else None, RULES)
-    rules, policy = selected_rules(settings, RULES)
-    if only is not None:
-        rules = tuple(r for r in rules if r.code == only)
-        policy = dataclasses.replace(policy, rules=tuple(p for p in policy.rules if p.code == only))
-        assert [r.code for r in rules] == [only]
-    return audit(scans, rules, now=NOW, policy=policy)
-
-
-# The finding as reports show it: "snapshot" is what the JSON report's field holds.
-GOLDEN_KEYS = ("rule", "name", "severity", "domain", "snapshot", "disk", "message", "image")
-
-
-def finding_rows(result, images: Path | None = None):
-    """Findings without the host URI, which depends on where the repository is checked out,
-    and with the image directory written as @IMAGES@."""
-    rows = []
-    for finding in result.findings:
-        row = {key: getattr(finding, key) for key in GOLDEN_KEYS}
-        row["severity"] = finding.severity.value
-        row["snapshot"] = finding.snapshot_label
-        if images is not None:
-            row = {
-                k: v.replace(str(images), "@IMAGES@") if isinstance(v, str) else v
-                for k, v in row.items()
-            }
-        rows.append(row)
-    return rows
 
 
 def test_built_in_rules_load_with_their_public_codes_names_and_severities():

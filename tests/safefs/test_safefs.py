@@ -439,7 +439,7 @@ def test_the_planner_refuses_target_directories_others_can_write_to():
     from auditor.fix.facts import Filesystem
     from auditor.fix.plan import Options
     from auditor.fix.planner import plan_domain
-    from tests.fix.test_plan import TREE, facts
+    from tests.fix.plans import TREE, facts
 
     cases = [
         (Filesystem(1, 10 << 20, 0, 0o41777), "/images is writable by every user (mode 1777)"),

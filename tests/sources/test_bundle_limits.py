@@ -18,7 +18,7 @@ from auditor.sources.offline.bundle import read_bundle, write_bundle
 from auditor.sources.offline.bundle_records import BundleError
 from auditor.sources.xml.assemble import RawDomain, RawHost, RawSnapshot
 from tests.helpers import run_cli
-from tests.sources.test_offline_files import (
+from tests.sources.bundles import (
     UUID,
     hostile_bundle,
     raw_bundle,

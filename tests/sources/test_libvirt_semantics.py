@@ -26,7 +26,7 @@ from auditor.sources.xml.disk_source import Volume
 from auditor.sources.xml.parser import parse_snapshot
 from testlab.pytest_fixtures import require
 from tests.helpers import FIXTURES, fixture_uri
-from tests.rules.test_rules import audit_scans, finding_rows
+from tests.rules.golden import audit_scans, finding_rows
 
 SEMANTICS = FIXTURES / "semantics"
 

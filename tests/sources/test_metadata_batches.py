@@ -19,7 +19,7 @@ from auditor.reports import render
 from auditor.sources.offline import batches, metadata_dir
 from auditor.sources.offline.metadata_dir import scan_metadata_dir
 from tests.helpers import CLOCK, run_cli
-from tests.sources.test_offline_files import snapshot_xml
+from tests.sources.bundles import snapshot_xml
 
 SNAPAUDIT = str(Path(sys.executable).parent / "snapaudit")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import io
 import json
 import os
@@ -19,25 +18,11 @@ from auditor.sources.offline.metadata_dir import (
     is_metadata_dir,
     scan_metadata_dir,
 )
-from auditor.sources.xml.assemble import RawDomain, RawHost, RawSnapshot
 from tests.helpers import run_cli
+from tests.sources.bundles import UUID, hostile_bundle, raw_bundle, raw_host, snapshot_xml
 
 BROKEN = "Premature end of data in tag name line 1, line 1, column 23"
 LINKED = "domains/1/domain.xml"
-UUID = "6f1c3c8e-4c1e-4a8e-9d3b-7b1a2f0c9e11"
-
-
-def snapshot_xml(name: str, *, active: int | None = None, mode: str = "internal") -> bytes:
-    active_xml = "" if active is None else f"<active>{active}</active>"
-    return (
-        f"<domainsnapshot><name>{name}</name><state>shutoff</state>"
-        "<creationTime>1700000000</creationTime><memory snapshot='no'/>"
-        f"<disks><disk name='vda' snapshot='{mode}'/></disks>"
-        f"<domain type='kvm'><name>web</name><uuid>{UUID}</uuid><devices>"
-        "<disk type='file' device='disk'><driver type='qcow2'/>"
-        "<source file='/images/web.qcow2'/><target dev='vda'/></disk></devices></domain>"
-        f"{active_xml}</domainsnapshot>"
-    ).encode()
 
 
 def test_metadata_dir_reads_every_snapshot_and_the_current_one(tmp_path):
@@ -137,21 +122,6 @@ def test_what_is_not_a_metadata_dir(tmp_path):
         scan_metadata_dir(tmp_path)
 
 
-def raw_host() -> RawHost:
-    domain = RawDomain(
-        "web",
-        UUID,
-        None,
-        (RawSnapshot("a", snapshot_xml("a"), False), RawSnapshot("b", snapshot_xml("b"), True)),
-    )
-    host = Host(uri="qemu:///system", hostname="hv1", libvirt_version="11.3.0", driver="QEMU")
-    return RawHost(
-        host,
-        "<capabilities><guest><features><externalSnapshot/></features></guest></capabilities>",
-        (domain,),
-    )
-
-
 def test_a_bundle_round_trips(tmp_path):
     path = tmp_path / "hv1.tar.gz"
     with path.open("wb") as out:
@@ -170,19 +140,6 @@ def test_a_bundle_round_trips(tmp_path):
         ("b", True),
     ]
     assert scan.files is None and scan.skipped == ()
-
-
-def hostile_bundle(tmp_path: Path, member: tarfile.TarInfo, data: bytes = b"") -> str:
-    good = io.BytesIO()
-    write_bundle(good, raw_host(), None)
-    good.seek(0)
-    path = tmp_path / "evil.tar.gz"
-    with tarfile.open(fileobj=good, mode="r:gz") as src, tarfile.open(path, "w:gz") as dst:
-        for m in src:
-            dst.addfile(m, src.extractfile(m))
-            if m.name == "manifest.json":
-                dst.addfile(member, io.BytesIO(data) if member.isreg() else None)
-    return str(path)
 
 
 @pytest.mark.parametrize(
@@ -256,20 +213,6 @@ def test_lone_surrogates_in_a_bundle_are_refused(tmp_path):
     assert str(caught.value) == (
         f"{path}: manifest.json: holds a lone surrogate, which is not Unicode text"
     )
-
-
-def raw_bundle(tmp_path: Path, *blocks: bytes) -> str:
-    """A bundle whose tar stream is the manifest of a good one, then BLOCKS as they are."""
-    good = io.BytesIO()
-    write_bundle(good, raw_host(), None)
-    good.seek(0)
-    with tarfile.open(fileobj=good, mode="r:gz") as src:
-        manifest = src.getmember("manifest.json")
-        data = src.extractfile(manifest).read()
-    stream = manifest.tobuf() + data + b"\0" * (-len(data) % 512) + b"".join(blocks)
-    path = tmp_path / "evil.tar.gz"
-    path.write_bytes(gzip.compress(stream + b"\0" * 1024))
-    return str(path)
 
 
 def header(name: str, kind: bytes, size: int) -> bytes:
