@@ -21,7 +21,6 @@ from auditor.sources.offline.metadata_dir import (
 from tests.helpers import run_cli
 from tests.sources.bundles import UUID, hostile_bundle, raw_bundle, raw_host, snapshot_xml
 
-BROKEN = "Premature end of data in tag name line 1, line 1, column 23"
 LINKED = "domains/1/domain.xml"
 
 
