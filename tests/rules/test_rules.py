@@ -270,3 +270,39 @@ def test_chain_depth_reads_each_snapshot_once():
     assert [(v.message, v.snapshot) for v in found] == [
         ("snapshot tree is 20000 levels deep (limit: 10)", "s19999")
     ]
+
+
+def test_mixed_tree_names_the_snapshot_that_mixes_kinds_and_counts_each_snapshot_once():
+    """A snapshot that is internal and external at once is named with what it holds of each
+    kind; it is not counted as one snapshot of each."""
+    from auditor.rules.mixed_tree import mixed_tree
+
+    from auditor.model import Domain, Snapshot, SnapshotDisk
+    from auditor.rule import Context
+
+    def snap(name, memory, *modes, parent=None):
+        disks = tuple(
+            SnapshotDisk(f"vd{chr(97 + i)}", mode, None, None, "disk", False)
+            for i, mode in enumerate(modes)
+        )
+        return Snapshot(
+            "h", "d", "u", name, "shutoff", None, parent, False, None, memory, None, disks
+        )
+
+    def message(*snapshots):
+        (found,) = mixed_tree.check(Domain("h", "d", "u", (), snapshots), Context())
+        return found.message.split(";")[0]
+
+    assert message(snap("x", "no", "internal", "external")) == (
+        "mixed snapshot tree: snapshot 'x' mixes internal (vda) and external (vdb) disks"
+    )
+    assert message(
+        snap("a", "internal", "internal", "no"),
+        snap("x", "internal", "external", "internal", parent="a"),
+        snap("y", "no", "internal", "external", parent="x"),
+        snap("e", "no", "external", "external", parent="y"),
+    ) == (
+        "mixed snapshot tree: snapshot 'x' mixes internal (memory, vdb) and external (vda)"
+        " state, as does 1 other snapshot, and the tree also holds 1 internal snapshot and"
+        " 1 external"
+    )
