@@ -44,9 +44,12 @@ def mixed_tree(domain: Domain, context: Context) -> Iterator[Violation]:
         SNAP002 report on their own).
 
     Remediation:
-        Convert the whole tree to external snapshots with the VM shut off: `snapaudit fix
-        --domain VM` shows the plan, `--apply` runs it; every state is copied and verified
-        before any metadata changes, and the original images are never written.
+        `snapaudit fix -c URI --domain VM` (VM shut off) shows the plan that converts the whole
+        tree to external snapshots, its external ones included; add `--apply` to run it (with
+        `--drop-memory` if a snapshot holds internal memory state, SNAP001). Every state is
+        copied and verified before any metadata changes, and the original images are never
+        written. Deleting snapshots does not untangle the tree: libvirt refuses some of those
+        deletions, and older versions deleted the base image.
 
     Reference:
         virt-manager issues #811, #800 and #862 (https://github.com/virt-manager/virt-manager/issues).

@@ -171,10 +171,10 @@ def test_rule_fixture_matches_golden_findings(rule, golden, tmp_path):
 def test_remediation_comes_from_the_rules_documentation():
     result = audit_fixture("rules/SNAP005.xml")
     (finding,) = result.findings
-    assert finding.remediation == (
-        "Recreate the snapshot with qcow2 overlays "
-        "(`--diskspec vda,snapshot=external,driver=qcow2`) and delete the one with the wrong "
-        "overlay format."
+    assert finding.remediation.startswith(
+        "A non-qcow2 overlay cannot name the snapshot's state as its backing file; that state "
+        "is still the image the snapshot's embedded domain names (STATE_IMAGE). If it is "
+        "needed, copy it out first"
     )
 
 
@@ -306,3 +306,41 @@ def test_mixed_tree_names_the_snapshot_that_mixes_kinds_and_counts_each_snapshot
         " state, as does 1 other snapshot, and the tree also holds 1 internal snapshot and"
         " 1 external"
     )
+
+
+# Advice that deletes something: a snapshot (`virsh snapshot-delete`, `qemu-img snapshot -d`),
+# an image. Each must come after a step that keeps the state (fix mode converts it, `qemu-img
+# convert` copies it out), or be about snapshots no longer needed, or remove metadata only.
+DELETES = re.compile(r"delet|snapshot -d\b|\bremove", re.I)
+KEEPS = ("snapaudit fix", "qemu-img convert")
+NOTHING_LOST = ("no longer needed", "--metadata")
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES if r.code in BUILT_IN], ids=lambda r: r.code)
+def test_no_remediation_deletes_a_state_it_has_not_kept(rule):
+    text = rule.remediation
+    for match in DELETES.finditer(text):
+        start = max(text.rfind(". ", 0, match.start()), text.rfind("; ", 0, match.start())) + 1
+        ends = [i for i in (text.find(". ", match.end()), text.find("; ", match.end())) if i >= 0]
+        end = min(ends, default=len(text))
+        sentence = text[start:end]
+        assert any(k in text[:end] for k in KEEPS) or any(n in sentence for n in NOTHING_LOST), (
+            sentence
+        )
+
+
+@pytest.mark.parametrize("code", ["SNAP001", "SNAP002", "SNAP017"])
+def test_what_fix_mode_converts_leads_with_fix_mode(code):
+    """A dry run first, then --apply; memory snapshots are converted only with --drop-memory."""
+    (rule,) = [r for r in RULES if r.code == code]
+    command = "`snapaudit fix -c URI --domain VM" + " --drop-memory" * (code == "SNAP001") + "`"
+    assert rule.remediation.startswith(command + " (VM shut off) shows the plan")
+    assert "add `--apply` to run it" in rule.remediation
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES if r.code in BUILT_IN], ids=lambda r: r.code)
+def test_a_remediation_that_commits_an_overlay_commits_only_that_one(rule):
+    """`virsh blockcommit` without --shallow (or --base) merges the whole chain into its base,
+    every snapshot state in it included."""
+    text = rule.remediation
+    assert "blockcommit" not in text or "--shallow" in text or "--base" in text
