@@ -15,9 +15,18 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib.resources import as_file, files
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from auditor.model import Domain, HostScan, Policy, RuleError, ScanResult
+from auditor.model import (
+    Domain,
+    Finding,
+    HostScan,
+    Policy,
+    RuleError,
+    ScanResult,
+    Skipped,
+    Snapshot,
+)
 from auditor.rule import Rule
 
 if TYPE_CHECKING:
@@ -25,6 +34,14 @@ if TYPE_CHECKING:
 
 # Called with (host uri, domains done, domains total) as the scan goes.
 Progress = Callable[[str, int, int], None]
+
+# The built-in demo host as every report names it, rather than by the path of the file it is
+# read from inside the installed package.
+DEMO_HOST = "demo"
+# The demo's snapshots were taken up to 2025-11-24: audited alone, it is audited as of three
+# days later, so that its report shows the same mix of findings whatever the date. A moment
+# the user gives (--as-of) wins.
+DEMO_AS_OF = datetime(2025, 11, 27, tzinfo=UTC)
 
 
 def run(
@@ -47,8 +64,10 @@ def run(
 ) -> tuple[ScanResult, Config]:
     """Audit URIS, the OFFLINE bundles and metadata directories, and the demo host (libvirt's
     default URI when there is none of them) under the configuration and command-line
-    choices, then apply waivers and the baseline. Raises ConfigError, BaselineError or
-    NotASource, before anything is scanned, when one of them cannot be used."""
+    choices, then apply waivers and the baseline. The demo host is named DEMO_HOST, and
+    audited alone it is audited as of DEMO_AS_OF unless AS_OF is given. Raises ConfigError,
+    BaselineError or NotASource, before anything is scanned, when one of them cannot be
+    used."""
     from auditor.engine.registry import load_rules
     from auditor.policy.config import find_config, load_config
     from auditor.policy.selection import selected_rules, with_command_line
@@ -65,11 +84,16 @@ def run(
 
         check_source(path)
 
+    pinned = as_of is not None or "SOURCE_DATE_EPOCH" in os.environ  # nothing varies
+    if demo and as_of is None and not uris and not offline:
+        as_of = DEMO_AS_OF
     started = time.monotonic()
     with demo_node_file() if demo else nullcontext() as demo_path:
         targets = list(uris)
-        if demo:
-            targets.append(f"test://{demo_path}")
+        demo_uri = f"test://{demo_path}" if demo else None
+        if demo_uri:
+            targets.append(demo_uri)
+            progress = _renamed_progress(progress, demo_uri, DEMO_HOST)
         result = audit_hosts(
             targets or ([] if offline else [None]),
             rules,
@@ -82,10 +106,12 @@ def run(
             workers=workers,
             as_of=as_of,
         )
+        if demo_uri:  # before waivers and baselines, which name hosts as reports show them
+            result = _renamed_host(result, demo_uri, DEMO_HOST)
     result = apply_waivers(result, config.waivers, result.generated_at.date())
     if known is not None and baseline is not None:
         result = apply_baseline(result, known, baseline)
-    if as_of is None and "SOURCE_DATE_EPOCH" not in os.environ:  # pinned: nothing varies
+    if not pinned:
         result = dataclasses.replace(result, duration=round(time.monotonic() - started, 3))
     return result, config
 
@@ -180,6 +206,46 @@ def _host_findings(auditor, scan: HostScan, done: Mapping) -> tuple[list, list]:
 def demo_node_file():
     """The built-in demo host: a test-driver node file shipped with the package."""
     return as_file(files("auditor.sources") / "demo" / "demo-host.xml")
+
+
+def _renamed_host(result: ScanResult, uri: str, name: str) -> ScanResult:
+    """RESULT with the host scanned at URI named NAME, as its URI and its host name, in every
+    record that names it."""
+
+    def named(record: _Named) -> _Named:
+        return dataclasses.replace(record, host=name) if record.host == uri else record
+
+    hosts = []
+    for scan in result.hosts:
+        if scan.host.uri == uri:
+            domains = tuple(
+                dataclasses.replace(d, host=name, snapshots=tuple(map(named, d.snapshots)))
+                for d in scan.domains
+            )
+            scan = dataclasses.replace(
+                scan,
+                host=dataclasses.replace(scan.host, uri=name, hostname=name),
+                domains=domains,
+                skipped=tuple(map(named, scan.skipped)),
+            )
+        hosts.append(scan)
+    return dataclasses.replace(
+        result,
+        hosts=tuple(hosts),
+        findings=tuple(map(named, result.findings)),
+        rule_errors=tuple(map(named, result.rule_errors)),
+    )
+
+
+_Named = TypeVar("_Named", Finding, RuleError, Skipped, Snapshot)
+
+
+def _renamed_progress(progress: Progress | None, uri: str, name: str) -> Progress | None:
+    """PROGRESS, told of the host at URI as NAME."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda host, done, total: report(name if host == uri else host, done, total)
 
 
 def report_time(as_of: datetime | None = None) -> datetime:

@@ -49,9 +49,13 @@ def internal_disk(snapshot: Snapshot, context: Context) -> Iterator[Violation]:
         </domainsnapshot>
 
     Remediation:
-        Recreate the restore point as an external snapshot on file storage (shut the VM down,
-        then `virsh snapshot-create-as VM NAME --disk-only`, or live with
-        `--disk-only --quiesce`), then delete the internal one.
+        `snapaudit fix -c URI --domain VM` (VM shut off) shows the plan that converts the
+        domain's internal snapshots to external ones, keeping every state; add `--apply` to
+        run it (with `--drop-memory` if a snapshot also holds memory state, SNAP001). By hand,
+        copy each state out before deleting an internal snapshot
+        (`qemu-img convert -O qcow2 -l snapshot.name=NAME IMAGE OUT`): a new snapshot captures
+        the VM as it is now, not the old state. Take new snapshots with
+        `virsh snapshot-create-as VM NAME --disk-only` (VM shut off, or live with `--quiesce`).
 
     Reference:
         RHEL 10, "Support limitations for virtual machine snapshots".

@@ -40,10 +40,14 @@ def internal_memory(snapshot: Snapshot, context: Context) -> Iterator[Violation]
         </domainsnapshot>
 
     Remediation:
-        Recreate the restore point as an external snapshot: shut the VM down and run
-        `virsh snapshot-create-as VM NAME --disk-only`, or keep it running with
+        `snapaudit fix -c URI --domain VM --drop-memory` (VM shut off) shows the plan that
+        converts the domain's snapshots to external ones; add `--apply` to run it. Every disk
+        state is kept and verified, but memory state cannot be converted: the snapshot becomes
+        a crash-consistent disk-only one. If that memory state is still needed, keep the
+        snapshot and waive this finding: deleting it and taking a new one would capture the
+        VM as it is now, not the old state. Take new live snapshots with
         `virsh snapshot-create-as VM NAME --live --memspec file=PATH
-        --diskspec vda,snapshot=external`; then delete the internal snapshot.
+        --diskspec vda,snapshot=external`.
 
     Reference:
         RHEL 10, "Support limitations for virtual machine snapshots".

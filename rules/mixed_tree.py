@@ -14,7 +14,9 @@ def mixed_tree(domain: Domain, context: Context) -> Iterator[Violation]:
         or a memory file). One finding per domain, naming the oldest internal snapshot
         whose parent or child is external (where the tree crosses from one kind to the
         other), or the oldest internal snapshot when the kinds sit in separate trees: the
-        internal snapshots are the ones to convert.
+        internal snapshots are the ones to convert. A snapshot that is both at once (one disk
+        internal, another external) makes a mixed tree on its own: the message names it and
+        what it holds of each kind.
 
     Why:
         Since virt-manager 5 and cockpit-machines switched to external snapshots, every VM
@@ -42,9 +44,12 @@ def mixed_tree(domain: Domain, context: Context) -> Iterator[Violation]:
         SNAP002 report on their own).
 
     Remediation:
-        Convert the whole tree to external snapshots with the VM shut off: `snapaudit fix
-        --domain VM` shows the plan, `--apply` runs it; every state is copied and verified
-        before any metadata changes, and the original images are never written.
+        `snapaudit fix -c URI --domain VM` (VM shut off) shows the plan that converts the whole
+        tree to external snapshots, its external ones included; add `--apply` to run it (with
+        `--drop-memory` if a snapshot holds internal memory state, SNAP001). Every state is
+        copied and verified before any metadata changes, and the original images are never
+        written. Deleting snapshots does not untangle the tree: libvirt refuses some of those
+        deletions, and older versions deleted the base image.
 
     Reference:
         virt-manager issues #811, #800 and #862 (https://github.com/virt-manager/virt-manager/issues).
@@ -65,9 +70,9 @@ def mixed_tree(domain: Domain, context: Context) -> Iterator[Violation]:
     if not (internal and external):
         return
     yield Violation(
-        f"mixed snapshot tree: {_count(internal, 'internal')} and {external} external; "
-        "libvirt refuses to delete an external snapshot whose parent is internal (older "
-        "libvirt deleted the base image), and a revert across kinds strands overlays",
+        f"mixed snapshot tree: {_what_mixes(domain, kinds)}; libvirt refuses to delete an"
+        " external snapshot whose parent is internal (older libvirt deleted the base image),"
+        " and a revert across kinds strands overlays",
         snapshot=_crossing(domain, kinds),
     )
 
@@ -94,6 +99,38 @@ def _crossing(domain: Domain, kinds: Mapping[str, int]) -> str:
         if any(kinds.get(c, 0) & EXTERNAL for c in children.get(name, ()) if c):
             return name
     return internal[0]
+
+
+def _what_mixes(domain: Domain, kinds: Mapping[str, int]) -> str:
+    """How many snapshots of each kind the tree holds; a snapshot that is both kinds at once
+    is named, with what it holds of each, and counted in neither."""
+    internal = sum(found == INTERNAL for found in kinds.values())
+    external = sum(found == EXTERNAL for found in kinds.values())
+    both = [s for s in domain.snapshots if kinds[s.name] == INTERNAL | EXTERNAL]
+    counts = []
+    if internal:
+        counts.append(_count(internal, "internal"))
+    if external:  # "1 internal snapshot and 2 external": the noun once
+        counts.append(_count(external, "external") if not internal else f"{external} external")
+    if not both:
+        return " and ".join(counts)
+    first = both[0]
+    parts = {kind: [d.name for d in first.disks if d.mode == kind] for kind in _BITS}
+    for kind, names in parts.items():
+        if first.memory == kind:
+            names.insert(0, "memory")
+    what = "disks" if "memory" not in parts["internal"] + parts["external"] else "state"
+    text = (
+        f"snapshot {first.name!r} mixes internal ({', '.join(parts['internal'])}) and"
+        f" external ({', '.join(parts['external'])}) {what}"
+    )
+    if len(both) == 2:
+        text += ", as does 1 other snapshot"
+    elif len(both) > 2:
+        text += f", as do {len(both) - 1} other snapshots"
+    if counts:
+        text += ", and the tree also holds " + " and ".join(counts)
+    return text
 
 
 def _count(number: int, kind: str) -> str:

@@ -43,9 +43,12 @@ def no_domain_definition(snapshot: Snapshot, context: Context) -> Iterator[Viola
         </domainsnapshot>
 
     Remediation:
-        Take a new external snapshot with a current libvirt (which always embeds the domain)
-        and delete the old one, or redefine the snapshot's metadata with the domain definition
-        it was taken from (`virsh snapshot-create VM FILE --redefine`).
+        Give the snapshot back the domain definition it was taken with:
+        `virsh snapshot-dumpxml VM NAME > FILE`, add that `<domain>` to FILE (the output of
+        `virsh dumpxml --inactive VM` if the VM's devices have not changed since), then
+        `virsh snapshot-create VM FILE --redefine` (with `--current` if it is the current
+        snapshot). Only its metadata changes; a new snapshot would capture the VM as it is
+        now, not the old state.
 
     Reference:
         libvirt, Snapshot XML format: the <domain> element (https://libvirt.org/formatsnapshot.html).

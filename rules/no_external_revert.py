@@ -29,7 +29,7 @@ def no_external_revert(host: Host, context: Context) -> Iterator[Violation]:
 
     Remediation:
         Upgrade libvirt to 9.9 or later (RHEL 10, or Debian 12 with bookworm-backports)
-        before relying on external snapshots on this host.
+        before relying on external snapshots on this host, `snapaudit fix` included.
 
     Reference:
         libvirt 9.9.0 release notes: reverting and deleting external snapshots (https://libvirt.org/news.html).

@@ -39,9 +39,10 @@ def orphaned_overlay(domain: Domain, context: Context) -> Iterator[Violation]:
         image, or in the backing chain of one.
 
     Remediation:
-        Check that nothing outside libvirt uses the file (`qemu-img info` it, look for
-        other hypervisors or backups sharing the directory), then remove it; if it holds a
-        state you need, copy it out first with `qemu-img convert -O qcow2 FILE OUT`.
+        If the file holds a state you need, copy it out first with
+        `qemu-img convert -O qcow2 FILE OUT` (which reads its backing chain). Then, once
+        nothing outside libvirt uses it (`qemu-img info` it, look for other hypervisors or
+        backups sharing the directory), remove it.
 
     Reference:
         libvirt knowledge base, Internals of snapshots (https://libvirt.org/kbase/snapshots.html).

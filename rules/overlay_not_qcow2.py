@@ -31,8 +31,12 @@ def overlay_not_qcow2(snapshot: Snapshot, context: Context) -> Iterator[Violatio
         </disk>
 
     Remediation:
-        Recreate the snapshot with qcow2 overlays (`--diskspec vda,snapshot=external,driver=qcow2`)
-        and delete the one with the wrong overlay format.
+        A non-qcow2 overlay cannot name the snapshot's state as its backing file; that state
+        is still the image the snapshot's embedded domain names (STATE_IMAGE). If it is
+        needed, copy it out first (`qemu-img convert -O qcow2 STATE_IMAGE OUT`), then remove
+        the snapshot's metadata (`virsh snapshot-delete VM NAME --metadata`, which deletes no
+        file). Take new snapshots with qcow2 overlays
+        (`--diskspec vda,snapshot=external,driver=qcow2`).
 
     Reference:
         libvirt, Snapshot XML format: external disk snapshots (https://libvirt.org/formatsnapshot.html).

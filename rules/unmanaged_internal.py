@@ -30,9 +30,10 @@ def unmanaged_internal(domain: Domain, context: Context) -> Iterator[Violation]:
         $ qemu-img snapshot -l /var/lib/libvirt/images/vm.qcow2    # (no snapshots)
 
     Remediation:
-        If the state is still needed, copy it out as an image of its own
+        With the VM shut off: if the state is still needed, copy it out as an image of its own
         (`qemu-img convert -O qcow2 -l snapshot.name=TAG IMAGE OUT`), then delete the tag
-        with the VM shut down: `qemu-img snapshot -d TAG IMAGE`.
+        (`qemu-img snapshot -d TAG IMAGE`). `snapaudit fix` refuses a domain whose images hold
+        such tags, as converting would strand them.
 
     Reference:
         QEMU, qemu-img snapshot (https://www.qemu.org/docs/master/tools/qemu-img.html).

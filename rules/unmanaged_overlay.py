@@ -33,9 +33,12 @@ def unmanaged_overlay(domain: Domain, context: Context) -> Iterator[Violation]:
         overlay of a snapshot in `virsh snapshot-list VM`.
 
     Remediation:
-        Merge the unmanaged overlay into its backing image with `virsh blockcommit VM DISK
-        --active --pivot` (running VM) or `qemu-img commit` (shut off), or recreate it as a
-        proper external snapshot so that libvirt tracks it.
+        Keep what the overlay holds: it is usually the VM's current disk. Merge it into its
+        backing file only when that file is no snapshot's saved state and no other VM's base:
+        running, `virsh blockcommit VM DISK --active --shallow --pivot` (without `--shallow`
+        it merges the whole chain into the base, snapshot states included); shut off,
+        `qemu-img commit OVERLAY`, then point the disk at the backing file (`virsh edit VM`).
+        Otherwise leave it and waive the finding, as for a linked clone on a template.
 
     Reference:
         libvirt, virsh blockcommit (https://libvirt.org/manpages/virsh.html#blockcommit).

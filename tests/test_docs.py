@@ -115,3 +115,19 @@ def test_the_plugin_example_is_a_rule():
         "acme-description",
         "snapshot",
     )
+
+
+def test_speed_claims_are_measured_ranges_with_their_command():
+    """A "times faster" claim is a range whose ends bench/RESULTS.md records, with the command
+    that measures it: never a round "over N times"."""
+    results = (REPO / "bench" / "RESULTS.md").read_text()
+    claims = 0
+    for page in PAGES:
+        text = re.sub(r"\s+", " ", page.read_text())
+        assert not re.search(r"over \d+ times", text), page
+        for low, high in re.findall(r"(\d+) to (\d+) times faster", text):
+            claims += 1
+            for ratio in (low, high):
+                assert re.search(rf"\b{ratio}(\.\d+)?x", results), (page, ratio)
+            assert "python -m bench.scan_speed --domains 1000 --snapshots 10" in text, page
+    assert claims

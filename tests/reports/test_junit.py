@@ -125,7 +125,7 @@ def test_demo_cases_fail_exactly_where_the_gate_does():
     assert outcomes == [
         ("before-spark-4", "pass", None),
         ("before-schema-migration", "failure", "SNAP001,SNAP002,SNAP017"),
-        ("nightly-2026-11-24", "failure", "SNAP004"),
+        ("nightly-2025-11-24", "failure", "SNAP004"),
         ("golden-image-2014", "failure", "SNAP002"),
         (HOSTILE, "failure", "SNAP002"),
         ("lvm-root-offline", "failure", "SNAP003,SNAP005"),

@@ -129,10 +129,10 @@ def test_rule_fixture_matches_golden_findings(rule, golden, tmp_path):
 def test_remediation_comes_from_the_rules_documentation():
     result = audit_fixture("rules/SNAP005.xml")
     (finding,) = result.findings
-    assert finding.remediation == (
-        "Recreate the snapshot with qcow2 overlays "
-        "(`--diskspec vda,snapshot=external,driver=qcow2`) and delete the one with the wrong "
-        "overlay format."
+    assert finding.remediation.startswith(
+        "A non-qcow2 overlay cannot name the snapshot's state as its backing file; that state "
+        "is still the image the snapshot's embedded domain names (STATE_IMAGE). If it is "
+        "needed, copy it out first"
     )
 
 
@@ -228,3 +228,77 @@ def test_chain_depth_reads_each_snapshot_once():
     assert [(v.message, v.snapshot) for v in found] == [
         ("snapshot tree is 20000 levels deep (limit: 10)", "s19999")
     ]
+
+
+def test_mixed_tree_names_the_snapshot_that_mixes_kinds_and_counts_each_snapshot_once():
+    """A snapshot that is internal and external at once is named with what it holds of each
+    kind; it is not counted as one snapshot of each."""
+    from auditor.rules.mixed_tree import mixed_tree
+
+    from auditor.model import Domain, Snapshot, SnapshotDisk
+    from auditor.rule import Context
+
+    def snap(name, memory, *modes, parent=None):
+        disks = tuple(
+            SnapshotDisk(f"vd{chr(97 + i)}", mode, None, None, "disk", False)
+            for i, mode in enumerate(modes)
+        )
+        return Snapshot(
+            "h", "d", "u", name, "shutoff", None, parent, False, None, memory, None, disks
+        )
+
+    def message(*snapshots):
+        (found,) = mixed_tree.check(Domain("h", "d", "u", (), snapshots), Context())
+        return found.message.split(";")[0]
+
+    assert message(snap("x", "no", "internal", "external")) == (
+        "mixed snapshot tree: snapshot 'x' mixes internal (vda) and external (vdb) disks"
+    )
+    assert message(
+        snap("a", "internal", "internal", "no"),
+        snap("x", "internal", "external", "internal", parent="a"),
+        snap("y", "no", "internal", "external", parent="x"),
+        snap("e", "no", "external", "external", parent="y"),
+    ) == (
+        "mixed snapshot tree: snapshot 'x' mixes internal (memory, vdb) and external (vda)"
+        " state, as does 1 other snapshot, and the tree also holds 1 internal snapshot and"
+        " 1 external"
+    )
+
+
+# Advice that deletes something: a snapshot (`virsh snapshot-delete`, `qemu-img snapshot -d`),
+# an image. Each must come after a step that keeps the state (fix mode converts it, `qemu-img
+# convert` copies it out), or be about snapshots no longer needed, or remove metadata only.
+DELETES = re.compile(r"delet|snapshot -d\b|\bremove", re.I)
+KEEPS = ("snapaudit fix", "qemu-img convert")
+NOTHING_LOST = ("no longer needed", "--metadata")
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES if r.code in BUILT_IN], ids=lambda r: r.code)
+def test_no_remediation_deletes_a_state_it_has_not_kept(rule):
+    text = rule.remediation
+    for match in DELETES.finditer(text):
+        start = max(text.rfind(". ", 0, match.start()), text.rfind("; ", 0, match.start())) + 1
+        ends = [i for i in (text.find(". ", match.end()), text.find("; ", match.end())) if i >= 0]
+        end = min(ends, default=len(text))
+        sentence = text[start:end]
+        assert any(k in text[:end] for k in KEEPS) or any(n in sentence for n in NOTHING_LOST), (
+            sentence
+        )
+
+
+@pytest.mark.parametrize("code", ["SNAP001", "SNAP002", "SNAP017"])
+def test_what_fix_mode_converts_leads_with_fix_mode(code):
+    """A dry run first, then --apply; memory snapshots are converted only with --drop-memory."""
+    (rule,) = [r for r in RULES if r.code == code]
+    command = "`snapaudit fix -c URI --domain VM" + " --drop-memory" * (code == "SNAP001") + "`"
+    assert rule.remediation.startswith(command + " (VM shut off) shows the plan")
+    assert "add `--apply` to run it" in rule.remediation
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES if r.code in BUILT_IN], ids=lambda r: r.code)
+def test_a_remediation_that_commits_an_overlay_commits_only_that_one(rule):
+    """`virsh blockcommit` without --shallow (or --base) merges the whole chain into its base,
+    every snapshot state in it included."""
+    text = rule.remediation
+    assert "blockcommit" not in text or "--shallow" in text or "--base" in text
