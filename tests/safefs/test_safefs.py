@@ -320,13 +320,13 @@ def test_bad_output_paths_stop_before_the_scan(tmp_path: Path):
         assert sorted(os.listdir(tmp_path)) == []
 
 
-def test_an_unwritable_directory_stops_before_the_scan(tmp_path: Path):
+def test_an_unwritable_directory_stops_before_the_scan(tmp_path: Path, world_snapaudit: str):
     needs_root()
     require(os.path.exists("/usr/bin/setpriv"), "setpriv (util-linux) runs as another user")
     mine = Path("/usr")  # root's, 0755, and reachable by every user
     nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     proc = subprocess.run(
-        [*nobody, SNAPAUDIT, *SCAN, "-o", str(mine / "r.json")],
+        [*nobody, world_snapaudit, *SCAN, "-o", str(mine / "r.json")],
         capture_output=True,
         text=True,
     )
