@@ -12,7 +12,7 @@ import typer
 from auditor import safefs
 from auditor.cli import exits
 from auditor.cli.gate import exit_code
-from auditor.cli.output import emit
+from auditor.cli.output import emit, format_for
 from auditor.errors import UsageError
 from auditor.policy.config import FailOn
 
@@ -56,11 +56,19 @@ def merge_reports(
         list[Path], typer.Argument(metavar="REPORT.json", help="JSON reports to combine.")
     ],
     output_format: Annotated[
-        str, typer.Option("--format", "-f", help="Output format: json, html, text, sarif...")
-    ] = "json",
+        str | None,
+        typer.Option(
+            "--format", "-f", help="Output format: json, html, text, sarif... Default: json."
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the report to FILE."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the report to FILE, in the format its extension names (.json, .html, "
+            ".txt, .sarif, .xml for JUnit, .prom) unless --format says.",
+        ),
     ] = None,
 ) -> None:
     """Combine JSON reports (say, one per hypervisor) into one report or one HTML page.
@@ -71,8 +79,11 @@ def merge_reports(
     from auditor.reports import FORMATS
     from auditor.reports.merge import merge_results
 
-    if output_format not in FORMATS:
+    if output_format is not None and output_format not in FORMATS:
         exits.fail(exits.USAGE, f"unknown format {output_format!r} (known: {', '.join(FORMATS)})")
+    if output is not None:
+        output_format = format_for(output, output_format, "json")
+    output_format = output_format or "json"
     if problem := safefs.output_problem(output):
         exits.fail(exits.USAGE, problem)
     results = _load_reports(reports)

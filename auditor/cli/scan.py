@@ -15,7 +15,7 @@ import typer
 from auditor import safefs
 from auditor.cli import exits
 from auditor.cli.gate import exit_code
-from auditor.cli.output import emit
+from auditor.cli.output import emit, format_for
 from auditor.cli.problems import problem_lines
 from auditor.errors import UsageError
 from auditor.policy.config import FailOn
@@ -46,7 +46,12 @@ def scan(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the report to FILE."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the report to FILE, in the format its extension names (.txt, .json, "
+            ".html, .sarif, .xml for JUnit, .prom) unless --format says.",
+        ),
     ] = None,
     fail_on: Annotated[
         FailOn | None,
@@ -191,22 +196,26 @@ def scan(
 
 def _outputs(formats: list[str] | None, output: Path | None) -> list[tuple[str, Path | None]]:
     """(format, file or None for stdout) for each --format; -o names the file of a single
-    format given without one."""
+    format given without one, or with no --format, of the format its extension names. A
+    file's extension must not name another format than the one given for it."""
     from auditor.reports import FORMATS
 
-    outputs = []
+    outputs: list[tuple[str, Path | None]] = []
     for spec in formats or ["text"]:
         name, _, path = spec.partition(":")
         if name not in FORMATS:
             raise typer.BadParameter(
                 f"unknown format {name!r} (known: {', '.join(FORMATS)})", param_hint="--format"
             )
+        if path:
+            format_for(Path(path), name, name)  # refuses a file named for another format
         outputs.append((name, Path(path) if path else None))
     to_stdout = [i for i, (_, path) in enumerate(outputs) if path is None]
     if output is not None:
         if len(to_stdout) != 1:
             raise typer.BadParameter("-o needs exactly one --format without a file")
-        outputs[to_stdout[0]] = (outputs[to_stdout[0]][0], output)
+        given = outputs[to_stdout[0]][0] if formats else None
+        outputs[to_stdout[0]] = (format_for(output, given, "text"), output)
     elif len(to_stdout) > 1:
         raise typer.BadParameter("only one format can go to standard output", param_hint="--format")
     return outputs

@@ -295,6 +295,7 @@ def test_a_write_killed_midway_leaves_nothing_behind(tmp_path: Path, what: str):
 
 def bad_outputs(tmp_path: Path) -> list[tuple[list[str], str]]:
     missing = tmp_path / "missing" / "r.json"
+    junit = missing.with_suffix(".xml")
     return [
         (
             ["-o", str(missing)],
@@ -304,8 +305,8 @@ def bad_outputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["-f", f"json:{tmp_path}"], f"cannot write {tmp_path}: it is a directory"),
         (["--write-baseline", str(tmp_path)], f"cannot write {tmp_path}: it is a directory"),
         (
-            ["-f", f"sarif:{tmp_path / 'ok.sarif'}", "-f", f"junit:{missing}"],
-            f"cannot write {missing}: directory {missing.parent} does not exist",
+            ["-f", f"sarif:{tmp_path / 'ok.sarif'}", "-f", f"junit:{junit}"],
+            f"cannot write {junit}: directory {missing.parent} does not exist",
         ),
     ]
 
