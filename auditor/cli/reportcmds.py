@@ -80,7 +80,7 @@ def merge_reports(
     from auditor.reports.merge import merge_results
 
     if output_format is not None and output_format not in FORMATS:
-        exits.fail(exits.USAGE, f"unknown format {output_format!r} (known: {', '.join(FORMATS)})")
+        exits.fail(exits.USAGE, f"--format {output_format!r}: not one of {', '.join(FORMATS)}")
     if output is not None:
         output_format = format_for(output, output_format, "json")
     output_format = output_format or "json"

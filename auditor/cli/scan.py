@@ -204,20 +204,18 @@ def _outputs(formats: list[str] | None, output: Path | None) -> list[tuple[str, 
     for spec in formats or ["text"]:
         name, _, path = spec.partition(":")
         if name not in FORMATS:
-            raise typer.BadParameter(
-                f"unknown format {name!r} (known: {', '.join(FORMATS)})", param_hint="--format"
-            )
+            exits.fail(exits.USAGE, f"--format {name!r}: not one of {', '.join(FORMATS)}")
         if path:
             format_for(Path(path), name, name)  # refuses a file named for another format
         outputs.append((name, Path(path) if path else None))
     to_stdout = [i for i, (_, path) in enumerate(outputs) if path is None]
     if output is not None:
         if len(to_stdout) != 1:
-            raise typer.BadParameter("-o needs exactly one --format without a file")
+            exits.fail(exits.USAGE, "-o needs exactly one --format without a file")
         given = outputs[to_stdout[0]][0] if formats else None
         outputs[to_stdout[0]] = (format_for(output, given, "text"), output)
     elif len(to_stdout) > 1:
-        raise typer.BadParameter("only one format can go to standard output", param_hint="--format")
+        exits.fail(exits.USAGE, "--format: only one format can go to standard output")
     return outputs
 
 

@@ -261,12 +261,30 @@ def test_select_and_ignore_by_code_name_or_tag(args, found):
     assert findings(report) == found
 
 
-def test_unknown_selector_on_the_command_line_exits_2():
-    proc = run_cli("scan", "-c", SEED, "--select", "SNAP001,frobnicate")
-    assert (proc.returncode, proc.stderr) == (
-        2,
-        "snapaudit: unknown rule, name or tag 'frobnicate' on the command line\n",
-    )
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--select", "SNAP001,frobnicate"],
+            "--select 'frobnicate': unknown rule, name or tag; `snapaudit rules` lists them",
+        ),
+        (
+            ["--select", "SNAP02"],
+            "--select 'SNAP02': unknown rule, name or tag; did you mean SNAP002?",
+        ),
+        (
+            ["--ignore", "snap17"],
+            "--ignore 'snap17': unknown rule, name or tag; did you mean SNAP017?",
+        ),
+        (
+            ["--select", "internal-dsk"],
+            "--select 'internal-dsk': unknown rule, name or tag; did you mean internal-disk?",
+        ),
+    ],
+)
+def test_unknown_selector_on_the_command_line_exits_2(args, line):
+    proc = run_cli("scan", "-c", SEED, *args)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"snapaudit: {line}\n")
 
 
 def test_severity_override_and_parameters(tmp_path):
@@ -487,30 +505,21 @@ def test_several_outputs_at_once(tmp_path):
     [
         (
             ["--format", "json", "--format", "text"],
-            "Invalid value for --format: only one format can go to standard output",
+            "--format: only one format can go to standard output",
         ),
         (
             ["--format", "yaml"],
-            "Invalid value for --format: unknown format 'yaml' (known: text, json, html, sarif,"
-            " junit, prometheus)",
+            "--format 'yaml': not one of text, json, html, sarif, junit, prometheus",
         ),
         (
             ["--format", "json:a.json", "-o", "b.json"],
-            "Invalid value: -o needs exactly one --format without a file",
+            "-o needs exactly one --format without a file",
         ),
     ],
 )
 def test_output_usage_errors_exit_2(args, message):
     proc = run_cli("scan", "-c", SEED, *args)
-    assert (proc.returncode, proc.stdout) == (2, "")
-    usage, hint, *box = proc.stderr.splitlines()
-    assert (usage, hint) == (
-        "Usage: snapaudit scan [OPTIONS]",
-        "Try 'snapaudit scan --help' for help.",
-    )
-    # Typer draws the message in a box, wrapped to the terminal's width: unwrap it.
-    assert (box[0].startswith("╭─ Error"), box[-1].startswith("╰")) == (True, True)
-    assert " ".join(line.strip("│ ") for line in box[1:-1]) == message
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"snapaudit: {message}\n")
 
 
 def test_one_lookup_finds_codes_and_names_in_any_case():
