@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from auditor.cli import exits
+from auditor.cli.parsing import one_of
 
 DEFAULT_STATE_DIR = "/var/lib/snapaudit/fix"
 INTERNAL_RULES = ("SNAP001", "SNAP002")
@@ -30,7 +31,7 @@ DOMAIN = typer.Option(
     metavar="NAME",
     help="Domain to convert (repeatable). Default: every domain with internal snapshots.",
 )
-FORMAT = typer.Option("--format", "-f", help="Output format.")
+FORMAT = typer.Option("--format", "-f", metavar=one_of(Format), help="Output format.")
 APPLY = typer.Option("--apply", help="Convert. Without it only the plan is printed.")
 KEEP = typer.Option(
     "--keep-originals/--remove-originals",
@@ -40,10 +41,14 @@ DROP_MEMORY = typer.Option(
     "--drop-memory", help="Convert snapshots with internal memory state as disk-only snapshots."
 )
 TARGET = typer.Option(
-    "--target-dir", file_okay=False, help="Put new images here, not beside the originals."
+    "--target-dir",
+    metavar="DIR",
+    file_okay=False,
+    help="Put new images here, not beside the originals.",
 )
 STATE = typer.Option(
     "--state-dir",
+    metavar="DIR",
     envvar="SNAPAUDIT_STATE_DIR",
     file_okay=False,
     help="Where journals and locks live.",

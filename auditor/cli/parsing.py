@@ -1,10 +1,12 @@
-"""The command line as typer parses it, and what it refuses as snapaudit's one line.
+"""The command line as typer parses and shows it: what it refuses as snapaudit's one line, and
+the help as it reads at 80 columns.
 
 `run` parses and runs the app; every usage error (an unknown option or command, a bad or
 missing value, an argument too many) becomes one line on stderr that names what was given
 and what would do, `snapaudit: --fail-on 'warn': not one of error, warning, info, never`,
 and exit code 2. `Group` and `Command` are the app's command classes: they name an argument
-no command takes, and a URI given without -c.
+no command takes and a URI given without -c, and show arguments by their placeholders alone
+(RULE, REPORT.json...), as options show theirs: never typer's types.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import difflib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
 import typer
@@ -57,6 +59,27 @@ class Command(TyperCommand):
                 ctx.fail(f"{extra}: a URI goes after -c: {ctx.command_path} -c {extra}")
             ctx.fail(f"{extra}: unexpected argument; {_lists(ctx.command_path, 'what it takes')}")
         return rest
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        options = [self.options_metavar] if self.options_metavar else []
+        return [*options, *(_placeholder(p) for p in _arguments(self, ctx))]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments = [(_placeholder(p), p.help or "") for p in _arguments(self, ctx)]
+        options = [
+            record
+            for param in self.get_params(ctx)
+            if param.param_type_name == "option" and (record := param.get_help_record(ctx))
+        ]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def one_of(choices: Iterable[object]) -> str:
+    """The placeholder of an option that takes one of CHOICES: [text|json]."""
+    return "[" + "|".join(str(choice) for choice in choices) + "]"
 
 
 def run(app: typer.Typer) -> NoReturn:
@@ -108,6 +131,14 @@ def _name(param: Any) -> str:
     if param.param_type_name == "option":
         return max(param.opts, key=len)
     return param.metavar or param.name.upper()
+
+
+def _arguments(command: Any, ctx: Any) -> list[Any]:
+    return [p for p in command.get_params(ctx) if p.param_type_name == "argument"]
+
+
+def _placeholder(argument: Any) -> str:
+    return _name(argument) + ("..." if argument.nargs != 1 else "")
 
 
 def _choices(param: Any) -> list[str] | None:

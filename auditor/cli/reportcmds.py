@@ -13,6 +13,7 @@ from auditor import safefs
 from auditor.cli import exits
 from auditor.cli.gate import exit_code
 from auditor.cli.output import emit, format_for
+from auditor.cli.parsing import one_of
 from auditor.errors import UsageError
 from auditor.policy.config import FailOn
 
@@ -26,12 +27,14 @@ def diff_reports(
     old: Annotated[Path, typer.Argument(metavar="OLD.json", help="The earlier JSON report.")],
     new: Annotated[Path, typer.Argument(metavar="NEW.json", help="The later JSON report.")],
     output_format: Annotated[
-        DiffFormat, typer.Option("--format", "-f", help="Output format.")
+        DiffFormat,
+        typer.Option("--format", "-f", metavar=one_of(DiffFormat), help="Output format."),
     ] = DiffFormat.text,
     fail_on: Annotated[
         FailOn,
         typer.Option(
             "--fail-on",
+            metavar=one_of(FailOn),
             help="Lowest severity of a new, unsuppressed finding that makes the exit code 1.",
         ),
     ] = FailOn.error,
@@ -58,7 +61,10 @@ def merge_reports(
     output_format: Annotated[
         str | None,
         typer.Option(
-            "--format", "-f", help="Output format: json, html, text, sarif... Default: json."
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="Output format: text, json, html, sarif, junit or prometheus. Default: json.",
         ),
     ] = None,
     output: Annotated[
@@ -66,6 +72,7 @@ def merge_reports(
         typer.Option(
             "--output",
             "-o",
+            metavar="FILE",
             help="Write the report to FILE, in the format its extension names (.json, .html, "
             ".txt, .sarif, .xml for JUnit, .prom) unless --format says.",
         ),

@@ -35,7 +35,9 @@ def show_config(
     ),
     config_file: Annotated[
         Path | None,
-        typer.Option("--config", help="Configuration file (default: as `scan` finds it)."),
+        typer.Option(
+            "--config", metavar="FILE", help="Configuration file (default: as `scan` finds it)."
+        ),
     ] = None,
 ) -> None:
     """Check the configuration; with --show, print every effective value and its origin."""
@@ -57,7 +59,9 @@ def show_config(
         typer.echo(f"configuration OK: {', '.join(config.sources) or 'defaults only'}")
 
 
-def explain(rule: Annotated[str, typer.Argument(help="Rule code or name, e.g. SNAP002.")]) -> None:
+def explain(
+    rule: Annotated[str, typer.Argument(metavar="RULE", help="Rule code or name, e.g. SNAP002.")],
+) -> None:
     """Explain a rule: what it checks, why, noncompliant and compliant XML, how to fix it."""
     from auditor.engine.registry import RuleIndex, load_rules
     from auditor.rule import DOC_SECTIONS

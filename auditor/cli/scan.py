@@ -16,6 +16,7 @@ from auditor import safefs
 from auditor.cli import exits
 from auditor.cli.gate import exit_code
 from auditor.cli.output import emit, format_for
+from auditor.cli.parsing import one_of
 from auditor.cli.problems import problem_lines
 from auditor.errors import UsageError
 from auditor.policy.config import FailOn
@@ -49,6 +50,7 @@ def scan(
         typer.Option(
             "--output",
             "-o",
+            metavar="FILE",
             help="Write the report to FILE, in the format its extension names (.txt, .json, "
             ".html, .sarif, .xml for JUnit, .prom) unless --format says.",
         ),
@@ -56,7 +58,9 @@ def scan(
     fail_on: Annotated[
         FailOn | None,
         typer.Option(
-            "--fail-on", help="Lowest severity that makes the exit code 1. Default: error."
+            "--fail-on",
+            metavar=one_of(FailOn),
+            help="Lowest severity that makes the exit code 1. Default: error.",
         ),
     ] = None,
     check_files: Annotated[
@@ -71,24 +75,35 @@ def scan(
         Path | None,
         typer.Option(
             "--config",
+            metavar="FILE",
             help="Configuration file. Default: ./snapaudit.toml, else /etc/snapaudit/config.toml.",
         ),
     ] = None,
     select: Annotated[
         list[str] | None,
-        typer.Option(help="Rules to run, by code, name or tag (comma-separated, repeatable)."),
+        typer.Option(
+            metavar="RULES",
+            help="Rules to run, by code, name or tag (comma-separated, repeatable).",
+        ),
     ] = None,
     ignore: Annotated[
         list[str] | None,
-        typer.Option(help="Rules not to run, by code, name or tag (comma-separated, repeatable)."),
+        typer.Option(
+            metavar="RULES",
+            help="Rules not to run, by code, name or tag (comma-separated, repeatable).",
+        ),
     ] = None,
     baseline: Annotated[
         Path | None,
-        typer.Option(help="Fail only on findings that are not in this baseline file."),
+        typer.Option(
+            metavar="FILE", help="Fail only on findings that are not in this baseline file."
+        ),
     ] = None,
     write_baseline: Annotated[
         Path | None,
-        typer.Option("--write-baseline", help="Record the current findings as a baseline."),
+        typer.Option(
+            "--write-baseline", metavar="FILE", help="Record the current findings as a baseline."
+        ),
     ] = None,
     sources: Annotated[
         list[Path] | None,
@@ -143,7 +158,17 @@ def scan(
         ),
     ] = None,
 ) -> None:
-    """Audit every snapshot of every domain on one or more hosts (read-only)."""
+    """Audit every snapshot of every domain on one or more hosts (read-only).
+
+    \b
+    Exit status:
+      0    no finding at or above --fail-on, waived and baselined ones aside
+      1    a finding at or above --fail-on
+      2    a usage, configuration or output error
+      3    a host, snapshot or rule could not be audited (whatever the findings)
+      130  stopped by Ctrl-C (SIGINT): no report is written
+      143  stopped by SIGTERM: no report is written
+    """
     from auditor.pipeline import run
     from auditor.policy.waivers import write_baseline as save_baseline
 
