@@ -214,11 +214,12 @@ ENVIRONMENT = {
 
 
 def environment_section(root, ctx) -> list[str]:
-    """Each variable an option reads (the option's help says what it is), then ENVIRONMENT."""
+    """Each variable an option reads (by the first command that has it; its help says what
+    it is), then ENVIRONMENT."""
     items = {}
     for name, command in root.commands.items():
         for param in command.params:
-            if isinstance(param.envvar, str):
+            if isinstance(param.envvar, str) and param.envvar not in items:
                 option = max(param.opts, key=len)
                 text = " ".join((param.help or "").split())
                 items[param.envvar] = f"`snapaudit {name} {option}` when it is not given: {text}"

@@ -12,6 +12,7 @@ from auditor.display import clean
 OK = 0
 FINDINGS = 1  # scan, diff: a finding at or above --fail-on
 REFUSED = 1  # fix: something was refused, the rest planned or done
+EXPIRED = 1  # config: the configuration is valid, but a waiver in it has expired
 USAGE = 2  # bad arguments, configuration, report or journal
 INCOMPLETE = 3  # scan, diff: a host, snapshot or rule could not be audited
 FAILED = 3  # fix: a conversion failed partway, or the host could not be read

@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import nullcontext
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from auditor import safefs
-from auditor.cli import exits
+from auditor.cli import clock, exits
 from auditor.cli.gate import exit_code
 from auditor.cli.output import emit, format_for
 from auditor.cli.parsing import one_of
@@ -102,7 +101,9 @@ def scan(
     write_baseline: Annotated[
         Path | None,
         typer.Option(
-            "--write-baseline", metavar="FILE", help="Record the current findings as a baseline."
+            "--write-baseline",
+            metavar="FILE",
+            help="Record the current findings as a baseline.",
         ),
     ] = None,
     sources: Annotated[
@@ -152,7 +153,7 @@ def scan(
         typer.Option(
             "--as-of",
             metavar="TIME",
-            envvar="SNAPAUDIT_AS_OF",
+            envvar=clock.VARIABLE,
             help="Audit as if it were TIME (ISO 8601, or @SECONDS since 1970): snapshot ages"
             " and the report's date. For reproducible reports.",
         ),
@@ -173,7 +174,7 @@ def scan(
     from auditor.policy.waivers import write_baseline as save_baseline
 
     outputs = _outputs(formats, output)
-    moment = _moment(as_of) if as_of is not None else None
+    moment = clock.moment(as_of) if as_of is not None else None
     if (domain_xml or host_name) and not sources:
         exits.fail(exits.USAGE, "--domain-xml and --host-name go with --from")
     if host_name and sources and len(sources) > 1:
@@ -242,17 +243,6 @@ def _outputs(formats: list[str] | None, output: Path | None) -> list[tuple[str, 
     elif len(to_stdout) > 1:
         exits.fail(exits.USAGE, "--format: only one format can go to standard output")
     return outputs
-
-
-def _moment(text: str) -> datetime:
-    """--as-of's TIME: @SECONDS, or an ISO 8601 date or time (UTC unless it says)."""
-    try:
-        if text.startswith("@"):
-            return datetime.fromtimestamp(float(text[1:]), tz=UTC)
-        moment = datetime.fromisoformat(text)
-    except (ValueError, OverflowError, OSError):
-        exits.fail(exits.USAGE, f"--as-of {text!r}: not an ISO 8601 time or @SECONDS")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -388,6 +388,24 @@ def test_waivers_active_expired_and_stale(tmp_path):
     ]
 
 
+def test_config_says_which_waivers_have_expired_and_exits_1(tmp_path):
+    path = write(tmp_path / "w.toml", WAIVERS.format(host=SEED))
+    expired = f"snapaudit: expired waiver for SNAP001 ({path}:9, expires 2020-01-01)\n"
+    checked = run_cli("config", "--config", str(path))
+    assert (checked.returncode, checked.stdout, checked.stderr) == (
+        1,
+        f"configuration OK: {path}\n",
+        expired,
+    )
+    shown = run_cli("config", "--show", "--config", str(path))
+    assert (shown.returncode, shown.stderr) == (1, expired)
+    # Judged at the time a scan would judge it (--as-of, SNAPAUDIT_AS_OF): not yet expired.
+    before = run_cli("config", "--config", str(path), "--as-of", "2019-12-31")
+    assert (before.returncode, before.stderr) == (0, "")
+    before = run_cli("config", "--config", str(path), env={"SNAPAUDIT_AS_OF": "@1577750400"})
+    assert (before.returncode, before.stderr) == (0, "")
+
+
 def test_a_waived_error_does_not_fail_the_gate(tmp_path):
     path = write(
         tmp_path / "w.toml",
