@@ -103,7 +103,8 @@ def scan(
         typer.Option(
             "--write-baseline",
             metavar="FILE",
-            help="Record the current findings as a baseline.",
+            help="Record the current findings as a baseline. They do not fail the run then "
+            "(exit 0) unless --fail-on is given.",
         ),
     ] = None,
     sources: Annotated[
@@ -164,7 +165,8 @@ def scan(
     \b
     Exit status:
       0    no finding at or above --fail-on, waived and baselined ones aside
-      1    a finding at or above --fail-on
+      1    a finding at or above --fail-on (with --write-baseline, only if
+           --fail-on is given)
       2    a usage, configuration or output error
       3    a host, snapshot or rule could not be audited (whatever the findings)
       130  stopped by Ctrl-C (SIGINT): no report is written
@@ -217,7 +219,9 @@ def scan(
         exits.error(problem)
     if any(unwritten):
         raise typer.Exit(exits.USAGE)
-    raise typer.Exit(exit_code(result, result.findings, config.fail_on.value))
+    # A baseline is recorded to accept the findings it holds: they fail only a gate asked for.
+    gate = "never" if write_baseline and fail_on is None else config.fail_on.value
+    raise typer.Exit(exit_code(result, result.findings, gate))
 
 
 def _outputs(formats: list[str] | None, output: Path | None) -> list[tuple[str, Path | None]]:

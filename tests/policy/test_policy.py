@@ -450,7 +450,15 @@ def test_waivers_file_beside_the_configuration(tmp_path):
 def test_baseline_gates_only_on_new_findings(tmp_path):
     baseline = tmp_path / "baseline.json"
     first = run_cli("scan", "-c", SEED, "--write-baseline", str(baseline))
-    assert first.returncode == 1
+    # Recording a baseline accepts the findings: they fail only a gate asked for.
+    assert (first.returncode, first.stderr) == (0, "")
+    gated = run_cli("scan", "-c", SEED, "--write-baseline", str(baseline), "--fail-on", "error")
+    assert (gated.returncode, gated.stderr) == (1, "")
+    # A host that could not be read still fails it: the baseline would miss its findings.
+    missing = "test:///nonexistent/node.xml"
+    other = tmp_path / "other.json"
+    incomplete = run_cli("scan", "-c", SEED, "-c", missing, "--write-baseline", str(other))
+    assert incomplete.returncode == 3
     recorded = json.loads(baseline.read_text())
     assert sorted(recorded) == ["findings", "schema"]
     assert recorded["schema"] == "snapaudit/baseline/v1"
