@@ -1,10 +1,5 @@
-"""`snapaudit fix`: its options, one call into fix mode (auditor.fix.orchestrate), the output.
-
-Exit codes: 0 everything planned (or done); 1 something refused, the rest planned or done;
-2 usage or configuration error (a read-only or remote connection, an unreadable journal);
-3 a conversion failed partway (its journal tells how to resume or roll back) or the host
-could not be read.
-"""
+"""`snapaudit fix`: its options, one call into fix mode (auditor.fix.orchestrate), the output,
+and the exit code (the command's help lists them)."""
 
 from __future__ import annotations
 
@@ -71,7 +66,12 @@ def fix(
     resume: Annotated[Path | None, RESUME] = None,
     rollback: Annotated[Path | None, ROLLBACK] = None,
 ) -> None:
-    """Recreate internal snapshots as external ones, losing nothing (dry run by default)."""
+    """Recreate internal snapshots as external ones, losing nothing (dry run by default).
+
+    Exit 0 when everything is planned (or done); 1 when something is refused, the rest
+    planned or done; 2 on a usage or configuration error (a --domain the host does not have,
+    a read-only or remote connection, an unreadable journal); 3 when a conversion failed
+    partway (its journal tells how to resume or roll back) or the host could not be read."""
     if resume and rollback:
         exits.fail(exits.USAGE, "--resume and --rollback cannot be combined")
     journal = resume or rollback
@@ -99,6 +99,8 @@ def _plan_command(uri: str | None, names: list[str], output_format: Format, aske
     text = output_format is Format.text
     outcomes = []
     with contextlib.closing(conn):
+        if unknown := orchestrate.undefined(conn, names):
+            exits.fail(exits.USAGE, f"--domain {unknown[0]!r}: no such domain on {host}")
         names = list(dict.fromkeys(names)) or _domains_with_internal_snapshots(host)
         if text:
             _out(fixplan.header(host, apply=asked.apply))

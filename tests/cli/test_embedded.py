@@ -96,3 +96,12 @@ def test_fix_plans_on_an_embedded_root(embedded_root: str):
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stdout
     plan = json.loads(proc.stdout)
     assert [(d["domain"], d["status"]) for d in plan["domains"]] == [("vm1", "ready")]
+
+
+def test_fix_names_a_domain_the_host_does_not_have(embedded_root: str):
+    proc = run_cli("fix", "-c", embedded_root, "--domain", "vm1", "--domain", "nosuch")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        f"snapaudit: --domain 'nosuch': no such domain on {embedded_root}\n",
+    )
