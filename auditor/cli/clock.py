@@ -4,10 +4,18 @@ the report's date, whether a waiver has expired), for reproducible runs."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+
+import typer
 
 from auditor.cli import exits
 
 VARIABLE = "SNAPAUDIT_AS_OF"
+
+
+def option(text: str) -> Any:
+    """A command's --as-of option, its help TEXT saying what TIME moves."""
+    return typer.Option("--as-of", metavar="TIME", envvar=VARIABLE, help=text)
 
 
 def moment(text: str) -> datetime:

@@ -41,12 +41,9 @@ def show_config(
     ] = None,
     as_of: Annotated[
         str | None,
-        typer.Option(
-            "--as-of",
-            metavar="TIME",
-            envvar=clock.VARIABLE,
-            help="Judge waivers' expiry as if it were TIME (ISO 8601, or @SECONDS since 1970), "
-            "as `scan --as-of` does.",
+        clock.option(
+            "Judge waivers' expiry as if it were TIME (ISO 8601, or @SECONDS since 1970), as "
+            "`scan --as-of` does."
         ),
     ] = None,
 ) -> None:

@@ -151,12 +151,9 @@ def scan(
     ] = None,
     as_of: Annotated[
         str | None,
-        typer.Option(
-            "--as-of",
-            metavar="TIME",
-            envvar=clock.VARIABLE,
-            help="Audit as if it were TIME (ISO 8601, or @SECONDS since 1970): snapshot ages"
-            " and the report's date. For reproducible reports.",
+        clock.option(
+            "Audit as if it were TIME (ISO 8601, or @SECONDS since 1970): snapshot ages and the"
+            " report's date. For reproducible reports."
         ),
     ] = None,
 ) -> None:
