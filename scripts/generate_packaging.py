@@ -3,7 +3,9 @@
 Everything comes from the program itself: commands, options and their help from the typer
 app (through click's command objects, so however the CLI is split into modules), rules from
 the rule modules in rules/ (their @rule metadata and docstrings: entry points do not exist
-before the package is installed), exit codes from auditor.cli.exits. The files are committed;
+before the package is installed), exit codes from auditor.cli.exits, the environment
+variables options read and the files the program looks for from where it defines them; only
+the examples and the variables no option reads are written here. The files are committed;
 tests/packaging/test_packaging.py fails when they differ from what this script writes.
 
     python scripts/generate_packaging.py          # rewrite the files
@@ -28,6 +30,9 @@ sys.path.insert(0, str(REPO))
 from auditor import __version__  # noqa: E402
 from auditor.cli import exits  # noqa: E402
 from auditor.cli.app import app  # noqa: E402
+from auditor.cli.fix import DEFAULT_STATE_DIR  # noqa: E402
+from auditor.fix.domain_lock import LOCK_DIR  # noqa: E402
+from auditor.policy.config import SEARCH_PATH  # noqa: E402
 from auditor.rule import Rule  # noqa: E402
 
 PROG = "snapaudit"
@@ -51,6 +56,19 @@ def roff(text: str) -> str:
 def paragraphs(text: str) -> list[str]:
     """Blank-line separated paragraphs, each joined into one line for roff to fill."""
     return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+
+
+def help_blocks(text: str) -> list[list[str]]:
+    """A command's help as roff, block by block: a paragraph filled, and a block that --help
+    shows as written (click's \\b line first) line by line."""
+    blocks = []
+    for block in re.split(r"\n\s*\n", inspect.cleandoc(text)):
+        lines = block.split("\n")
+        if lines[0].strip() == "\b":
+            blocks.append([".nf", *(roff(line) for line in lines[1:]), ".fi"])
+        elif block.strip():
+            blocks.append([roff(" ".join(block.split()))])
+    return blocks
 
 
 def metavar(text: str) -> str:
@@ -113,10 +131,11 @@ def manpage() -> str:
     for name, command in commands:
         sub = command.make_context(name, [], parent=ctx, resilient_parsing=True)
         out += [f".SS {name}"]
-        for i, paragraph in enumerate(paragraphs(command.help or "")):
-            out += [".PP"] * bool(i) + [roff(paragraph)]
+        for i, block in enumerate(help_blocks(command.help or "")):
+            out += [".PP"] * bool(i) + block
         out += option_items(command, sub)
-    out += rules_section() + exit_section()
+    out += rules_section() + exit_section() + environment_section(root, ctx) + files_section()
+    out += examples_section()
     out += [
         ".SH SEE ALSO",
         "\\fBsnapaudit explain\\fR \\fICODE\\fR for a rule's full documentation;",
@@ -181,6 +200,95 @@ def exit_section() -> list[str]:
     out = [".SH EXIT STATUS"]
     for code, meanings in exit_codes().items():
         out += [".TP", f".B {code}", roff(";\n".join(meanings) + ".")]
+    return out
+
+
+# What the program reads from the environment besides the options' variables.
+ENVIRONMENT = {
+    "LIBVIRT_DEFAULT_URI": "The host `scan`, `collect` and `fix` connect to without `-c` "
+    "(libvirt's own default otherwise).",
+    "SOURCE_DATE_EPOCH": "Seconds since 1970: the date reports give, for reproducible builds. "
+    "Snapshot ages are still measured against the real clock (`--as-of` moves both).",
+    "NO_COLOR": "Set: no colour in the text report, even on a terminal.",
+}
+
+
+def environment_section(root, ctx) -> list[str]:
+    """Each variable an option reads (by the first command that has it; its help says what
+    it is), then ENVIRONMENT."""
+    items = {}
+    for name, command in root.commands.items():
+        for param in command.params:
+            if isinstance(param.envvar, str) and param.envvar not in items:
+                option = max(param.opts, key=len)
+                text = " ".join((param.help or "").split())
+                items[param.envvar] = f"`snapaudit {name} {option}` when it is not given: {text}"
+    items.update(ENVIRONMENT)
+    out = [".SH ENVIRONMENT"]
+    for variable, text in items.items():
+        out += [".TP", f".B {variable}", roff(text)]
+    return out
+
+
+def files_section() -> list[str]:
+    local, system = SEARCH_PATH
+    return [
+        ".SH FILES",
+        ".TP",
+        f".I ./{local}",
+        "The configuration, in the working directory: rules, severities, parameters, waivers.",
+        ".TP",
+        f".I {system}",
+        f"The configuration when there is no ./{local} (\\fB\\-\\-config\\fR names another).",
+        ".TP",
+        f".I {DEFAULT_STATE_DIR}",
+        "Fix mode's journals (\\fB\\-\\-state\\-dir\\fR names another).",
+        ".TP",
+        f".I {LOCK_DIR}",
+        "Fix mode's locks, one per domain being converted.",
+    ]
+
+
+# (what it does, the commands): each shown as typed.
+EXAMPLES = [
+    (
+        "Audit the built-in demo host and write an HTML report:",
+        ["snapaudit scan --demo -o report.html --fail-on never"],
+    ),
+    (
+        "A CI gate: fail on error findings, and hand them to the CI's viewers:",
+        [
+            "snapaudit scan -c qemu:///system --fail-on error \\",
+            "    -f text -f sarif:snapaudit.sarif -f junit:snapaudit.xml",
+        ],
+    ),
+    (
+        "Adopt the gate on a host with known debt: record the findings once, then fail only on "
+        "new ones:",
+        [
+            "snapaudit scan -c qemu:///system --write-baseline baseline.json",
+            "snapaudit scan -c qemu:///system --baseline baseline.json",
+        ],
+    ),
+    ("What changed since yesterday's report:", ["snapaudit diff yesterday.json report.json"]),
+    (
+        "Audit a host elsewhere, without its daemon, from a bundle collected on it:",
+        [
+            "snapaudit collect -c qemu:///system -o hv1.snapaudit.tar.gz",
+            "snapaudit scan --from hv1.snapaudit.tar.gz -o hv1.html",
+        ],
+    ),
+    (
+        "Convert a host's internal snapshots to external ones: read the plan, then apply it:",
+        ["snapaudit fix -c qemu:///system", "snapaudit fix -c qemu:///system --apply"],
+    ),
+]
+
+
+def examples_section() -> list[str]:
+    out = [".SH EXAMPLES"]
+    for text, commands in EXAMPLES:
+        out += [".PP", roff(text), ".PP", ".RS", ".nf", *(roff(c) for c in commands), ".fi", ".RE"]
     return out
 
 

@@ -6,6 +6,7 @@ after close), so open one root per process: the session fixture does.
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
@@ -58,9 +59,25 @@ def close_embedded(conn: libvirt.virConnect) -> None:
         dom.destroy()
     conn.close()
     if _created_host_run:
-        for path in HOST_LEFTOVERS:
-            with contextlib.suppress(OSError):  # a directory holding more is not ours alone
-                if path.is_dir():
-                    path.rmdir()
-                else:
-                    path.unlink()
+        _remove_host_leftovers()
+
+
+@contextlib.contextmanager
+def host_run_removed_afterwards() -> Iterator[None]:
+    """For other processes that open embedded roots (snapaudit itself, run by a test): the
+    host's /run/libvirt they bring into being is removed afterwards."""
+    existed = HOST_RUN.exists()
+    try:
+        yield
+    finally:
+        if not existed:
+            _remove_host_leftovers()
+
+
+def _remove_host_leftovers() -> None:
+    for path in HOST_LEFTOVERS:
+        with contextlib.suppress(OSError):  # a directory holding more is not ours alone
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()

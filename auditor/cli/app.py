@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from auditor import __version__
-from auditor.cli import exits
+from auditor.cli import exits, parsing
 from auditor.cli.collect import collect
 from auditor.cli.fix import fix
 from auditor.cli.reportcmds import diff_reports, merge_reports
@@ -18,9 +18,11 @@ from auditor.cli.rulecmds import explain, list_rules, show_config
 from auditor.cli.scan import scan
 
 app = typer.Typer(
+    cls=parsing.Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="Audit libvirt VM snapshots against RHEL 10's support rules.",
 )
 
@@ -41,14 +43,14 @@ def _root(
 
 
 # In this order in `snapaudit --help`.
-app.command("scan")(scan)
-app.command("rules")(list_rules)
-app.command("config")(show_config)
-app.command("explain")(explain)
-app.command("fix")(fix)
-app.command("diff")(diff_reports)
-app.command("merge")(merge_reports)
-app.command("collect")(collect)
+app.command("scan", cls=parsing.Command)(scan)
+app.command("rules", cls=parsing.Command)(list_rules)
+app.command("config", cls=parsing.Command)(show_config)
+app.command("explain", cls=parsing.Command)(explain)
+app.command("fix", cls=parsing.Command)(fix)
+app.command("diff", cls=parsing.Command)(diff_reports)
+app.command("merge", cls=parsing.Command)(merge_reports)
+app.command("collect", cls=parsing.Command)(collect)
 
 
 def main() -> None:
@@ -63,4 +65,4 @@ def main() -> None:
     os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", "4:file:/dev/null")
     from auditor.stopping import run_main
 
-    run_main(app)
+    run_main(lambda: parsing.run(app))

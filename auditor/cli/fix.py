@@ -1,10 +1,5 @@
-"""`snapaudit fix`: its options, one call into fix mode (auditor.fix.orchestrate), the output.
-
-Exit codes: 0 everything planned (or done); 1 something refused, the rest planned or done;
-2 usage or configuration error (a read-only or remote connection, an unreadable journal);
-3 a conversion failed partway (its journal tells how to resume or roll back) or the host
-could not be read.
-"""
+"""`snapaudit fix`: its options, one call into fix mode (auditor.fix.orchestrate), the output,
+and the exit code (the command's help lists them)."""
 
 from __future__ import annotations
 
@@ -18,6 +13,7 @@ from typing import Annotated
 import typer
 
 from auditor.cli import exits
+from auditor.cli.parsing import one_of
 
 DEFAULT_STATE_DIR = "/var/lib/snapaudit/fix"
 INTERNAL_RULES = ("SNAP001", "SNAP002")
@@ -30,7 +26,7 @@ DOMAIN = typer.Option(
     metavar="NAME",
     help="Domain to convert (repeatable). Default: every domain with internal snapshots.",
 )
-FORMAT = typer.Option("--format", "-f", help="Output format.")
+FORMAT = typer.Option("--format", "-f", metavar=one_of(Format), help="Output format.")
 APPLY = typer.Option("--apply", help="Convert. Without it only the plan is printed.")
 KEEP = typer.Option(
     "--keep-originals/--remove-originals",
@@ -40,10 +36,14 @@ DROP_MEMORY = typer.Option(
     "--drop-memory", help="Convert snapshots with internal memory state as disk-only snapshots."
 )
 TARGET = typer.Option(
-    "--target-dir", file_okay=False, help="Put new images here, not beside the originals."
+    "--target-dir",
+    metavar="DIR",
+    file_okay=False,
+    help="Put new images here, not beside the originals.",
 )
 STATE = typer.Option(
     "--state-dir",
+    metavar="DIR",
     envvar="SNAPAUDIT_STATE_DIR",
     file_okay=False,
     help="Where journals and locks live.",
@@ -66,7 +66,12 @@ def fix(
     resume: Annotated[Path | None, RESUME] = None,
     rollback: Annotated[Path | None, ROLLBACK] = None,
 ) -> None:
-    """Recreate internal snapshots as external ones, losing nothing (dry run by default)."""
+    """Recreate internal snapshots as external ones, losing nothing (dry run by default).
+
+    Exit 0 when everything is planned (or done); 1 when something is refused, the rest
+    planned or done; 2 on a usage or configuration error (a --domain the host does not have,
+    a read-only or remote connection, an unreadable journal); 3 when a conversion failed
+    partway (its journal tells how to resume or roll back) or the host could not be read."""
     if resume and rollback:
         exits.fail(exits.USAGE, "--resume and --rollback cannot be combined")
     journal = resume or rollback
@@ -94,6 +99,8 @@ def _plan_command(uri: str | None, names: list[str], output_format: Format, aske
     text = output_format is Format.text
     outcomes = []
     with contextlib.closing(conn):
+        if unknown := orchestrate.undefined(conn, names):
+            exits.fail(exits.USAGE, f"--domain {unknown[0]!r}: no such domain on {host}")
         names = list(dict.fromkeys(names)) or _domains_with_internal_snapshots(host)
         if text:
             _out(fixplan.header(host, apply=asked.apply))

@@ -1,4 +1,5 @@
-"""Where a rendered report goes: a file (written atomically) or standard output."""
+"""Where a rendered report goes: a file (written atomically) or standard output, and the
+format a file's name asks for."""
 
 from __future__ import annotations
 
@@ -6,7 +7,21 @@ import os
 import sys
 from pathlib import Path
 
+from auditor.cli import exits
 from auditor.model import ScanResult
+
+
+def format_for(path: Path, given: str | None, default: str) -> str:
+    """The format of a report written to PATH: GIVEN (--format), which PATH's extension must
+    not contradict (a usage error); else the format the extension is known for; else DEFAULT."""
+    from auditor.reports import EXTENSIONS
+
+    named = EXTENSIONS.get(path.suffix.lower())
+    if given is not None and named is not None and named != given:
+        exits.fail(
+            exits.USAGE, f"{path}: the extension {path.suffix} is for {named} reports, not {given}"
+        )
+    return given or named or default
 
 
 def emit(name: str, path: Path | None, result: ScanResult) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from auditor.model import ScanResult
+from auditor.model import ScanResult, Waiver
 
 # More skipped items and rule errors than this are summed up in one line that names the
 # report, so that a host with thousands of broken snapshots does not flood the log.
@@ -37,11 +37,15 @@ def problem_lines(result: ScanResult, paths: Iterable[Path | None]) -> list[str]
         lines.append(f"not audited: {', '.join(counts)}; listed in {where}")
     else:
         lines += details
-    for use in result.waivers:
-        if use.status != "active":
-            w = use.waiver
-            lines.append(f"{use.status} waiver for {w.rule} ({w.origin}, expires {w.expires})")
+    lines += [
+        waiver_line(use.status, use.waiver) for use in result.waivers if use.status != "active"
+    ]
     return lines
+
+
+def waiver_line(status: str, waiver: Waiver) -> str:
+    """A waiver that is expired or stale (STATUS), by its rule and where it was declared."""
+    return f"{status} waiver for {waiver.rule} ({waiver.origin}, expires {waiver.expires})"
 
 
 def _skipped(item) -> str:

@@ -12,7 +12,8 @@ import typer
 from auditor import safefs
 from auditor.cli import exits
 from auditor.cli.gate import exit_code
-from auditor.cli.output import emit
+from auditor.cli.output import emit, format_for
+from auditor.cli.parsing import one_of
 from auditor.errors import UsageError
 from auditor.policy.config import FailOn
 
@@ -26,12 +27,14 @@ def diff_reports(
     old: Annotated[Path, typer.Argument(metavar="OLD.json", help="The earlier JSON report.")],
     new: Annotated[Path, typer.Argument(metavar="NEW.json", help="The later JSON report.")],
     output_format: Annotated[
-        DiffFormat, typer.Option("--format", "-f", help="Output format.")
+        DiffFormat,
+        typer.Option("--format", "-f", metavar=one_of(DiffFormat), help="Output format."),
     ] = DiffFormat.text,
     fail_on: Annotated[
         FailOn,
         typer.Option(
             "--fail-on",
+            metavar=one_of(FailOn),
             help="Lowest severity of a new, unsuppressed finding that makes the exit code 1.",
         ),
     ] = FailOn.error,
@@ -56,11 +59,23 @@ def merge_reports(
         list[Path], typer.Argument(metavar="REPORT.json", help="JSON reports to combine.")
     ],
     output_format: Annotated[
-        str, typer.Option("--format", "-f", help="Output format: json, html, text, sarif...")
-    ] = "json",
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="Output format: text, json, html, sarif, junit or prometheus. Default: json.",
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the report to FILE."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write the report to FILE, in the format its extension names (.json, .html, "
+            ".txt, .sarif, .xml for JUnit, .prom) unless --format says.",
+        ),
     ] = None,
 ) -> None:
     """Combine JSON reports (say, one per hypervisor) into one report or one HTML page.
@@ -71,8 +86,11 @@ def merge_reports(
     from auditor.reports import FORMATS
     from auditor.reports.merge import merge_results
 
-    if output_format not in FORMATS:
-        exits.fail(exits.USAGE, f"unknown format {output_format!r} (known: {', '.join(FORMATS)})")
+    if output_format is not None and output_format not in FORMATS:
+        exits.fail(exits.USAGE, f"--format {output_format!r}: not one of {', '.join(FORMATS)}")
+    if output is not None:
+        output_format = format_for(output, output_format, "json")
+    output_format = output_format or "json"
     if problem := safefs.output_problem(output):
         exits.fail(exits.USAGE, problem)
     results = _load_reports(reports)

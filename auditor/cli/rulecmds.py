@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from auditor.cli import exits
+from auditor.cli import clock, exits
 from auditor.errors import UsageError
 
 
@@ -35,11 +35,25 @@ def show_config(
     ),
     config_file: Annotated[
         Path | None,
-        typer.Option("--config", help="Configuration file (default: as `scan` finds it)."),
+        typer.Option(
+            "--config", metavar="FILE", help="Configuration file (default: as `scan` finds it)."
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        clock.option(
+            "Judge waivers' expiry as if it were TIME (ISO 8601, or @SECONDS since 1970), as "
+            "`scan --as-of` does."
+        ),
     ] = None,
 ) -> None:
-    """Check the configuration; with --show, print every effective value and its origin."""
+    """Check the configuration; with --show, print every effective value and its origin.
+
+    Exit 0 when it is valid; 1 when it is valid but a waiver in it has expired (a line on
+    stderr names each: it waives nothing any more); 2 when it is not valid."""
+    from auditor.cli.problems import waiver_line
     from auditor.engine.registry import load_rules
+    from auditor.pipeline import report_time
     from auditor.policy.config import find_config, load_config
     from auditor.reports import configtext
 
@@ -51,13 +65,20 @@ def show_config(
         exits.fail(exits.USAGE, str(exc))
     for note in notes:
         exits.error(note)
+    today = report_time(clock.moment(as_of) if as_of is not None else None).date()
+    expired = [w for w in config.waivers if w.expires < today]  # as a scan judges them
+    for waiver in expired:
+        exits.error(waiver_line("expired", waiver))
     if show:
         typer.echo(configtext.render(config, rules), nl=False)
     else:
         typer.echo(f"configuration OK: {', '.join(config.sources) or 'defaults only'}")
+    raise typer.Exit(exits.EXPIRED if expired else exits.OK)
 
 
-def explain(rule: Annotated[str, typer.Argument(help="Rule code or name, e.g. SNAP002.")]) -> None:
+def explain(
+    rule: Annotated[str, typer.Argument(metavar="RULE", help="Rule code or name, e.g. SNAP002.")],
+) -> None:
     """Explain a rule: what it checks, why, noncompliant and compliant XML, how to fix it."""
     from auditor.engine.registry import RuleIndex, load_rules
     from auditor.rule import DOC_SECTIONS

@@ -6,16 +6,16 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import nullcontext
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from auditor import safefs
-from auditor.cli import exits
+from auditor.cli import clock, exits
 from auditor.cli.gate import exit_code
-from auditor.cli.output import emit
+from auditor.cli.output import emit, format_for
+from auditor.cli.parsing import one_of
 from auditor.cli.problems import problem_lines
 from auditor.errors import UsageError
 from auditor.policy.config import FailOn
@@ -46,12 +46,20 @@ def scan(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the report to FILE."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write the report to FILE, in the format its extension names (.txt, .json, "
+            ".html, .sarif, .xml for JUnit, .prom) unless --format says.",
+        ),
     ] = None,
     fail_on: Annotated[
         FailOn | None,
         typer.Option(
-            "--fail-on", help="Lowest severity that makes the exit code 1. Default: error."
+            "--fail-on",
+            metavar=one_of(FailOn),
+            help="Lowest severity that makes the exit code 1. Default: error.",
         ),
     ] = None,
     check_files: Annotated[
@@ -66,24 +74,38 @@ def scan(
         Path | None,
         typer.Option(
             "--config",
+            metavar="FILE",
             help="Configuration file. Default: ./snapaudit.toml, else /etc/snapaudit/config.toml.",
         ),
     ] = None,
     select: Annotated[
         list[str] | None,
-        typer.Option(help="Rules to run, by code, name or tag (comma-separated, repeatable)."),
+        typer.Option(
+            metavar="RULES",
+            help="Rules to run, by code, name or tag (comma-separated, repeatable).",
+        ),
     ] = None,
     ignore: Annotated[
         list[str] | None,
-        typer.Option(help="Rules not to run, by code, name or tag (comma-separated, repeatable)."),
+        typer.Option(
+            metavar="RULES",
+            help="Rules not to run, by code, name or tag (comma-separated, repeatable).",
+        ),
     ] = None,
     baseline: Annotated[
         Path | None,
-        typer.Option(help="Fail only on findings that are not in this baseline file."),
+        typer.Option(
+            metavar="FILE", help="Fail only on findings that are not in this baseline file."
+        ),
     ] = None,
     write_baseline: Annotated[
         Path | None,
-        typer.Option("--write-baseline", help="Record the current findings as a baseline."),
+        typer.Option(
+            "--write-baseline",
+            metavar="FILE",
+            help="Record the current findings as a baseline. They do not fail the run then "
+            "(exit 0) unless --fail-on is given.",
+        ),
     ] = None,
     sources: Annotated[
         list[Path] | None,
@@ -129,21 +151,29 @@ def scan(
     ] = None,
     as_of: Annotated[
         str | None,
-        typer.Option(
-            "--as-of",
-            metavar="TIME",
-            envvar="SNAPAUDIT_AS_OF",
-            help="Audit as if it were TIME (ISO 8601, or @SECONDS since 1970): snapshot ages"
-            " and the report's date. For reproducible reports.",
+        clock.option(
+            "Audit as if it were TIME (ISO 8601, or @SECONDS since 1970): snapshot ages and the"
+            " report's date. For reproducible reports."
         ),
     ] = None,
 ) -> None:
-    """Audit every snapshot of every domain on one or more hosts (read-only)."""
+    """Audit every snapshot of every domain on one or more hosts (read-only).
+
+    \b
+    Exit status:
+      0    no finding at or above --fail-on, waived and baselined ones aside
+      1    a finding at or above --fail-on (with --write-baseline, only if
+           --fail-on is given)
+      2    a usage, configuration or output error
+      3    a host, snapshot or rule could not be audited (whatever the findings)
+      130  stopped by Ctrl-C (SIGINT): no report is written
+      143  stopped by SIGTERM: no report is written
+    """
     from auditor.pipeline import run
     from auditor.policy.waivers import write_baseline as save_baseline
 
     outputs = _outputs(formats, output)
-    moment = _moment(as_of) if as_of is not None else None
+    moment = clock.moment(as_of) if as_of is not None else None
     if (domain_xml or host_name) and not sources:
         exits.fail(exits.USAGE, "--domain-xml and --host-name go with --from")
     if host_name and sources and len(sources) > 1:
@@ -186,41 +216,34 @@ def scan(
         exits.error(problem)
     if any(unwritten):
         raise typer.Exit(exits.USAGE)
-    raise typer.Exit(exit_code(result, result.findings, config.fail_on.value))
+    # A baseline is recorded to accept the findings it holds: they fail only a gate asked for.
+    gate = "never" if write_baseline and fail_on is None else config.fail_on.value
+    raise typer.Exit(exit_code(result, result.findings, gate))
 
 
 def _outputs(formats: list[str] | None, output: Path | None) -> list[tuple[str, Path | None]]:
     """(format, file or None for stdout) for each --format; -o names the file of a single
-    format given without one."""
+    format given without one, or with no --format, of the format its extension names. A
+    file's extension must not name another format than the one given for it."""
     from auditor.reports import FORMATS
 
-    outputs = []
+    outputs: list[tuple[str, Path | None]] = []
     for spec in formats or ["text"]:
         name, _, path = spec.partition(":")
         if name not in FORMATS:
-            raise typer.BadParameter(
-                f"unknown format {name!r} (known: {', '.join(FORMATS)})", param_hint="--format"
-            )
+            exits.fail(exits.USAGE, f"--format {name!r}: not one of {', '.join(FORMATS)}")
+        if path:
+            format_for(Path(path), name, name)  # refuses a file named for another format
         outputs.append((name, Path(path) if path else None))
     to_stdout = [i for i, (_, path) in enumerate(outputs) if path is None]
     if output is not None:
         if len(to_stdout) != 1:
-            raise typer.BadParameter("-o needs exactly one --format without a file")
-        outputs[to_stdout[0]] = (outputs[to_stdout[0]][0], output)
+            exits.fail(exits.USAGE, "-o needs exactly one --format without a file")
+        given = outputs[to_stdout[0]][0] if formats else None
+        outputs[to_stdout[0]] = (format_for(output, given, "text"), output)
     elif len(to_stdout) > 1:
-        raise typer.BadParameter("only one format can go to standard output", param_hint="--format")
+        exits.fail(exits.USAGE, "--format: only one format can go to standard output")
     return outputs
-
-
-def _moment(text: str) -> datetime:
-    """--as-of's TIME: @SECONDS, or an ISO 8601 date or time (UTC unless it says)."""
-    try:
-        if text.startswith("@"):
-            return datetime.fromtimestamp(float(text[1:]), tz=UTC)
-        moment = datetime.fromisoformat(text)
-    except (ValueError, OverflowError, OSError):
-        exits.fail(exits.USAGE, f"--as-of {text!r}: not an ISO 8601 time or @SECONDS")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _split(values: list[str] | None) -> list[str]:

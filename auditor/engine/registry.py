@@ -8,6 +8,8 @@ package registers its rules, so there is one discovery path for both.
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Iterable, Sequence
 from importlib.metadata import entry_points
 
@@ -77,6 +79,20 @@ class RuleIndex:
 
     def matches(self, selector: str) -> bool:
         return selector == "ALL" or selector in self.tags or self.find(selector) is not None
+
+    def closest(self, selector: str) -> str | None:
+        """The code, name or tag SELECTOR was most likely meant to be: a code with its
+        number written short or long (SNAP2, snap02: SNAP002), else the most similar."""
+        short = re.fullmatch(r"([A-Za-z]+)-?0*(\d{1,3})", selector.strip())
+        if short:
+            code = f"{short[1].upper()}{int(short[2]):03d}"
+            if self.find(code) is not None:
+                return code
+        known = {r.code.lower(): r.code for r in self.rules}
+        known |= {r.name.lower(): r.name for r in self.rules}
+        known |= {t.lower(): t for t in self.tags}
+        close = difflib.get_close_matches(selector.lower(), sorted(known), n=1)
+        return known[close[0]] if close else None
 
     def selected(self, rule: Rule, selectors: Iterable[str]) -> bool:
         for selector in selectors:

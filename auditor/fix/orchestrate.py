@@ -45,6 +45,12 @@ def open_host(uri: str | None) -> tuple[libvirt.virConnect, str]:
     return conn, uri or conn.getURI()
 
 
+def undefined(conn: libvirt.virConnect, names: Iterable[str]) -> list[str]:
+    """The NAMES that no domain of CONN has."""
+    defined = {dom.name() for dom in conn.listAllDomains()}
+    return [name for name in names if name not in defined]
+
+
 @dataclass(frozen=True)
 class Conversion:
     """What a convert run is asked: plan each domain with OPTIONS (with APPLY, convert it),

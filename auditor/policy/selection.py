@@ -24,9 +24,12 @@ def with_command_line(
 ) -> Config:
     """Command-line options replace the file's values."""
     known = RuleIndex(rules)
-    for selector in [*(select or ()), *(ignore or ())]:
-        if not known.matches(selector):
-            raise ConfigError(f"unknown rule, name or tag {selector!r} on the command line")
+    for option, selectors in (("--select", select), ("--ignore", ignore)):
+        for selector in selectors or ():
+            if not known.matches(selector):
+                close = known.closest(selector)
+                hint = f"did you mean {close}?" if close else "`snapaudit rules` lists them"
+                raise ConfigError(f"{option} {selector!r}: unknown rule, name or tag; {hint}")
     if select:
         config = replace(config, select=Setting(tuple(select), COMMAND_LINE))
     if ignore:

@@ -16,6 +16,17 @@ FORMATS = {
     "prometheus": "auditor.reports.prometheus",
 }
 
+# The file extension each format's reports are known by: a report written to r.html is HTML
+# unless a format is given, and then it must be HTML.
+EXTENSIONS = {
+    ".txt": "text",
+    ".json": "json",
+    ".html": "html",
+    ".sarif": "sarif",
+    ".xml": "junit",
+    ".prom": "prometheus",
+}
+
 
 def render(format_name: str, result, *, color: bool = False) -> str:
     # Imported on demand: the HTML reporter pulls in Jinja2, which a JSON gate never needs.

@@ -244,7 +244,8 @@ def test_waivers_baseline_and_sarif_work_from_a_bundle(tmp_path):
     baseline = tmp_path / "baseline.json"
     sarif = tmp_path / "r.sarif"
     common = ("--from", str(bundle), "--config", str(config))
-    first = run_cli("scan", *common, "--write-baseline", str(baseline), "-f", f"sarif:{sarif}")
+    recording = ("--write-baseline", str(baseline), "--fail-on", "error")
+    first = run_cli("scan", *common, *recording, "-f", f"sarif:{sarif}")
     live = run_cli("scan", "-c", SEED, "--config", str(config), "-f", "sarif")
     assert first.returncode == live.returncode
     assert json.loads(sarif.read_text()) == json.loads(live.stdout)

@@ -186,6 +186,42 @@ def test_output_file_holds_exactly_what_stdout_would(tmp_path):
     ]
 
 
+def test_an_output_file_without_format_gets_the_one_its_extension_names(tmp_path):
+    extensions = {"html": "html", "json": "json", "sarif": "sarif", "xml": "junit"}
+    extensions |= {"prom": "prometheus", "txt": "text", "HTML": "html", "out": "text"}
+    for extension, fmt in extensions.items():
+        out = tmp_path / f"r.{extension}"
+        to_file = run_cli("scan", "-c", SEED, "-o", str(out))
+        assert (to_file.returncode, to_file.stdout, to_file.stderr) == (1, "", "")
+        assert out.read_text() == run_cli("scan", "-c", SEED, "-f", fmt).stdout, extension
+    report = tmp_path / "r.json"
+    merged = run_cli("merge", str(report), "-o", str(tmp_path / "m.html"))
+    assert (merged.returncode, merged.stdout, merged.stderr) == (0, "", "")
+    html = run_cli("merge", str(report), "-f", "html").stdout
+    assert (tmp_path / "m.html").read_text() == html
+
+
+def test_an_output_file_named_for_another_format_is_refused(tmp_path):
+    page, sarif = tmp_path / "r.html", tmp_path / "r.sarif"
+    for args in (
+        ("scan", "-c", SEED, "-f", "json", "-o", str(page)),
+        ("scan", "-c", SEED, "-f", f"json:{page}"),
+        ("scan", "-c", SEED, "-f", "sarif", "-f", f"json:{page}"),
+        ("merge", str(FIXTURES / "reports" / "sample.json"), "-f", "json", "-o", str(page)),
+    ):
+        proc = run_cli(*args)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (
+            2,
+            "",
+            f"snapaudit: {page}: the extension .html is for html reports, not json\n",
+        )
+    proc = run_cli("scan", "-c", SEED, "-f", "junit", "-o", str(sarif))
+    assert (
+        proc.stderr == f"snapaudit: {sarif}: the extension .sarif is for sarif reports, not junit\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_demo_writes_an_html_report(tmp_path):
     proc = subprocess.run(
         [

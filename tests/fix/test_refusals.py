@@ -77,8 +77,8 @@ def test_refusals_each_with_itsfailure(conn, libvirtd, tmp_path):
     stranded = one_snapshot(conn, "stranded", images)
     subprocess.run(["qemu-img", "snapshot", "-c", "hidden", stranded.images["vda"]], check=True)
     manual_disk_domain(conn, images)
-    names = ("running", "paused", "on-block", "with-memory", "stranded", "manual", "nowhere")
-    before = {name: conn.lookupByName(name).XMLDesc(0) for name in names[:-1]}
+    names = ("running", "paused", "on-block", "with-memory", "stranded", "manual")
+    before = {name: conn.lookupByName(name).XMLDesc(0) for name in names}
 
     args = [arg for name in names for arg in ("--domain", name)]
     proc = run_cli("fix", "-c", libvirtd.uri, "--state-dir", str(tmp_path / "state"), *args)
@@ -112,18 +112,22 @@ def test_refusals_each_with_itsfailure(conn, libvirtd, tmp_path):
         "its state is in no image libvirt knows; delete that snapshot (virsh snapshot-delete "
         "manual by-hand --metadata) and rerun\n"
         "\n"
-        "domain 'nowhere': refused\n"
-        "  - Domain not found: no domain with matching name 'nowhere'\n"
-        "\n"
-        "7 domains: 7 refused\n"
+        "6 domains: 6 refused\n"
     )
     # --apply refuses the same way, and changes nothing.
     applied = run_cli(
         "fix", "-c", libvirtd.uri, "--state-dir", str(tmp_path / "state"), *args, "--apply"
     )
     assert applied.returncode == 1
-    assert applied.stdout.endswith("\n7 domains: 7 refused\n")
-    assert {name: conn.lookupByName(name).XMLDesc(0) for name in names[:-1]} == before
+    assert applied.stdout.endswith("\n6 domains: 6 refused\n")
+    assert {name: conn.lookupByName(name).XMLDesc(0) for name in names} == before
+    # A domain the host does not have is a usage error, before anything is planned.
+    unknown = run_cli("fix", "-c", libvirtd.uri, *args, "--domain", "nowhere", "--apply")
+    assert (unknown.returncode, unknown.stdout, unknown.stderr) == (
+        2,
+        "",
+        f"snapaudit: --domain 'nowhere': no such domain on {libvirtd.uri}\n",
+    )
     assert not (tmp_path / "state").exists() or not list((tmp_path / "state").glob("*.journal"))
 
 

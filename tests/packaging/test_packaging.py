@@ -69,7 +69,7 @@ def test_man_page_documents_every_command_option_rule_and_exit_code():
     sections = re.findall(r"^([A-Z][A-Z ]+)$", text, flags=re.M)
     assert sections == [
         "NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "COMMANDS", "RULES", "EXIT STATUS",
-        "SEE ALSO",
+        "ENVIRONMENT", "FILES", "EXAMPLES", "SEE ALSO",
     ]  # fmt: skip
     root = typer.main.get_command(app)
     body = text.split("\nCOMMANDS\n")[1].split("\nRULES\n")[0]
@@ -85,9 +85,23 @@ def test_man_page_documents_every_command_option_rule_and_exit_code():
     codes = [line.split()[0] for line in listed.stdout.splitlines()]
     rules = text.split("\nRULES\n")[1].split("\nEXIT STATUS\n")[0]
     assert re.findall(r"^       ([A-Z]+\d{3}) ", rules, flags=re.M) == codes
-    exits = text.split("\nEXIT STATUS\n")[1].split("\nSEE ALSO\n")[0]
-    assert re.findall(r"^       (\d) ", exits, flags=re.M) == ["0", "1", "2", "3"]
+    exits = text.split("\nEXIT STATUS\n")[1].split("\nENVIRONMENT\n")[0]
+    assert re.findall(r"^       (\d+) ", exits, flags=re.M) == ["0", "1", "2", "3", "130", "143"]
     assert "a host, snapshot or rule could not be audited" in " ".join(exits.split())
+    assert "stopped by SIGINT (Ctrl-C)" in " ".join(exits.split())
+    environment = text.split("\nENVIRONMENT\n")[1].split("\nFILES\n")[0]
+    assert re.findall(r"^       ([A-Z_]+)$", environment, flags=re.M) == [
+        "SNAPAUDIT_AS_OF", "SNAPAUDIT_STATE_DIR", "LIBVIRT_DEFAULT_URI", "SOURCE_DATE_EPOCH",
+        "NO_COLOR",
+    ]  # fmt: skip
+    files = text.split("\nFILES\n")[1].split("\nEXAMPLES\n")[0]
+    assert re.findall(r"^       (\S+)$", files, flags=re.M) == [
+        "./snapaudit.toml", "/etc/snapaudit/config.toml", "/var/lib/snapaudit/fix",
+        "/run/snapaudit/fix",
+    ]  # fmt: skip
+    examples = text.split("\nEXAMPLES\n")[1].split("\nSEE ALSO\n")[0]
+    typed = re.findall(r"^              (snapaudit \w+)", examples, flags=re.M)
+    assert {command.split()[1] for command in typed} == {"scan", "diff", "collect", "fix"}
 
 
 def test_bash_completion_completes_commands_and_choices():

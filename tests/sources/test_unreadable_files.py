@@ -9,13 +9,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from testlab.pytest_fixtures import require
-from tests.helpers import CLOCK, NOBODY, SNAPAUDIT, needs_root
+from tests.helpers import CLOCK, NOBODY, needs_root
 
 DOMAIN = """<domain type='kvm'><name>vm</name><uuid>6f1c3c8e-4c1e-4a8e-9d3b-7b1a2f0c9e11</uuid>
 <memory unit='MiB'>64</memory><os><type>hvm</type></os><devices>
@@ -60,24 +60,30 @@ def world() -> Iterator[Path]:
         shutil.rmtree(root)
 
 
-def scan_as_nobody(root: Path) -> tuple[int, dict]:
-    report = root / "out" / "r.json"
-    report.parent.mkdir(exist_ok=True)
-    os.chown(report.parent, NOBODY, NOBODY)
-    proc = subprocess.run(
-        [
-            *("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"),
-            *(SNAPAUDIT, "scan", "--from", str(root / "meta"), "--domain-xml", str(root / "defs")),
-            *("--host-name", "hv", "--check-files", "--as-of", f"@{CLOCK}"),
-            *("-f", f"json:{report}"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HOME": "/"},
-    )
-    assert proc.stdout == "", proc.stderr
-    return proc.returncode, json.loads(report.read_text())
+@pytest.fixture
+def scan_as_nobody(world_snapaudit: str) -> Callable[[Path], tuple[int, dict]]:
+    """Scan a world's metadata as nobody: (exit code, JSON report)."""
+
+    def scan(root: Path) -> tuple[int, dict]:
+        report = root / "out" / "r.json"
+        report.parent.mkdir(exist_ok=True)
+        os.chown(report.parent, NOBODY, NOBODY)
+        proc = subprocess.run(
+            [
+                *("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"),
+                *(world_snapaudit, "scan", "--from", str(root / "meta")),
+                *("--domain-xml", str(root / "defs"), "--host-name", "hv", "--check-files"),
+                *("--as-of", f"@{CLOCK}", "-f", f"json:{report}"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "HOME": "/"},
+        )
+        assert proc.stdout == "", proc.stderr
+        return proc.returncode, json.loads(report.read_text())
+
+    return scan
 
 
 def verdict(report: dict) -> tuple[list, list]:
@@ -87,7 +93,7 @@ def verdict(report: dict) -> tuple[list, list]:
     )
 
 
-def test_what_can_be_read_is_audited(world: Path):
+def test_what_can_be_read_is_audited(world: Path, scan_as_nobody):
     code, report = scan_as_nobody(world)
     base = world / "images" / "base.qcow2"
     assert (code, verdict(report)) == (
@@ -105,7 +111,7 @@ def test_what_can_be_read_is_audited(world: Path):
     )
 
 
-def test_an_image_that_cannot_be_read_is_skipped_not_passed(world: Path):
+def test_an_image_that_cannot_be_read_is_skipped_not_passed(world: Path, scan_as_nobody):
     # The image with the hidden internal snapshot, unreadable: SNAP011 cannot see the tag.
     base, top = world / "images" / "base.qcow2", world / "images" / "vm.qcow2"
     base.chmod(0o000)
@@ -134,7 +140,7 @@ def test_an_image_that_cannot_be_read_is_skipped_not_passed(world: Path):
     ]
 
 
-def test_a_directory_of_images_that_cannot_be_listed_is_skipped(world: Path):
+def test_a_directory_of_images_that_cannot_be_listed_is_skipped(world: Path, scan_as_nobody):
     images = world / "images"
     images.chmod(0o711)  # reachable, not listable: an orphan in it would go unseen
     code, report = scan_as_nobody(world)
@@ -146,7 +152,7 @@ def test_a_directory_of_images_that_cannot_be_listed_is_skipped(world: Path):
     ]
 
 
-def test_an_orphan_candidate_that_cannot_be_read_is_skipped(world: Path):
+def test_an_orphan_candidate_that_cannot_be_read_is_skipped(world: Path, scan_as_nobody):
     left = world / "images" / "left-over.qcow2"
     left.write_bytes(b"")
     left.chmod(0o000)
@@ -157,7 +163,9 @@ def test_an_orphan_candidate_that_cannot_be_read_is_skipped(world: Path):
     assert skipped == [(None, f"image {left} could not be read: Permission denied")]
 
 
-def test_an_image_behind_a_directory_that_cannot_be_searched_is_not_called_missing(world: Path):
+def test_an_image_behind_a_directory_that_cannot_be_searched_is_not_called_missing(
+    world: Path, scan_as_nobody
+):
     hidden = world / "hidden"
     hidden.mkdir(mode=0o700)
     top = world / "images" / "vm.qcow2"

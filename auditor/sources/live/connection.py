@@ -1,10 +1,11 @@
 """Opening libvirt connections: every connection snapaudit makes is opened here, so this is
 the one place that silences libvirt's own error printing and runs the event loop that
-keepalive needs."""
+keepalive and the embedded drivers need."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from urllib.parse import urlsplit
 
@@ -22,8 +23,8 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 def open_read_only(uri: str | None) -> libvirt.virConnect:
     """A read-only connection; to another machine, with keepalive."""
     remote = _remote(uri)
-    if remote:
-        _start_event_loop()  # before connecting: keepalive runs on it
+    if remote or _embedded(uri):
+        _start_event_loop()  # before connecting: keepalive and embedded drivers run on it
     conn = libvirt.openReadOnly(uri)
     if remote:  # a daemon without keepalive still answers; the host deadline still holds
         with contextlib.suppress(libvirt.libvirtError):
@@ -32,6 +33,8 @@ def open_read_only(uri: str | None) -> libvirt.virConnect:
 
 
 def open_read_write(uri: str | None) -> libvirt.virConnect:
+    if _embedded(uri):
+        _start_event_loop()
     return libvirt.open(uri)
 
 
@@ -43,13 +46,25 @@ def _remote(uri: str | None) -> bool:
         return False
 
 
+def _embedded(uri: str | None) -> bool:
+    """Whether URI (None: libvirt's default, as LIBVIRT_DEFAULT_URI names it) opens an
+    embedded driver (qemu:///embed?root=DIR), which runs in this process on its event loop."""
+    uri = uri or os.environ.get("LIBVIRT_DEFAULT_URI")
+    try:
+        parts = urlsplit(uri or "")
+    except ValueError:
+        return False
+    return not parts.netloc and parts.path == "/embed"
+
+
 _event_loop_lock = threading.Lock()
 _event_loop_started = False
 
 
 def _start_event_loop() -> None:
-    """libvirt's default event loop, which keepalive needs, run on a daemon thread. One per
-    process; registering it again is harmless (libvirt 6.3+ runs it on GLib's main context)."""
+    """libvirt's default event loop, which keepalive and embedded drivers need, run on a
+    daemon thread. One per process; registering it again is harmless (libvirt 6.3+ runs it on
+    GLib's main context)."""
     global _event_loop_started
     with _event_loop_lock:
         if _event_loop_started:
