@@ -176,6 +176,17 @@ def audit_hosts(
     return dataclasses.replace(result, generated_at=report_time(as_of))
 
 
+def domains_with_findings(host: str, codes: Sequence[str]) -> tuple[list[str], str | None]:
+    """The domains of HOST in which the rules CODES find something (what fix converts when
+    no domain is named), and the host's error if it could not be scanned."""
+    from auditor.engine.registry import load_rules
+
+    rules, _ = load_rules()
+    result = audit_hosts([host], [r for r in rules if r.code in codes], check_files=False)
+    (scan,) = result.hosts
+    return sorted({f.domain for f in result.findings}), scan.host.error
+
+
 def _with_files_not_read(scan: HostScan) -> HostScan:
     """SCAN with a skipped item for each file it needed and could not read (exit 3)."""
     from auditor.sources.files.checks import not_read

@@ -1,5 +1,4 @@
-"""`snapaudit fix`: its options, one call into fix mode (auditor.fix.orchestrate), the output,
-and the exit code (the command's help lists them)."""
+"""`snapaudit fix`: its options, one call into fix mode (auditor.fix.orchestrate), its output."""
 
 from __future__ import annotations
 
@@ -92,6 +91,7 @@ def fix(
 
 def _plan_command(uri: str | None, names: list[str], output_format: Format, asked) -> None:
     from auditor.fix import orchestrate
+    from auditor.pipeline import domains_with_findings
     from auditor.reports import fixplan
 
     with _ended_early():
@@ -101,7 +101,11 @@ def _plan_command(uri: str | None, names: list[str], output_format: Format, aske
     with contextlib.closing(conn):
         if unknown := orchestrate.undefined(conn, names):
             exits.fail(exits.USAGE, f"--domain {unknown[0]!r}: no such domain on {host}")
-        names = list(dict.fromkeys(names)) or _domains_with_internal_snapshots(host)
+        names = list(dict.fromkeys(names))
+        if not names:  # every domain the audit finds internal snapshots in
+            names, error = domains_with_findings(host, INTERNAL_RULES)
+            if error:
+                exits.fail(exits.FAILED, f"cannot scan {host}: {error}")
         if text:
             _out(fixplan.header(host, apply=asked.apply))
         for outcome in orchestrate.convert(conn, host, names, asked, exits.error, fixplan.describe):
@@ -116,20 +120,6 @@ def _plan_command(uri: str | None, names: list[str], output_format: Format, aske
         raise typer.Exit(exits.FAILED)
     refused = any(o.plan.status == "refused" for o in outcomes)
     raise typer.Exit(exits.REFUSED if refused else exits.OK)
-
-
-def _domains_with_internal_snapshots(host: str) -> list[str]:
-    """The domains the audit finds internal snapshots in (SNAP001, SNAP002)."""
-    from auditor.engine.registry import load_rules
-    from auditor.pipeline import audit_hosts
-
-    rules, _ = load_rules()
-    internal = [r for r in rules if r.code in INTERNAL_RULES]
-    result = audit_hosts([host], internal, check_files=False)
-    (scan,) = result.hosts
-    if scan.host.error:
-        exits.fail(exits.FAILED, f"cannot scan {host}: {scan.host.error}")
-    return sorted({f.domain for f in result.findings})
 
 
 def _journal_command(path: Path, uri: str | None, output_format: Format, *, rollback: bool):
