@@ -11,6 +11,7 @@ from pathlib import Path
 
 import libvirt
 
+from auditor.sources.live.connection import start_event_loop
 from testlab.qemuconf import write_qemu_conf
 
 # Running as root, the driver still creates these host paths, which no setting moves.
@@ -23,22 +24,7 @@ HOST_LEFTOVERS = (
 )
 
 _lock = threading.Lock()
-_event_loop_started = False
 _created_host_run = False
-
-
-def _ensure_event_loop() -> None:
-    # The embedded driver needs a running event loop, and a process can register only one.
-    global _event_loop_started
-    if not _event_loop_started:
-        libvirt.virEventRegisterDefaultImpl()
-        threading.Thread(target=_run_event_loop, name="libvirt-events", daemon=True).start()
-        _event_loop_started = True
-
-
-def _run_event_loop() -> None:
-    while True:
-        libvirt.virEventRunDefaultImpl()
 
 
 def open_embedded(root: Path) -> libvirt.virConnect:
@@ -47,7 +33,7 @@ def open_embedded(root: Path) -> libvirt.virConnect:
     root = Path(root).resolve()
     write_qemu_conf(root / "etc")
     with _lock:
-        _ensure_event_loop()
+        start_event_loop()  # the embedded driver runs on it; one per process
         _created_host_run |= not HOST_RUN.exists()
     return libvirt.open(f"qemu:///embed?root={root}")
 

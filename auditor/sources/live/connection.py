@@ -24,7 +24,7 @@ def open_read_only(uri: str | None) -> libvirt.virConnect:
     """A read-only connection; to another machine, with keepalive."""
     remote = _remote(uri)
     if remote or _embedded(uri):
-        _start_event_loop()  # before connecting: keepalive and embedded drivers run on it
+        start_event_loop()  # before connecting: keepalive and embedded drivers run on it
     conn = libvirt.openReadOnly(uri)
     if remote:  # a daemon without keepalive still answers; the host deadline still holds
         with contextlib.suppress(libvirt.libvirtError):
@@ -34,7 +34,7 @@ def open_read_only(uri: str | None) -> libvirt.virConnect:
 
 def open_read_write(uri: str | None) -> libvirt.virConnect:
     if _embedded(uri):
-        _start_event_loop()
+        start_event_loop()
     return libvirt.open(uri)
 
 
@@ -61,7 +61,7 @@ _event_loop_lock = threading.Lock()
 _event_loop_started = False
 
 
-def _start_event_loop() -> None:
+def start_event_loop() -> None:
     """libvirt's default event loop, which keepalive and embedded drivers need, run on a
     daemon thread. One per process; registering it again is harmless (libvirt 6.3+ runs it on
     GLib's main context)."""
