@@ -23,7 +23,6 @@ from auditor.rule import DOC_SECTIONS
 SCHEMA_URI = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 )
-INFORMATION_URI = "https://snapaudit.invalid/"
 FINGERPRINT_KEY = "snapaudit/v1"
 LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 # Where libvirt's QEMU driver keeps each snapshot's metadata and each domain's definition.
@@ -42,8 +41,11 @@ def sarif_log(result: ScanResult) -> dict:
     descriptors, index = _rules(result)
     names = hostnames(result)
     snapshots = {(s.host, s.domain, s.name) for s in result.snapshots}
+    # Paths are on the hosts, not in any repository: each host's root is a base id of its own
+    # (SARIF's originalUriBaseIds), which a viewer can map, and paths are relative to it.
+    bases = {scan.host.uri: f"HOST{n}" for n, scan in enumerate(result.hosts, 1)}
     results = [
-        _result(f, index[f.rule], fingerprint(f, names.get(f.host)), snapshots, result)
+        _result(f, index[f.rule], fingerprint(f, names.get(f.host)), snapshots, result, bases)
         for f in result.findings
     ]
     run = {
@@ -52,9 +54,12 @@ def sarif_log(result: ScanResult) -> dict:
                 "name": "snapaudit",
                 "version": __version__,
                 "semanticVersion": __version__,
-                "informationUri": INFORMATION_URI,
                 "rules": descriptors,
             }
+        },
+        "originalUriBaseIds": {
+            base: {"uri": "file:///", "description": {"text": f"the root directory of {uri}"}}
+            for uri, base in bases.items()
         },
         "invocations": [_invocation(result)],
         "results": results,
@@ -147,13 +152,14 @@ def _result(
     print_: str,
     snapshots: set[tuple[str, str, str]],
     result: ScanResult,
+    bases: dict[str, str],
 ) -> dict:
     record = {
         "ruleId": finding.rule,
         "ruleIndex": rule_index,
         "level": LEVELS[finding.severity],
         "message": {"text": finding.message},
-        "locations": [_location(finding, snapshots)],
+        "locations": [_location(finding, snapshots, bases.get(finding.host))],
         "partialFingerprints": {FINGERPRINT_KEY: print_},
     }
     if finding.waiver is not None:
@@ -175,10 +181,11 @@ def _result(
     return record
 
 
-def _location(finding: Finding, snapshots: set[tuple[str, str, str]]) -> dict:
+def _location(finding: Finding, snapshots: set[tuple[str, str, str]], base: str | None) -> dict:
     """The file a user would look at: the image a finding is about, else the snapshot's
     metadata file, else the domain's definition, else (a finding about the host) libvirt's
-    configuration. Paths on the host, even a remote one: GitHub shows results only at files."""
+    configuration. Paths on the host, even a remote one (GitHub shows results only at files),
+    relative to BASE, the host's root."""
     parts = [finding.host, finding.domain, finding.snapshot_label, finding.disk or ""]
     name = "/".join(p for p in parts if p)
     location: dict = {
@@ -197,8 +204,9 @@ def _location(finding: Finding, snapshots: set[tuple[str, str, str]]) -> dict:
         path = DOMAIN_DEFINITION.format(domain=quote(finding.domain, safe=""))
     else:
         path = HOST_CONFIGURATION
+    artifact = {"uri": path.lstrip("/"), "uriBaseId": base} if base else {"uri": path}
     location["physicalLocation"] = {
-        "artifactLocation": {"uri": path},
+        "artifactLocation": artifact,
         "region": {"startLine": 1},  # the whole file: GitHub needs a line to show a result
     }
     return location

@@ -63,10 +63,14 @@ def test_the_schema_check_is_live():
 
 
 def location(fqn: str, name: str, uri: str) -> list[dict]:
+    """A location on HV1, the sample's one scanned host: a path relative to its root."""
     return [
         {
             "logicalLocations": [{"name": name, "fullyQualifiedName": fqn}],
-            "physicalLocation": {"artifactLocation": {"uri": uri}, "region": {"startLine": 1}},
+            "physicalLocation": {
+                "artifactLocation": {"uri": uri.removeprefix("/"), "uriBaseId": "HOST1"},
+                "region": {"startLine": 1},
+            },
         }
     ]
 
@@ -78,6 +82,11 @@ def test_results_are_exact():
     (run,) = document["runs"]
     prints = [fingerprint(f, "hv1.example.com") for f in result.findings]
     hostile = "%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E"
+    # Host paths cannot be mapped to a repository: each host's root is a base id of its own.
+    assert run["originalUriBaseIds"] == {
+        "HOST1": {"uri": "file:///", "description": {"text": f"the root directory of {HV1}"}},
+        "HOST2": {"uri": "file:///", "description": {"text": f"the root directory of {HV2}"}},
+    }
     assert run["results"] == [
         {
             "ruleId": "SNAP001",
@@ -226,8 +235,7 @@ def test_rules_carry_the_effective_severity_and_their_documentation():
         "name": "snapaudit",
         "version": "0.1.0",
         "semanticVersion": "0.1.0",
-        "informationUri": "https://snapaudit.invalid/",
-    }
+    }  # no informationUri: the project has no home page to name yet
     rules = driver["rules"]
     assert [(r["id"], r["name"], r["defaultConfiguration"]) for r in rules] == [
         ("SNAP001", "internal-memory", {"level": "error"}),
