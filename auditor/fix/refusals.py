@@ -7,6 +7,7 @@ escaped when printed.
 from __future__ import annotations
 
 import os
+import shlex
 from collections import defaultdict
 
 from auditor.display import human_size
@@ -21,12 +22,17 @@ def refusals(
     """What refuses the domain before anything is laid out: its state, its snapshots, its
     disks and images."""
     out = []
+    virsh = f"virsh -c {shlex.quote(facts.host)}"  # the commands, for the host fix was given
+    name = shlex.quote(facts.name)
     if facts.active:
-        out.append(f"domain is {facts.state}: shut it down (virsh shutdown {facts.name}) and rerun")
+        out.append(
+            f"domain is {facts.state}: shut it down ({virsh} shutdown {name}; a guest that"
+            f" ignores the request needs {virsh} destroy {name}, which cuts its power) and rerun"
+        )
     if facts.managed_save:
         out.append(
             "domain has a managed save image, which expects the current disks: start it and "
-            f"shut it down, or discard it (virsh managedsave-remove {facts.name}), then rerun"
+            f"shut it down, or discard it ({virsh} managedsave-remove {name}), then rerun"
         )
     for snap in (s.model for s in facts.snapshots):
         name = quoted(snap.name)

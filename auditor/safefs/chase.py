@@ -107,7 +107,8 @@ def _walk(
         return Found(-1, "", path, None, False, number)
     todo = _components(path)
     names: list[str] = []
-    _open_root(fds, trusted if directories else None)
+    # Whether each open directory is trusted: a symlink is followed only in one that is.
+    safe = [_open_root(fds, trusted, directories)]
     links = 0
     while True:
         if not todo:  # the path was "/" itself, or ended in ".."
@@ -117,6 +118,7 @@ def _walk(
             if len(fds) > 1:
                 os.close(fds.pop())
                 names.pop()
+                safe.pop()
             continue
         parent_fd, parent = fds[-1], "/" + "/".join(names)
         try:
@@ -130,6 +132,8 @@ def _walk(
             where = os.path.join(parent, name)
             if st.st_uid not in trusted:
                 raise Untrusted(f"symlink {where} belongs to uid {st.st_uid}, " + _NOT_OURS)
+            if not safe[-1]:
+                raise Untrusted(f"symlink {where} is in a directory another user controls")
             target = os.readlink(name, dir_fd=parent_fd)
             leads_to = os.path.join(parent, target, *todo)
             if (number := descriptor(leads_to)) is not None:
@@ -137,6 +141,7 @@ def _walk(
             if target.startswith("/"):
                 while len(fds) > 1:
                     os.close(fds.pop())
+                    safe.pop()
                 names.clear()
             todo[:0] = _components(target)
             continue
@@ -149,10 +154,11 @@ def _walk(
         fds.append(fd)
         names.append(name)
         dir_st = os.fstat(fd)
-        if problem := directory_problem(
-            "/" + "/".join(names), dir_st.st_uid, dir_st.st_mode, trusted
-        ):
+        where = "/" + "/".join(names)
+        problem = directory_problem(where, dir_st.st_uid, dir_st.st_mode, trusted)
+        if problem and directories:
             raise Untrusted(problem)
+        safe.append(problem is None)
 
 
 _NOT_OURS = "neither root nor the invoking user"
@@ -173,9 +179,12 @@ def _components(path: str) -> list[str]:
     return [part for part in path.split("/") if part not in ("", ".")]
 
 
-def _open_root(fds: list[int], trusted: frozenset[int] | None) -> None:
+def _open_root(fds: list[int], trusted: frozenset[int], directories: bool) -> bool:
+    """Open / onto FDS; whether it is trusted."""
     fd = os.open("/", _WALK)
     fds.append(fd)
     st = os.fstat(fd)
-    if trusted is not None and (problem := directory_problem("/", st.st_uid, st.st_mode, trusted)):
+    problem = directory_problem("/", st.st_uid, st.st_mode, trusted)
+    if problem and directories:
         raise Untrusted(problem)
+    return problem is None

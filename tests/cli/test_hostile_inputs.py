@@ -233,7 +233,10 @@ def test_host_level_findings_with_empty_names_render_in_every_format(tmp_path, d
     proc = run_cli("merge", "-f", "sarif", str(path))
     location = json.loads(proc.stdout)["runs"][0]["results"][0]["locations"][0]
     assert location["logicalLocations"] == [{"name": "", "fullyQualifiedName": ""}]
-    assert location["physicalLocation"]["artifactLocation"] == {"uri": "/etc/libvirt/"}
+    assert location["physicalLocation"]["artifactLocation"] == {
+        "uri": "etc/libvirt/",
+        "uriBaseId": "HOST1",
+    }
 
 
 def test_every_schema_keyword_is_checked():

@@ -175,7 +175,7 @@ def test_refusals_from_facts():
     saved = plan_domain(facts(TREE, "b", managed_save=True), Options())
     assert saved.refusals == (
         "domain has a managed save image, which expects the current disks: start it and shut "
-        "it down, or discard it (virsh managedsave-remove web01), then rerun",
+        "it down, or discard it (virsh -c qemu:///system managedsave-remove web01), then rerun",
     )
     both = snapshot_xml("a", None, 1, {"vda": "internal", "vdb": "internal"})
     excluded = snapshot_xml("c", "a", 3, {"vda": "internal", "vdb": "no"})

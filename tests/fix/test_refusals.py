@@ -85,14 +85,17 @@ def test_refusals_each_with_itsfailure(conn, libvirtd, tmp_path):
     assert (proc.returncode, proc.stderr) == (1, "")
     vda = images / "on-block-0.qcow2"
     hidden = stranded.images["vda"]
+    virsh = f"virsh -c '{libvirtd.uri}'"  # the URI holds a '?': quoted for the shell
     assert proc.stdout == (
         f"snapaudit fix on {libvirtd.uri} (dry run, nothing is changed: add --apply to convert)\n"
         "\n"
         "domain 'running': refused\n"
-        "  - domain is running: shut it down (virsh shutdown running) and rerun\n"
+        f"  - domain is running: shut it down ({virsh} shutdown running; a guest that ignores"
+        f" the request needs {virsh} destroy running, which cuts its power) and rerun\n"
         "\n"
         "domain 'paused': refused\n"
-        "  - domain is paused: shut it down (virsh shutdown paused) and rerun\n"
+        f"  - domain is paused: shut it down ({virsh} shutdown paused; a guest that ignores"
+        f" the request needs {virsh} destroy paused, which cuts its power) and rerun\n"
         "\n"
         "domain 'on-block': refused\n"
         "  - disk vdb is not on file storage (block /dev/snapaudit-no-such-device): only "

@@ -185,3 +185,53 @@ def test_any_failure_of_one_source_is_its_own_error(tmp_path, monkeypatch):
     monkeypatch.setattr(source, "read_bundle", exhausted)
     scan = source.read_source(path)
     assert (scan.host.uri, scan.host.error) == (str(path), f"{path}: out of memory")
+
+
+def octal_header(name: str, size_field: bytes) -> bytes:
+    """A ustar header whose size field is SIZE_FIELD as written (tarfile reads "-777")."""
+    block = bytearray(tarfile.TarInfo(name).tobuf(format=tarfile.USTAR_FORMAT))
+    block[124:136] = size_field.ljust(12, b"\0")
+    block[148:156] = b" " * 8
+    block[148:155] = f"{sum(block):06o}\0".encode()
+    return bytes(block)
+
+
+def test_a_negative_octal_size_is_refused(tmp_path):
+    path = raw_bundle(tmp_path, octal_header("domains/1/index.json", b"-0000000777"))
+    with pytest.raises(BundleError) as caught:
+        read_bundle(path)
+    assert str(caught.value) == (
+        f"{path}: not a readable bundle: a negative member size at byte 1024: refused"
+    )
+
+
+def test_a_block_after_the_last_member_that_is_no_header_is_refused(tmp_path):
+    # tarfile ends an archive quietly at a header it cannot read: that block is data after it.
+    good = io.BytesIO()
+    write_bundle(good, raw_host(), None)
+    stream = gzip.decompress(good.getvalue())
+    end = len(stream.rstrip(b"\0"))
+    end += -end % 512  # the end of skipped.json's data, the last member's
+    tampered = tmp_path / "tail.tar.gz"
+    tampered.write_bytes(gzip.compress(stream[:end] + b"garbage".ljust(512, b"x") + b"\0" * 1024))
+    with pytest.raises(BundleError) as caught:
+        read_bundle(str(tampered))
+    assert str(caught.value) == f"{tampered}: data after the end of the archive: refused"
+
+
+def test_a_bundle_behind_another_users_link_is_not_read(tmp_path):
+    from tests.helpers import needs_root, nobodys
+
+    needs_root()
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    with (private / "b.tar.gz").open("wb") as out:
+        write_bundle(out, raw_host(), None)
+    public = tmp_path / "public"
+    public.mkdir()
+    public.chmod(0o1777)
+    (public / "link").symlink_to(private)
+    nobodys(public / "link")
+    proc = run_cli("scan", "--from", str(public / "link" / "b.tar.gz"))
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert "not used: symlink" in proc.stderr and "belongs to uid 65534" in proc.stderr

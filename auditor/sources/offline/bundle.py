@@ -23,16 +23,16 @@ import io
 import json
 import os
 import re
-import stat
 import tarfile
 import time
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from auditor import __version__
-from auditor.inputs import MAX_FILE_BYTES
+from auditor.inputs import MAX_FILE_BYTES, open_regular_input
 from auditor.model import FileFacts, Host, HostScan, Skipped
 from auditor.sources.offline.bundle_records import (
     FORMAT,
@@ -76,6 +76,8 @@ class _PlainMember(tarfile.TarInfo):
     def _proc_member(self, tar):
         if self.type in _EXTENDED_TYPES:
             raise _ExtendedHeader(f"an extended or sparse header at byte {self.offset}: refused")
+        if self.size < 0:  # tarfile reads "-777" in octal as well as in base-256
+            raise _ExtendedHeader(f"a negative member size at byte {self.offset}: refused")
         return super()._proc_member(tar)  # type: ignore[misc]  # private: not in typeshed
 
     @classmethod
@@ -135,13 +137,8 @@ def read_bundle(path: str, timeout: float | None = None) -> HostScan:
     """The host a bundle describes, audited as if it were scanned now; not read within
     TIMEOUT seconds, it is given up."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise BundleError(f"{path}: cannot open: {exc.strerror}") from None
+    fd = open_regular_input(Path(path), BundleError)  # reached through no other user's link
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise BundleError(f"{path}: not a regular file")
         try:
             with tarfile.open(fileobj=handle, mode="r:gz", tarinfo=_PlainMember) as tar:
                 scan = _read(tar, path, deadline, timeout)
@@ -152,13 +149,14 @@ def read_bundle(path: str, timeout: float | None = None) -> HostScan:
 
 
 def is_bundle(path: str) -> bool:
-    """A regular file that starts like a gzip stream (the bundle's own checks come later)."""
+    """A regular file that starts like a gzip stream (the bundle's own checks come later),
+    reached through no other user's link."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        fd = open_regular_input(Path(path), BundleError)
+    except BundleError:
         return False
     try:
-        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, 2) == b"\x1f\x8b"
+        return os.read(fd, 2) == b"\x1f\x8b"
     finally:
         os.close(fd)
 
@@ -271,10 +269,11 @@ def _check_end(tar: tarfile.TarFile, path: str) -> None:
     """After the archive's end: only the zeros that pad it to a record, then the end of the
     gzip stream (a second gzip stream, or anything else, is not written by `collect`)."""
     stream = tar.fileobj
+    stream.seek(tar.offset)  # where tarfile stopped: a header it could not read ends it too
     padding = 0
     while chunk := stream.read(64 * 1024):
         padding += len(chunk)
-        if chunk.count(0) != len(chunk) or padding > tarfile.RECORDSIZE:
+        if chunk.count(0) != len(chunk) or padding > tarfile.RECORDSIZE + 2 * tarfile.BLOCKSIZE:
             raise BundleError(f"{path}: data after the end of the archive: refused")
 
 

@@ -37,12 +37,15 @@ class NotMetadataError(ValueError):
 def is_metadata_dir(path: Path) -> bool:
     """A directory of per-domain directories (or an empty one), not a directory of XML
     files (that is one domain's directory, or the domain definitions)."""
-    if path.is_symlink() or not path.is_dir():
+    try:
+        if os.path.islink(path) or not os.path.isdir(path):
+            return False
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.name.endswith(".xml") and entry.is_file(follow_symlinks=False):
+                    return False
+    except OSError:  # not listable: not one to audit (a directory given is read as one)
         return False
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.name.endswith(".xml") and entry.is_file(follow_symlinks=False):
-                return False
     return True
 
 

@@ -3,11 +3,13 @@ libvirt's snapshot metadata. Both give the same HostScan a live scan gives."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from auditor.display import one_line
 from auditor.errors import UsageError
+from auditor.inputs import open_regular_input
 from auditor.model import Domain, Host, HostScan
 from auditor.sources.files.checks import gather_files
 from auditor.sources.offline.bundle import BundleError, is_bundle, read_bundle
@@ -19,14 +21,25 @@ class NotASource(UsageError):
 
 
 def check_source(path: Path) -> None:
-    """Raise NotASource unless PATH can be audited: checked before anything is scanned."""
-    if not path.exists() and not path.is_symlink():
+    """Raise NotASource unless PATH can be audited: checked before anything is scanned. A
+    file is opened as it will be read (through no other user's link), so that what refuses
+    it is said now, in its own words."""
+    if not os.path.lexists(path):
         raise NotASource(f"{path}: no such file or directory")
-    if not (is_bundle(str(path)) or is_metadata_dir(path)):
-        raise NotASource(
-            f"{path}: neither a bundle (snapaudit collect) nor a snapshot metadata "
-            "directory (DOMAIN/SNAPSHOT.xml)"
-        )
+    if is_metadata_dir(path):
+        return
+    if not os.path.isdir(path):
+        fd = open_regular_input(path, NotASource)
+        try:
+            magic = os.read(fd, 2)
+        finally:
+            os.close(fd)
+        if magic == b"\x1f\x8b":
+            return
+    raise NotASource(
+        f"{path}: neither a bundle (snapaudit collect) nor a snapshot metadata "
+        "directory (DOMAIN/SNAPSHOT.xml)"
+    )
 
 
 def read_source(
