@@ -127,6 +127,18 @@ def open_regular_input(path: Path, error: type[Exception], *, trusted: bool = Fa
     return fd
 
 
+def missing(path: Path) -> bool:
+    """Whether PATH is known not to exist. Behind a directory we may not search it is not
+    known: reading it then says why (EACCES), where "not found" would mislead."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def file_problem(st: os.stat_result) -> str | None:
     """Why a file that decides what snapaudit does could have been written by another user."""
     if st.st_uid not in trusted_uids():

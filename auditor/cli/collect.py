@@ -59,7 +59,7 @@ def collect(
     from auditor.sources.offline.bundle import write_bundle
 
     uris: list[str | None] = [*connect] if connect else [None]
-    into_dir = output.is_dir() and not output.is_symlink()
+    into_dir = os.path.isdir(output) and not os.path.islink(output)
     if len(uris) > 1 and not into_dir:
         exits.fail(exits.USAGE, f"{output}: several hosts need -o DIR, an existing directory")
     if not into_dir and (problem := safefs.output_problem(output)):

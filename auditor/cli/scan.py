@@ -178,7 +178,7 @@ def scan(
         exits.fail(exits.USAGE, "--domain-xml and --host-name go with --from")
     if host_name and sources and len(sources) > 1:
         exits.fail(exits.USAGE, "--host-name names one --from directory; several were given")
-    if domain_xml and not (domain_xml.is_dir() and os.access(domain_xml, os.R_OK | os.X_OK)):
+    if domain_xml and not (os.path.isdir(domain_xml) and os.access(domain_xml, os.R_OK | os.X_OK)):
         exits.fail(exits.USAGE, f"--domain-xml {domain_xml}: not a directory that can be read")
     if problem := safefs.output_problem(*(path for _, path in outputs), write_baseline):
         exits.fail(exits.USAGE, problem)

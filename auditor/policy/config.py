@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 from auditor.engine.registry import RuleIndex
 from auditor.errors import UsageError
-from auditor.inputs import InputError, open_regular_input, parse_toml, read_toml_text
+from auditor.inputs import InputError, missing, open_regular_input, parse_toml, read_toml_text
 from auditor.model import Severity, Waiver
 from auditor.policy.origins import Origins
 from auditor.rule import Rule
@@ -77,12 +77,12 @@ def find_config(explicit: Path | None) -> tuple[Path | None, tuple[str, ...]]:
     a line for a working directory's file passed over because another user could have
     written it (in /tmp, say: it must not turn root's failing gate into a pass)."""
     if explicit is not None:
-        if not explicit.exists():
+        if missing(explicit):
             raise ConfigError(f"{explicit}: configuration file not found")
         return explicit, ()  # anything but a regular file is refused as it is read
     notes: list[str] = []
     for candidate in SEARCH_PATH:
-        if not candidate.is_file():
+        if not os.path.isfile(candidate):
             continue
         if not candidate.is_absolute():
             try:
@@ -132,7 +132,7 @@ def load_config(path: Path | None, rules: Sequence[Rule]) -> Config:
         if not isinstance(data["waivers_file"], str):
             raise where.error(("waivers_file",), "waivers_file must be a path")
         extra = path.parent / data["waivers_file"]
-        if not extra.is_file():
+        if missing(extra):
             raise where.error(("waivers_file",), f"waivers file {extra} not found")
         more, more_text = _read_toml(extra)
         extra_where = _Where(str(extra), more_text)

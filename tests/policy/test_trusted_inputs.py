@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SNAPAUDIT, fixture_uri, needs_root, nobodys, pinned, run_cli
+from tests.helpers import NOBODY, SNAPAUDIT, fixture_uri, needs_root, nobodys, pinned, run_cli
 
 SEED = fixture_uri("seed_examples.xml")  # error findings: the gate fails (exit 1)
 LAX = 'ignore = ["ALL"]\nfail_on = "never"\n'
@@ -110,3 +111,25 @@ def test_fifos_are_refused_never_waited_on(tmp_path: Path):
         proc = run_cli(*args)  # a wait would end in run_cli's timeout, and fail the test
         assert (proc.returncode, proc.stdout) == (2, ""), args
         assert proc.stderr == f"snapaudit: {fifo}: cannot read: not a regular file (a FIFO)\n"
+
+
+def test_paths_behind_a_directory_that_cannot_be_searched_are_one_line(world_snapaudit: str):
+    # As the audit user, started where it may not look: never a traceback.
+    needs_root()
+    closed = Path(tempfile.mkdtemp(prefix="snapaudit-closed-"))  # root's, 0700
+    try:
+        nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        for args, path in [
+            (("scan", "--demo", "--config"), closed / "c.toml"),
+            (("scan", "--from"), closed / "b.tar.gz"),
+        ]:
+            proc = subprocess.run(
+                [*nobody, world_snapaudit, *args, str(path)],
+                capture_output=True,
+                text=True,
+                cwd="/",
+            )
+            assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+            assert proc.stderr == f"snapaudit: {path}: cannot read: Permission denied\n"
+    finally:
+        closed.rmdir()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from auditor.display import one_line
 from auditor.errors import UsageError
-from auditor.inputs import open_regular_input
+from auditor.inputs import missing, open_regular_input
 from auditor.model import Domain, Host, HostScan
 from auditor.sources.files.checks import gather_files
 from auditor.sources.offline.bundle import BundleError, is_bundle, read_bundle
@@ -24,7 +24,7 @@ def check_source(path: Path) -> None:
     """Raise NotASource unless PATH can be audited: checked before anything is scanned. A
     file is opened as it will be read (through no other user's link), so that what refuses
     it is said now, in its own words."""
-    if not os.path.lexists(path):
+    if missing(path):
         raise NotASource(f"{path}: no such file or directory")
     if is_metadata_dir(path):
         return
