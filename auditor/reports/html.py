@@ -1,7 +1,8 @@
 """The HTML report: one self-contained page (inline CSS, no scripts, nothing fetched).
 
 Written for a fleet: a hosts table and a rules table first (each rule's remediation once),
-then one collapsed section per host with its noncompliant snapshots first. Sections collapse
+then one section per host with its noncompliant snapshots first: collapsed for a fleet, open
+for a single host (a screenshot or a mailed page shows its snapshots). Sections collapse
 with <details> alone, and print expanded; rows carry little markup so that 10,000 snapshots
 stay a page a mail client and a browser open quickly.
 """

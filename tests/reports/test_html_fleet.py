@@ -1,5 +1,6 @@
-"""The HTML report as a fleet manager reads it: hosts and rules first, one collapsed section per
-host with noncompliant snapshots first, every row in print, small enough to mail."""
+"""The HTML report as a fleet manager reads it: hosts and rules first, one section per host
+(collapsed for a fleet, open for one host) with noncompliant snapshots first, every row in
+print, small enough to mail."""
 
 from __future__ import annotations
 
@@ -21,20 +22,20 @@ def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-def test_demo_page_opens_with_hosts_and_rules_then_collapsed_hosts():
+def test_demo_page_opens_with_hosts_and_rules_then_its_host_expanded():
     html = run_cli("scan", "--demo", "--format", "html", env=EPOCH).stdout
     positions = [
         html.index(s)
-        for s in ("<h2>Hosts</h2>", "<h2>Findings by rule</h2>", '<details class="host">')
+        for s in ("<h2>Hosts</h2>", "<h2>Findings by rule</h2>", '<details class="host" open>')
     ]
     assert positions == sorted(positions)
     text = text_of(html)
     assert "demo 7 9 44% (4) 9 8 complete" in text
     assert re.search(r"SNAP002 error internal-disk 4 1 3 \W*snapaudit fix -c URI --domain VM", text)
     assert "SNAP013 warning snapshot-age 3 1 3 Delete snapshots" in text
-    # One section per host, closed on screen; print opens every one of them.
-    assert html.count('<details class="host">') == 1 and not re.search(r"<details[^>]*\bopen", html)
-    assert "details::details-content { content-visibility: visible; display: contents; }" in html
+    # A single host's section is open: a screenshot or a mailed page shows its snapshots.
+    assert html.count('<details class="host" open>') == 1
+    assert "opens on a click" not in html
     assert "<script" not in html
 
 
@@ -50,7 +51,7 @@ def test_remediation_is_shown_once_per_rule_and_findings_show_their_message():
 
 def test_noncompliant_snapshots_come_first_in_each_host():
     html = run_cli("scan", "--demo", "--format", "html", env=EPOCH).stdout
-    section = html[html.index('<details class="host">') :]
+    section = html[html.index('<details class="host" open>') :]
     verdicts = re.findall(r"<td>(compliant|noncompliant)</td>", section)
     assert verdicts == ["noncompliant"] * 5 + ["compliant"] * 4
     rows = re.findall(r"<tr( class=\"nc\")?><td>", section)
@@ -65,7 +66,11 @@ def test_a_fleet_of_20_hosts_x_500_snapshots_is_at_most_3_mb(tmp_path):
     assert len(result.snapshots) == 10_000 and len(result.findings) == 7_000
     html = render("html", result)
     assert len(html.encode()) <= 3_000_000
-    assert html.count('<details class="host">') == 20
+    # A fleet's sections are closed on screen; print opens every one of them.
+    assert html.count('<details class="host">') == 20 and not re.search(
+        r"<details[^>]*\bopen", html
+    )
+    assert "details::details-content { content-visibility: visible; display: contents; }" in html
     assert html.count('<tr class="nc"><td>') == 5_000
     assert len(re.findall(r"<td>(?:non)?compliant</td>", html)) == 10_000
     (internal_disk,) = [r for r in load_rules()[0] if r.code == "SNAP002"]
