@@ -9,12 +9,14 @@ stay a page a mail client and a browser open quickly.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from importlib.resources import files
 from typing import TypedDict
 
 import jinja2
+from markupsafe import Markup, escape
 
 from auditor import __version__
 from auditor.display import human_size
@@ -23,15 +25,25 @@ from auditor.reports.diskfacts import disk_facts, memory_size
 from auditor.reports.records import iso
 from auditor.reports.summary import Summary, summarize
 
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def code_spans(text: str | None) -> Markup:
+    """Remediation text as HTML: escaped first, then each `code` span set in <code>. No other
+    Markdown; a lone backtick stays as it is."""
+    return Markup(_CODE_SPAN.sub(r"<code>\1</code>", str(escape(text or ""))))
+
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(files("auditor.reports.templates"))),
         autoescape=True,  # every name and description comes from a host
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["code_spans"] = code_spans
+    return env
 
 
 def render(result: ScanResult, *, color: bool = False) -> str:

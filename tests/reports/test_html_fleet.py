@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import re
 
-from markupsafe import escape
-
 from auditor.engine.audit import audit
 from auditor.engine.registry import load_rules
 from auditor.reports import render
+from auditor.reports.html import code_spans
 from auditor.sources.live.fleet import scan_hosts
 from bench.nodes import write_nodes
 from tests.helpers import run_cli
@@ -45,8 +44,11 @@ def test_remediation_is_shown_once_per_rule_and_findings_show_their_message():
     found = set(re.findall(r"<b class=\"\w+\">(\w+) (?:error|warning|info)</b>", html))
     assert len(found) == 10
     for rule in load_rules()[0]:
-        assert html.count(str(escape(rule.remediation))) == (rule.code in found), rule.code
+        assert html.count(code_spans(rule.remediation)) == (rule.code in found), rule.code
     assert "SNAP001 error</b> memory state is stored inside the disk image" in html
+    # Code spans are set as code, not shown as Markdown.
+    assert "<code>snapaudit fix -c URI --domain VM</code> (VM shut off)" in html
+    assert not re.search(r"<td class=\"fix\">[^<]*`", html)
 
 
 def test_noncompliant_snapshots_come_first_in_each_host():
@@ -74,7 +76,7 @@ def test_a_fleet_of_20_hosts_x_500_snapshots_is_at_most_3_mb(tmp_path):
     assert html.count('<tr class="nc"><td>') == 5_000
     assert len(re.findall(r"<td>(?:non)?compliant</td>", html)) == 10_000
     (internal_disk,) = [r for r in load_rules()[0] if r.code == "SNAP002"]
-    assert html.count(str(escape(internal_disk.remediation))) == 1
+    assert html.count(code_spans(internal_disk.remediation)) == 1
 
 
 def test_merge_gives_the_same_page(tmp_path):
