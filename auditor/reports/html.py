@@ -19,7 +19,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from auditor import __version__
-from auditor.display import human_size
+from auditor.display import human_size, plural
 from auditor.model import Finding, HostScan, ScanResult, Severity, Snapshot, SnapshotDisk
 from auditor.reports.diskfacts import disk_facts, memory_size
 from auditor.reports.records import iso
@@ -43,6 +43,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["code_spans"] = code_spans
+    env.filters["plural"] = plural
     return env
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 
-from auditor.engine.audit import audit
+from auditor.engine.audit import audit, with_rule_docs
 from auditor.engine.registry import load_rules
 from auditor.reports import render
 from auditor.reports.html import code_spans
 from auditor.sources.live.fleet import scan_hosts
 from bench.nodes import write_nodes
 from tests.helpers import run_cli
+from tests.sample_results import sample_result
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1764000000"}
 
@@ -85,3 +86,16 @@ def test_merge_gives_the_same_page(tmp_path):
     merged = run_cli("merge", str(report), "--format", "html", env=EPOCH)
     assert merged.returncode == 0, merged.stderr
     assert merged.stdout == page.read_text()
+
+
+def test_counts_read_as_english():
+    sample = render("html", with_rule_docs(sample_result(), load_rules()[0]))
+    text = text_of(sample)
+    assert "3 snapshots, 2 noncompliant, 3 errors, 3 warnings" in text
+    assert "2 domains, 3 snapshots" in text
+    assert "counting 1 waived finding and 1 baselined finding as accepted" in text
+    assert "1 finding already known, 5 new" in text
+    demo = text_of(run_cli("scan", "--demo", "--format", "html", env=EPOCH).stdout)
+    assert "7 domains, 9 snapshots" in demo and "18 rules ran" in demo
+    for page in (text, demo):
+        assert not re.search(r"\b1 (warning|error|finding|snapshot|host|domain|rule)s\b", page)
