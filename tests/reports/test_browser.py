@@ -284,3 +284,9 @@ def test_rows_stay_readable_in_a_normal_window(chromium, reports, tmp_path, name
     # Each disk on one line, not wrapped over several; nothing wider than the window.
     assert layout["disks"] and max(layout["disks"]) == 1, layout["disks"]
     assert layout["overflow"] <= 0
+
+
+@pytest.mark.parametrize("name", ["demo", "sample"])
+def test_the_summary_cards_fit_one_row(chromium, reports, tmp_path, name):
+    cards = measured(chromium, reports, tmp_path, name)["cards"]
+    assert len(cards) >= 7 and len(set(cards)) == 1, cards  # the accepted-findings card too
