@@ -22,6 +22,11 @@ def _escape(match: re.Match) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
+def plural(count: int, noun: str) -> str:
+    """A count and its noun, as English writes it: `1 warning`, `2 warnings`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def human_size(size: int | None) -> str:
     """Bytes in binary units, one decimal (`1.5 MiB`); `?` when unknown."""
     if size is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from auditor.display import plural
 from auditor.model import ScanResult, Waiver
 
 # More skipped items and rule errors than this are summed up in one line that names the
@@ -28,8 +29,8 @@ def problem_lines(result: ScanResult, paths: Iterable[Path | None]) -> list[str]
         counts = [
             text
             for count, text in (
-                (len(skipped), f"{_plural(len(skipped), 'item')} skipped"),
-                (len(result.rule_errors), _plural(len(result.rule_errors), "rule error")),
+                (len(skipped), f"{plural(len(skipped), 'item')} skipped"),
+                (len(result.rule_errors), plural(len(result.rule_errors), "rule error")),
             )
             if count
         ]
@@ -62,7 +63,3 @@ def _rule_error(error) -> str:
     where = "/".join(p for p in (error.domain, error.snapshot) if p)
     at = f"{error.host} {where}" if where else error.host
     return f"rule {error.rule} error on {at}: {error.message}"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -1,36 +1,50 @@
 """The HTML report: one self-contained page (inline CSS, no scripts, nothing fetched).
 
 Written for a fleet: a hosts table and a rules table first (each rule's remediation once),
-then one collapsed section per host with its noncompliant snapshots first. Sections collapse
+then one section per host with its noncompliant snapshots first: collapsed for a fleet, open
+for a single host (a screenshot or a mailed page shows its snapshots). Sections collapse
 with <details> alone, and print expanded; rows carry little markup so that 10,000 snapshots
 stay a page a mail client and a browser open quickly.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from importlib.resources import files
 from typing import TypedDict
 
 import jinja2
+from markupsafe import Markup, escape
 
 from auditor import __version__
-from auditor.display import human_size
+from auditor.display import human_size, plural
 from auditor.model import Finding, HostScan, ScanResult, Severity, Snapshot, SnapshotDisk
 from auditor.reports.diskfacts import disk_facts, memory_size
 from auditor.reports.records import iso
 from auditor.reports.summary import Summary, summarize
 
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def code_spans(text: str | None) -> Markup:
+    """Remediation text as HTML: escaped first, then each `code` span set in <code>. No other
+    Markdown; a lone backtick stays as it is."""
+    return Markup(_CODE_SPAN.sub(r"<code>\1</code>", str(escape(text or ""))))
+
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(files("auditor.reports.templates"))),
         autoescape=True,  # every name and description comes from a host
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["code_spans"] = code_spans
+    env.filters["plural"] = plural
+    return env
 
 
 def render(result: ScanResult, *, color: bool = False) -> str:

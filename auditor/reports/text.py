@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from auditor.display import clean
+from auditor.display import clean, plural
 from auditor.model import ScanResult, Severity
 from auditor.reports import in_pieces
 from auditor.reports.summary import summarize
@@ -70,8 +70,8 @@ def summary_line(result: ScanResult) -> str:
     s = summarize(result)
     counts = ", ".join(f"{s.findings[sev.value]} {sev.value}" for sev in reversed(Severity))
     text = (
-        f"{_plural(s.hosts, 'host')}, {_plural(s.domains, 'domain')}, "
-        f"{_plural(s.snapshots, 'snapshot')}: {s.compliant} compliant, "
+        f"{plural(s.hosts, 'host')}, {plural(s.domains, 'domain')}, "
+        f"{plural(s.snapshots, 'snapshot')}: {s.compliant} compliant, "
         f"{s.noncompliant} noncompliant; findings: {counts}"
     )
     accepted = [
@@ -89,9 +89,9 @@ def summary_line(result: ScanResult) -> str:
     incomplete = [
         part
         for count, part in (
-            (s.hosts_failed, f"{_plural(s.hosts_failed, 'host')} not scanned"),
-            (s.skipped, f"{_plural(s.skipped, 'item')} skipped"),
-            (s.rule_errors, _plural(s.rule_errors, "rule error")),
+            (s.hosts_failed, f"{plural(s.hosts_failed, 'host')} not scanned"),
+            (s.skipped, f"{plural(s.skipped, 'item')} skipped"),
+            (s.rule_errors, plural(s.rule_errors, "rule error")),
         )
         if count
     ]
@@ -102,7 +102,3 @@ def _accepted(f) -> str:
     if f.waiver is not None:
         return f"  [waived until {f.waiver.expires}: {clean(f.waiver.reason)}]"
     return "  [baselined]" if f.baselined else ""
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"

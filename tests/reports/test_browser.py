@@ -16,8 +16,12 @@ from xml.sax.saxutils import escape
 import pytest
 from lxml import html
 
+from auditor.engine.audit import with_rule_docs
+from auditor.engine.registry import load_rules
+from auditor.reports import render
 from testlab.pytest_fixtures import require
 from tests.helpers import run_cli
+from tests.sample_results import sample_result
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>",
@@ -239,3 +243,50 @@ def test_the_checks_see_a_script_and_a_request(chromium, tmp_path):
     _, console, requests = browse(chromium, page, tmp_path, "--dump-dom")
     assert "canary ran" in console
     assert [r for r in requests if "canary.example" in r] != []
+
+
+# Measures the page as laid out, every section open, into an attribute --dump-dom shows.
+MEASURE = """<script>
+for (const d of document.querySelectorAll("details")) d.open = true;
+const lines = (td) => {  // its text's lines (the cell itself is as tall as its row)
+  const range = document.createRange();
+  range.selectNodeContents(td);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.bottom))).size;
+};
+const root = document.documentElement;
+document.body.dataset.layout = JSON.stringify({
+  cards: [...document.querySelectorAll(".card")].map((c) => c.getBoundingClientRect().top),
+  disks: [...document.querySelectorAll("table.snaps tbody td:nth-child(6)")].map(
+    (td) => lines(td) / (td.querySelectorAll("br").length + 1)),
+  overflow: root.scrollWidth - root.clientWidth,
+});
+</script>"""
+
+
+def measured(chromium: str, reports, tmp_path: Path, name: str) -> dict:
+    """The layout of a report at 1280 px: "demo" or the sample result (accepted findings)."""
+    if name == "sample":
+        result = with_rule_docs(sample_result(), load_rules()[0])
+        assert result.waivers  # the accepted-findings card is shown
+        source = render("html", result)
+    else:
+        source = reports[name][0].read_text()
+    page = tmp_path / f"{name}-measured.html"
+    page.write_text(source.replace("</body>", MEASURE + "</body>"))
+    dom, console, _ = browse(chromium, page, tmp_path, "--dump-dom")
+    assert console == ""
+    return json.loads(html.fromstring(dom).xpath("//body/@data-layout")[0])
+
+
+@pytest.mark.parametrize("name", ["demo", "sample"])
+def test_rows_stay_readable_in_a_normal_window(chromium, reports, tmp_path, name):
+    layout = measured(chromium, reports, tmp_path, name)
+    # Each disk on one line, not wrapped over several; nothing wider than the window.
+    assert layout["disks"] and max(layout["disks"]) == 1, layout["disks"]
+    assert layout["overflow"] <= 0
+
+
+@pytest.mark.parametrize("name", ["demo", "sample"])
+def test_the_summary_cards_fit_one_row(chromium, reports, tmp_path, name):
+    cards = measured(chromium, reports, tmp_path, name)["cards"]
+    assert len(cards) >= 7 and len(set(cards)) == 1, cards  # the accepted-findings card too

@@ -210,3 +210,33 @@ def test_a_report_finding_has_the_keys_and_values_of_a_record_of_any_keys():
         generic = finding_record(f, "fp", list(REPORT_KEYS))  # not REPORT_KEYS: the generic path
         assert list(spelled_out.items()) == list(generic.items())
         assert list(spelled_out) == list(REPORT_KEYS)
+
+
+def test_html_names_an_image_once_in_the_findings_about_files():
+    html = render("html", with_rule_docs(sample_result(), load_rules()[0]))
+    table = html[html.index("<th>Image</th>") :]
+    row = table[: table.index("</tr>", table.index("SNAP011"))]
+    row = row[row.rindex("<tr>") :]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[1:4] == ["/images/web.qcow2", "old", "vda"]
+    assert row.count("/images/web.qcow2") == 2  # the cell, and the finding's own message
+
+
+def test_html_sets_code_spans_in_remediation_and_still_escapes_it():
+    hostile = "</td><script>alert(1)</script>"
+    sample = with_rule_docs(sample_result(), load_rules()[0])
+    findings = tuple(
+        dataclasses.replace(
+            f,
+            host=f"{f.host}{hostile}",
+            remediation=f"Run `virsh <b onclick=x> {hostile}` & then `ls`, or ` not closed",
+        )
+        for f in sample.findings
+    )
+    html = render("html", dataclasses.replace(sample, findings=findings))
+    assert (
+        "Run <code>virsh &lt;b onclick=x&gt; &lt;/td&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
+        "</code> &amp; then <code>ls</code>, or ` not closed"
+    ) in html
+    assert not re.search(r"<(script|b onclick)\b", html)
+    assert not re.search(r"<(?!/?code\b)[^>]*`", html)  # no backtick inside a tag
