@@ -72,6 +72,8 @@ def output_problem(*paths: os.PathLike | str | None) -> str | None:
         for shown in (os.fspath(p) for p in paths if p is not None):
             with _target(shown) as (found, kind):
                 if kind == "fd":
+                    # A descriptor closed now would be one snapaudit opens for itself later.
+                    os.fstat(found.descriptor or 0)
                     continue
                 if kind == "through":
                     writable = os.access(found.name, os.W_OK, dir_fd=found.dir_fd)

@@ -152,3 +152,13 @@ def test_trusted_links_are_followed_and_dot_dot_is_physical(tmp_path: Path):
         chase(str(tmp_path / "loop" / "x")),
     ):
         pass
+
+
+def test_a_descriptor_path_must_name_an_open_descriptor():
+    # Closed now, the number would be one snapaudit opens for itself later (a libvirt socket).
+    proc = run_cli(*SCAN, "-f", "json", "-o", "/dev/fd/7")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        "snapaudit: cannot write /dev/fd/7: Bad file descriptor\n",
+    )
