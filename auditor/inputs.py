@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 
 from auditor.display import one_line
-from auditor.safefs.chase import Untrusted, chase, trusted_uids
+from auditor.safefs.chase import Untrusted, chase, not_ours, trusted_uids
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _UNTRUSTED_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -142,7 +142,7 @@ def missing(path: Path) -> bool:
 def file_problem(st: os.stat_result) -> str | None:
     """Why a file that decides what snapaudit does could have been written by another user."""
     if st.st_uid not in trusted_uids():
-        return f"it belongs to uid {st.st_uid}, neither root nor the invoking user"
+        return not_ours("it", st.st_uid)
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         who = "every user" if st.st_mode & stat.S_IWOTH else "its group"
         return f"it is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"

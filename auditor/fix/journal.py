@@ -242,9 +242,7 @@ def untrusted_directory(directory: str) -> str | None:
     except OSError as exc:
         return f"{directory}: {exc.strerror}"
     if stat.S_ISLNK(link.st_mode) and link.st_uid not in trusted:
-        return (
-            f"symlink {directory} belongs to uid {link.st_uid}, neither root nor the invoking user"
-        )
+        return safefs.not_ours(f"symlink {directory}", link.st_uid)
     if st.st_mode & stat.S_ISVTX and st.st_uid in trusted:
         return None  # sticky, like /tmp: nobody else can rename or remove our journal
     return safefs.untrusted_directory(directory, st.st_uid, st.st_mode, trusted)

@@ -24,7 +24,7 @@ from auditor.safefs.atomic import (
     untrusted_directory,
     write_file,
 )
-from auditor.safefs.chase import Untrusted, chase, trusted_uids
+from auditor.safefs.chase import Untrusted, chase, not_ours, trusted_uids
 from auditor.safefs.exclusive import (
     FileStamp,
     PrivateDir,
@@ -42,6 +42,7 @@ __all__ = [
     "attempt",
     "chase",
     "create_file",
+    "not_ours",
     "output_problem",
     "remove_private_dir",
     "rename_noreplace",

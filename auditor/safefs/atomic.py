@@ -13,9 +13,15 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 
 from auditor.display import Problem
-from auditor.safefs.chase import Found, Untrusted, chase, directory_problem, trusted_uids
+from auditor.safefs.chase import (
+    Found,
+    Untrusted,
+    chase,
+    directory_problem,
+    not_ours,
+    trusted_uids,
+)
 
-_NOT_OURS = "belongs to uid %d, neither root nor the invoking user"
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
@@ -41,7 +47,7 @@ def _kind(found: Found, shown: str) -> str:
         return "replace"
     if stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode):
         if stat.S_ISFIFO(st.st_mode) and st.st_uid not in trusted_uids():
-            raise WriteError(f"cannot write {shown}: FIFO {found.path} {_NOT_OURS % st.st_uid}")
+            raise WriteError(f"cannot write {shown}: {not_ours(f'FIFO {found.path}', st.st_uid)}")
         return "through"
     what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a file, device or FIFO"
     raise WriteError(f"cannot write {shown}: it is {what}")

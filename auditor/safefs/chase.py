@@ -50,7 +50,7 @@ def directory_problem(
         who = "every user" if mode & stat.S_IWOTH else "its group"
         return f"{path} is writable by {who} (mode {stat.S_IMODE(mode):04o})"
     if owner not in trusted:
-        return f"{path} belongs to uid {owner}, neither root nor the invoking user"
+        return not_ours(path, owner)
     return None
 
 
@@ -131,7 +131,7 @@ def _walk(
                 raise Untrusted(f"{path}: too many levels of symlinks")
             where = os.path.join(parent, name)
             if st.st_uid not in trusted:
-                raise Untrusted(f"symlink {where} belongs to uid {st.st_uid}, " + _NOT_OURS)
+                raise Untrusted(not_ours(f"symlink {where}", st.st_uid))
             if not safe[-1]:
                 raise Untrusted(f"symlink {where} is in a directory another user controls")
             target = os.readlink(name, dir_fd=parent_fd)
@@ -161,7 +161,9 @@ def _walk(
         safe.append(problem is None)
 
 
-_NOT_OURS = "neither root nor the invoking user"
+def not_ours(what: str, owner: int) -> str:
+    """The one way a refusal says who owns WHAT."""
+    return f"{what} belongs to uid {owner}, neither root nor the invoking user"
 
 
 def descriptor(path: str) -> int | None:
